@@ -1,0 +1,76 @@
+/**
+ * The desired state of one hub: the document the Pulumi program sends to `cloudpal-agent apply` on stdin,
+ * and that the agent persists (0600) and reconciles WireGuard, nftables and unbound against.
+ *
+ * The Pulumi side builds it with `buildHubState()` (components/state.ts); the agent validates it at the edge
+ * with the JSON Schema in agent/src/state-schema.ts. Addresses are already allocated (agent/src/addressing.ts):
+ * the agent never invents one, so the client configs made by Pulumi and the hub always agree.
+ */
+export type FirewallMode = "vpn" | "mesh-only";
+
+export interface GroupState {
+  /** Group name, hostname-safe. */
+  readonly name: string;
+  /** Groups whose peers this group's peers may open connections to (its own name included if members talk). */
+  readonly reaches: readonly string[];
+  /** Whether this group's peers may use the hub as their internet gateway (only honoured in `vpn` mode). */
+  readonly internet: boolean;
+}
+
+export interface PeerState {
+  /** Hostname-safe device name; also its DNS name `<name>.pal`. */
+  readonly name: string;
+  /** WireGuard public key, 44 base64 characters. */
+  readonly publicKey: string;
+  /** Optional WireGuard preshared key (secret). */
+  readonly presharedKey?: string;
+  /** The peer's tunnel IPv4 address, no prefix (e.g. "10.77.0.23"). */
+  readonly ipv4: string;
+  /** The peer's tunnel IPv6 address, no prefix (e.g. "fd7a:c10d:9a1::17"). */
+  readonly ipv6: string;
+  /** Name of one of the groups. */
+  readonly group: string;
+}
+
+export interface DnsUpstream {
+  /** IP address of a DNS-over-TLS resolver. */
+  readonly address: string;
+  /** TLS authentication name of that resolver (e.g. "cloudflare-dns.com"). */
+  readonly tlsName: string;
+  /** Port; DNS-over-TLS is 853. */
+  readonly port: number;
+}
+
+export interface DnsState {
+  /** Blocklist sources (hosts files or plain domain lists), fetched by the hub itself. */
+  readonly blocklists: readonly string[];
+  /** Domains never blocked, even when a blocklist names them. */
+  readonly allow: readonly string[];
+  /** Domains always blocked. */
+  readonly deny: readonly string[];
+  readonly upstreams: readonly DnsUpstream[];
+  readonly dnssec: boolean;
+  readonly queryLog: boolean;
+}
+
+export interface HubState {
+  readonly version: 1;
+  readonly hub: {
+    /** The hub's WireGuard private key (secret). */
+    readonly privateKey: string;
+    /** WireGuard UDP listen port. */
+    readonly listenPort: number;
+    /** SSH port the firewall keeps open. */
+    readonly sshPort: number;
+    /** CIDRs allowed to reach SSH. */
+    readonly sshAllowedCidrs: readonly string[];
+    /** The private IPv4 subnet, e.g. "10.77.0.0/16"; the hub is its first host. */
+    readonly ipv4Subnet: string;
+    /** The private IPv6 ULA prefix, e.g. "fd7a:c10d:9a1::/64"; the hub is its first host. */
+    readonly ipv6Prefix: string;
+  };
+  readonly mode: FirewallMode;
+  readonly groups: readonly GroupState[];
+  readonly peers: readonly PeerState[];
+  readonly dns: DnsState;
+}
