@@ -3,7 +3,7 @@ const common = {
   preset: "ts-jest",
   testEnvironment: "node",
   // Type errors are reported by `npm run typecheck`; compiling per file keeps the suite fast.
-  transform: { "^.+\\.ts$": ["ts-jest", { isolatedModules: true }] },
+  transform: { "^.+\\.ts$": ["ts-jest", {}] },
 };
 
 module.exports = {

@@ -1,0 +1,84 @@
+/**
+ * `npm run device -- NAME [--qr] [--out FILE] [--stack STACK]`: a device's WireGuard config from the stack's
+ * outputs, as text, as a QR code in the terminal (scan it with the WireGuard app), or as a 0600 file.
+ * `npm run device -- --list` names the devices.
+ *
+ * The configs are secret stack outputs; they are read with `pulumi stack output --show-secrets` through the
+ * project's one process runner, so the keys only ever pass through a pipe, never argv or a log.
+ */
+import { parseArgs } from "util";
+import * as QRCode from "qrcode";
+import { writeFileAtomic } from "../agent/src/atomic-file";
+import { realRunner, type Runner } from "../agent/src/runner";
+
+export class DeviceError extends Error {}
+
+/** Parses `pulumi stack output clientConfigs --json` and picks one device, with a helpful error. */
+export function pickConfig(outputJson: string, name: string): string {
+  const configs = parseConfigs(outputJson);
+  const config = configs[name];
+  if (config === undefined) {
+    const known = Object.keys(configs).sort();
+    throw new DeviceError(
+      `device ${JSON.stringify(name)} is not in this stack's 'cloudpal:peers': known devices are ${known.length ? known.join(", ") : "(none)"}. Add it under 'cloudpal:peers' and run 'pulumi up' first.`,
+    );
+  }
+  return config;
+}
+
+export function parseConfigs(outputJson: string): Record<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(outputJson);
+  } catch {
+    throw new DeviceError("'pulumi stack output clientConfigs --json' did not print JSON: has 'pulumi up' run?");
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new DeviceError("the stack output 'clientConfigs' is not a map of device name to config: has 'pulumi up' run?");
+  }
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(parsed)) if (typeof v === "string") out[k] = v;
+  return out;
+}
+
+export function renderQr(config: string): Promise<string> {
+  return QRCode.toString(config, { type: "terminal", small: true, errorCorrectionLevel: "M" });
+}
+
+async function main(argv: readonly string[], runner: Runner): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: {
+      qr: { type: "boolean", default: false },
+      list: { type: "boolean", default: false },
+      out: { type: "string" },
+      stack: { type: "string" },
+    },
+  });
+  const args = ["stack", "output", "clientConfigs", "--json", "--show-secrets"];
+  if (values.stack) args.push("--stack", values.stack);
+  const { stdout } = await runner.run("pulumi", args);
+  if (values.list) {
+    process.stdout.write(Object.keys(parseConfigs(stdout)).sort().join("\n") + "\n");
+    return;
+  }
+  const name = positionals[0];
+  if (!name) throw new DeviceError("name a device: 'npm run device -- laptop [--qr] [--out laptop.conf]', or '--list'.");
+  const config = pickConfig(stdout, name);
+  if (values.out) {
+    writeFileAtomic(values.out, config, 0o600);
+    process.stderr.write(`wrote ${values.out} (mode 0600)\n`);
+  } else if (values.qr) {
+    process.stdout.write(await renderQr(config));
+  } else {
+    process.stdout.write(config);
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2), realRunner()).catch((e: unknown) => {
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  });
+}
