@@ -1,9 +1,14 @@
 /**
- * CONTRACT (to be implemented by the delivery work, issue 5): the remote steps that put the agent on a host
- * and hand it the desired state. The Pulumi program turns each step into a `command.remote.Command`; the VM
- * end-to-end test runs the very same steps through `ssh`. Commands hold no secrets; secrets only travel on
- * stdin, named by `stdin`.
+ * The remote steps that put the agent on a host and hand it the desired state. The Pulumi program turns each
+ * step into a `command.remote.Command`; the VM end-to-end test runs the very same steps through `ssh`
+ * (test/e2e/vm/delivery-runner.ts). Commands hold no secrets; secrets only travel on stdin, named by `stdin`.
+ *
+ * Every command is built from constants (LAYOUT paths and the validated timeout), never from user input, and
+ * is POSIX sh: `command.remote.Command` runs it through the login shell of the operator user, which cloud-init
+ * leaves at /bin/sh unless told otherwise.
  */
+import { LAYOUT } from "../agent/src/layout";
+
 export type StdinPayload = "agentBundle" | "state" | "bootstrapScript";
 
 export interface RemoteStep {
@@ -13,6 +18,12 @@ export interface RemoteStep {
   readonly command: string;
   /** Which payload is piped to the command's stdin, if any. */
   readonly stdin?: StdinPayload;
+  /**
+   * Payloads other than `stdin` whose change must re-run this step too (the program passes a hash of each as
+   * a Command trigger). A change of `stdin` itself re-runs the step already, since it is a Command input.
+   * Added after the first contract; optional, so older callers keep working.
+   */
+  readonly triggers?: readonly StdinPayload[];
 }
 
 export interface DeliveryOptions {
@@ -22,6 +33,124 @@ export interface DeliveryOptions {
   readonly cloudInitTimeoutSeconds: number;
 }
 
-export function deliverySteps(_options: DeliveryOptions): RemoteStep[] {
-  throw new Error("deliverySteps: not implemented yet (issue 5)");
+/** The cloud-init wait bound the program uses unless told otherwise: a slow first apt run takes minutes. */
+export const DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS = 900;
+
+/** Lines of /var/log/cloud-init-output.log shown when cloud-init fails. */
+const LOG_TAIL_LINES = 60;
+
+export function validateDeliveryOptions(options: DeliveryOptions): void {
+  const t = options.cloudInitTimeoutSeconds;
+  if (!Number.isInteger(t) || t < 10 || t > 7200) {
+    throw new Error(
+      `'cloudInitTimeoutSeconds' (${String(t)}) is not a whole number of seconds between 10 and 7200: ` +
+        `pick a bound such as ${DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS}.`,
+    );
+  }
+}
+
+/** Single-quotes a constant for sh; every interpolated value below goes through it. */
+function sh(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Waits for cloud-init, bounded. `cloud-init status --wait` exits 0 when done, 1 on error and (cloud-init
+ * 23.4 and later) 2 when done with recoverable errors; `timeout` exits 124 when the bound is reached. On
+ * failure the operator sees `status --long` and the output log tail in the Pulumi error, not just an exit code.
+ * The diagnostics use `|| :` because a failure to print them must not hide the real failure reported after.
+ */
+function waitForCloudInit(timeoutSeconds: number): RemoteStep {
+  const seconds = String(timeoutSeconds);
+  const log = "/var/log/cloud-init-output.log";
+  const command = [
+    "if ! command -v cloud-init >/dev/null 2>&1; then",
+    "  echo 'cloud-init is not installed on this host: nothing to wait for.'",
+    "  exit 0",
+    "fi",
+    "rc=0",
+    `timeout ${seconds} cloud-init status --wait >/dev/null || rc=$?`,
+    'if [ "$rc" -eq 0 ]; then echo "cloud-init: done"; exit 0; fi',
+    'if [ "$rc" -eq 2 ]; then',
+    "  echo 'cloud-init finished with recoverable errors; continuing:' >&2",
+    "  sudo cloud-init status --long >&2 || :",
+    "  exit 0",
+    "fi",
+    `echo '--- cloud-init status --long' >&2`,
+    "sudo cloud-init status --long >&2 || :",
+    `echo ${sh(`--- last ${LOG_TAIL_LINES} lines of ${log}`)} >&2`,
+    `sudo tail -n ${LOG_TAIL_LINES} ${sh(log)} >&2 || :`,
+    'if [ "$rc" -eq 124 ]; then',
+    `  echo ${sh(`cloud-init did not finish within ${seconds} s: see the status and log tail above; raise 'cloudInitTimeoutSeconds' if the host is only slow, then run 'pulumi up' again.`)} >&2`,
+    "else",
+    `  echo "cloud-init failed (exit $rc): see the status and log tail above; fix the cause, then run 'pulumi up' again." >&2`,
+    "fi",
+    "exit 1",
+  ].join("\n");
+  return { name: "wait-cloud-init", command };
+}
+
+/**
+ * Runs the bootstrap script (the same steps cloud-init runs on a cloud VM) as root. The script is saved to a
+ * root-only temp file and run with stdin from /dev/null, rather than `bash -s`: with `bash -s` any command in
+ * the script that reads stdin (apt's maintainer scripts, for one) would swallow the rest of the script.
+ */
+function bootstrap(): RemoteStep {
+  const inner = [
+    "set -eu",
+    "script=$(mktemp /root/.cloudpal-bootstrap.XXXXXX)",
+    "trap 'rm -f \"$script\"' EXIT",
+    'cat >"$script"',
+    'bash "$script" </dev/null',
+  ].join("; ");
+  return { name: "bootstrap", command: `sudo sh -c ${sh(inner)}`, stdin: "bootstrapScript" };
+}
+
+/**
+ * Installs the agent bundle atomically: a temp file in the same directory, syntax-checked by the hub's own
+ * node, synced, then renamed over the old one, so a dropped connection never leaves half a bundle that the
+ * boot-time unit would run.
+ */
+function installAgent(): RemoteStep {
+  const target = LAYOUT.agentBundle;
+  const dir = target.slice(0, target.lastIndexOf("/"));
+  const inner = [
+    "set -eu",
+    "umask 022",
+    `install -d -m 0755 -o root -g root ${sh(dir)}`,
+    `tmp=$(mktemp ${sh(`${dir}/.cloudpal-agent.XXXXXX`)})`,
+    "trap 'rm -f \"$tmp\"' EXIT",
+    'cat >"$tmp"',
+    `test -s "$tmp" || { echo 'the agent bundle arrived empty: nothing was installed.' >&2; exit 1; }`,
+    'node --check "$tmp"',
+    'chown root:root "$tmp"',
+    'chmod 0755 "$tmp"',
+    'sync "$tmp"',
+    `mv -f "$tmp" ${sh(target)}`,
+    "trap - EXIT",
+    `echo ${sh(`installed ${target}`)}`,
+  ].join("; ");
+  return { name: "agent-bundle", command: `sudo sh -c ${sh(inner)}`, stdin: "agentBundle" };
+}
+
+/** Hands the desired state to the agent; a new agent version may render differently, so it re-runs then too. */
+function applyState(): RemoteStep {
+  return {
+    name: "state",
+    command: `sudo ${sh(LAYOUT.agentBin)} apply`,
+    stdin: "state",
+    triggers: ["agentBundle"],
+  };
+}
+
+/**
+ * The steps, in order. On an existing server cloud-init is waited for first: a server made from a cloud image
+ * may still be running its own first boot, and its apt run would hold the dpkg lock the bootstrap needs.
+ */
+export function deliverySteps(options: DeliveryOptions): RemoteStep[] {
+  validateDeliveryOptions(options);
+  const wait = waitForCloudInit(options.cloudInitTimeoutSeconds);
+  return options.bootstrapOverSsh
+    ? [wait, bootstrap(), installAgent(), applyState()]
+    : [wait, installAgent(), applyState()];
 }

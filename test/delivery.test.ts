@@ -1,0 +1,170 @@
+/**
+ * The delivery steps: their order, their payloads, that no command can carry a secret, and the cloud-init
+ * wait's behaviour, run for real by /bin/sh against a stand-in `cloud-init` on PATH (the VM test runs the
+ * same commands against the real one).
+ */
+import { spawnSync } from "child_process"; // eslint-disable-line no-restricted-imports -- runs the step's sh command under test.
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import { join } from "path";
+import { deliverySteps, DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS, type RemoteStep } from "../components/delivery";
+import { LAYOUT } from "../agent/src/layout";
+
+const cloud = { bootstrapOverSsh: false, cloudInitTimeoutSeconds: 600 };
+const existing = { bootstrapOverSsh: true, cloudInitTimeoutSeconds: 600 };
+
+function step(steps: RemoteStep[], name: string): RemoteStep {
+  const s = steps.find((x) => x.name === name);
+  if (!s) throw new Error(`no step ${name} in ${steps.map((x) => x.name).join(", ")}`);
+  return s;
+}
+
+describe("deliverySteps", () => {
+  it("waits for cloud-init, installs the agent, then applies the state on a cloud VM", () => {
+    const steps = deliverySteps(cloud);
+    expect(steps.map((s) => [s.name, s.stdin])).toEqual([
+      ["wait-cloud-init", undefined],
+      ["agent-bundle", "agentBundle"],
+      ["state", "state"],
+    ]);
+  });
+
+  it("runs the bootstrap after the cloud-init wait and before the agent on an existing server", () => {
+    const steps = deliverySteps(existing);
+    expect(steps.map((s) => [s.name, s.stdin])).toEqual([
+      ["wait-cloud-init", undefined],
+      ["bootstrap", "bootstrapScript"],
+      ["agent-bundle", "agentBundle"],
+      ["state", "state"],
+    ]);
+  });
+
+  it("re-runs the state step when the agent changes, not only when the state does", () => {
+    expect(step(deliverySteps(cloud), "state").triggers).toEqual(["agentBundle"]);
+  });
+
+  it("uses kebab-case names that are unique (they become Pulumi resource names)", () => {
+    const names = deliverySteps(existing).map((s) => s.name);
+    expect(new Set(names).size).toBe(names.length);
+    for (const n of names) expect(n).toMatch(/^[a-z]+(-[a-z]+)*$/);
+  });
+
+  it("puts the timeout into the wait command and nothing else varies with the options", () => {
+    const a = deliverySteps({ bootstrapOverSsh: false, cloudInitTimeoutSeconds: 123 });
+    expect(step(a, "wait-cloud-init").command).toContain("timeout 123 cloud-init status --wait");
+    const b = deliverySteps({ bootstrapOverSsh: false, cloudInitTimeoutSeconds: 456 });
+    expect(a.slice(1)).toEqual(b.slice(1));
+  });
+
+  it("never puts a payload into a command: commands are fixed strings whatever the state holds", () => {
+    // Commands are built from constants only; a WireGuard key or a token can only reach the host on stdin.
+    for (const options of [cloud, existing]) {
+      for (const s of deliverySteps(options)) {
+        expect(s.command).not.toMatch(/[A-Za-z0-9+/]{42,}[AEIMQUYcgkosw048]=/);
+        expect(s.command).not.toMatch(/PRIVATE KEY|PrivateKey|privateKey/);
+      }
+    }
+    expect(step(deliverySteps(cloud), "state").command).toBe(`sudo '${LAYOUT.agentBin}' apply`);
+  });
+
+  it("installs the bundle through a temp file in the target directory, renamed into place", () => {
+    const c = step(deliverySteps(cloud), "agent-bundle").command;
+    const dir = LAYOUT.agentBundle.slice(0, LAYOUT.agentBundle.lastIndexOf("/"));
+    expect(c).toContain(`mktemp '\\''${dir}/.cloudpal-agent.XXXXXX'\\''`);
+    expect(c.indexOf("chmod 0755")).toBeLessThan(c.indexOf("mv -f"));
+    expect(c.indexOf("node --check")).toBeLessThan(c.indexOf("mv -f"));
+    expect(c).toContain(`mv -f "$tmp" '\\''${LAYOUT.agentBundle}'\\''`);
+  });
+
+  it("rejects a timeout that is not a sane number of seconds, naming the field", () => {
+    for (const bad of [0, 5, 1.5, Number.NaN, 100_000]) {
+      expect(() => deliverySteps({ bootstrapOverSsh: false, cloudInitTimeoutSeconds: bad })).toThrow(
+        /^'cloudInitTimeoutSeconds' \(.*\) is not a whole number of seconds between 10 and 7200/,
+      );
+    }
+    expect(DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS).toBeGreaterThanOrEqual(10);
+  });
+});
+
+describe("the wait-cloud-init command, run by /bin/sh", () => {
+  let bin: string;
+  beforeEach(() => {
+    bin = mkdtempSync(join(tmpdir(), `cloudpal-delivery-${process.pid}-`));
+    // `sudo` here only runs its arguments: the step calls it for root-only logs, not for behaviour.
+    writeFileSync(join(bin, "sudo"), '#!/bin/sh\nexec "$@"\n');
+    chmodSync(join(bin, "sudo"), 0o755);
+  });
+  afterEach(() => rmSync(bin, { recursive: true, force: true }));
+
+  /** A stand-in cloud-init whose `status --wait` exits with `rc` after `sleep` seconds. */
+  function fakeCloudInit(rc: number, sleepSeconds = 0): void {
+    writeFileSync(
+      join(bin, "cloud-init"),
+      `#!/bin/sh
+case "$*" in
+  "status --wait") sleep ${sleepSeconds}; exit ${rc} ;;
+  "status --long") echo "status: error"; echo "errors: module package_update_upgrade_install failed" ;;
+esac
+`,
+    );
+    chmodSync(join(bin, "cloud-init"), 0o755);
+  }
+
+  function runWait(timeoutSeconds = 600) {
+    const command = step(
+      deliverySteps({ bootstrapOverSsh: false, cloudInitTimeoutSeconds: timeoutSeconds }),
+      "wait-cloud-init",
+    ).command;
+    // PATH keeps the system tools (timeout, tail) but finds the stand-ins first; no real cloud-init is reached.
+    return spawnSync("/bin/sh", ["-c", command], {
+      encoding: "utf8",
+      env: { PATH: `${bin}:/usr/bin:/bin` },
+      timeout: 60_000,
+    });
+  }
+
+  it("succeeds when cloud-init is done", () => {
+    fakeCloudInit(0);
+    const r = runWait();
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("cloud-init: done");
+  });
+
+  it("fails with the long status and a sentence saying what to do when cloud-init reports an error", () => {
+    fakeCloudInit(1);
+    const r = runWait();
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("errors: module package_update_upgrade_install failed");
+    expect(r.stderr).toContain("last 60 lines of /var/log/cloud-init-output.log");
+    expect(r.stderr).toMatch(
+      /cloud-init failed \(exit 1\): see the status and log tail above; fix the cause/,
+    );
+  });
+
+  it("continues, with a warning, when cloud-init is done with recoverable errors (exit 2)", () => {
+    fakeCloudInit(2);
+    const r = runWait();
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain("recoverable errors");
+  });
+
+  it("gives up after the bound with a message naming the setting to raise", () => {
+    fakeCloudInit(0, 30);
+    const started = Date.now();
+    const r = runWait(10);
+    expect(Date.now() - started).toBeLessThan(25_000);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/cloud-init did not finish within 10 s: .*raise 'cloudInitTimeoutSeconds'/);
+  }, 40_000);
+
+  it("has nothing to wait for on a server without cloud-init", () => {
+    const r = spawnSync(
+      "/bin/sh",
+      ["-c", step(deliverySteps(existing), "wait-cloud-init").command],
+      // No cloud-init anywhere on this PATH (the host has one in /usr/bin).
+      { encoding: "utf8", env: { PATH: bin } },
+    );
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("cloud-init is not installed on this host");
+  });
+});
