@@ -1,0 +1,118 @@
+import { posix } from "node:path";
+import { LAYOUT } from "../agent/src/layout";
+import { AGENT_WRAPPER, agentUnits } from "../agent/src/units";
+import { renderNftablesBaseline } from "./nftables-baseline";
+import { HUB_PACKAGES } from "./packages";
+import type { BootstrapSpec } from "./spec";
+import { renderSshdConfig, renderSshSocketDropIn, SSHD_DROP_IN, SSH_SOCKET_DROP_IN } from "./ssh";
+import {
+  JOURNALD_DROP_IN,
+  renderJournald,
+  renderSysctl,
+  renderUnattendedUpgrades,
+  SYSCTL_FILE,
+  UNATTENDED_UPGRADES_FILE,
+} from "./system";
+import { FAIL_FAST, type CloudConfig, type Command, type WriteFile } from "./types";
+import { renderUnboundBaseline } from "./unbound-baseline";
+import { validateBootstrapSpec } from "./validate";
+
+function rootFile(path: string, content: string, permissions = "0644"): WriteFile {
+  return { path, content, permissions, owner: "root:root" };
+}
+
+function dir(path: string, mode: string): Command {
+  return ["install", "-d", "-m", mode, "-o", "root", "-g", "root", path];
+}
+
+/**
+ * Commands run once the packages are installed (cloud-init: runcmd, which runs after
+ * package_update_upgrade_install in the final stage), in this order:
+ *
+ * 1. The firewall first. Before this line, on a fresh VM, only sshd listens on a public address (on sshPort,
+ *    key-only, as configured by the drop-in written before sshd started); unbound, just installed, listens on
+ *    loopback only because its baseline was written before the package; nothing listens on the WireGuard port
+ *    until the agent runs. The provider's own firewall, created with the VM, covers that window too. From the
+ *    next boot on, nftables.service loads the same file before the network comes up.
+ * 2. Settings that need a reload to apply: forwarding, journald.
+ * 3. The agent's places and units; the agent itself starts only once its state exists (ConditionPathExists).
+ */
+function commands(): Command[] {
+  const bundleDir = posix.dirname(LAYOUT.agentBundle);
+  return [
+    ["nft", "-f", LAYOUT.nftablesConfig],
+    ["systemctl", "enable", "nftables.service"],
+    ["systemctl", "restart", "systemd-sysctl.service"],
+    ["systemctl", "restart", "systemd-journald.service"],
+    dir(LAYOUT.stateDir, "0700"),
+    dir(LAYOUT.blocklistDir, "0700"),
+    dir(bundleDir, "0755"),
+    // sshd -t refuses to run without its privilege-separation directory, which only exists once ssh.service has
+    // started; with Ubuntu's socket activation it may not have yet.
+    dir("/run/sshd", "0755"),
+    ["sshd", "-t"],
+    ["systemctl", "daemon-reload"],
+    // Socket first, then the daemon, so a socket-activated sshd picks up the new listening socket. try-restart
+    // leaves whichever of the two is not in use alone.
+    ["systemctl", "try-restart", "ssh.socket"],
+    ["systemctl", "try-restart", "ssh.service"],
+    ["unbound-checkconf"],
+    ["systemctl", "restart", "unbound.service"],
+    ["systemctl", "enable", LAYOUT.units.agent],
+    ["systemctl", "enable", "--now", LAYOUT.units.blocklistsTimer],
+  ];
+}
+
+/**
+ * THE description of a hub's bootstrap, as typed cloud-config. Both renderers read only this: the user-data
+ * serialises it, and the bootstrap script for existing servers translates it, so the two cannot drift.
+ * Everything in it is fixed for the VM's life and public: no key, no peer, no blocklist.
+ */
+export function bootstrapCloudConfig(spec: BootstrapSpec): CloudConfig {
+  validateBootstrapSpec(spec);
+  const files: WriteFile[] = [
+    rootFile(LAYOUT.nftablesConfig, renderNftablesBaseline(spec)),
+    rootFile(LAYOUT.unboundConfig, renderUnboundBaseline()),
+    rootFile(SSHD_DROP_IN, renderSshdConfig(spec.sshPort)),
+    rootFile(SSH_SOCKET_DROP_IN, renderSshSocketDropIn(spec.sshPort)),
+    rootFile(SYSCTL_FILE, renderSysctl()),
+    rootFile(JOURNALD_DROP_IN, renderJournald()),
+    rootFile(UNATTENDED_UPGRADES_FILE, renderUnattendedUpgrades(spec.image, spec.unattendedUpgrades)),
+    rootFile(LAYOUT.agentBin, AGENT_WRAPPER, "0755"),
+    ...agentUnits().map((unit) => rootFile(unit.path, unit.content)),
+  ];
+  return {
+    hostname: spec.hostname,
+    preserve_hostname: false,
+    manage_etc_hosts: true,
+    // The only locale every image has without generating one (en_US is missing on minimal images).
+    locale: "C.UTF-8",
+    disable_root: true,
+    ssh_pwauth: false,
+    users: [
+      {
+        name: spec.operator.user,
+        gecos: "CloudPal operator",
+        groups: ["adm", "sudo"],
+        sudo: "ALL=(ALL) NOPASSWD:ALL",
+        shell: "/bin/bash",
+        lock_passwd: true,
+        ssh_authorized_keys: spec.operator.sshPublicKeys.map((key) => key.trim()),
+      },
+      {
+        name: LAYOUT.user,
+        gecos: "CloudPal agent",
+        system: true,
+        no_create_home: true,
+        shell: "/usr/sbin/nologin",
+        lock_passwd: true,
+      },
+    ],
+    write_files: files,
+    package_update: true,
+    // Upgrading everything at first boot would add minutes; unattended-upgrades applies security fixes.
+    package_upgrade: false,
+    packages: HUB_PACKAGES,
+    runcmd: [FAIL_FAST, ...commands()],
+  };
+}

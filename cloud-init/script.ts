@@ -1,0 +1,149 @@
+import { MANAGED_HEADER } from "../agent/src/layout";
+import { FAIL_FAST, type CloudConfig, type CloudUser, type WriteFile } from "./types";
+
+/** Quotes one word for bash: single quotes, with embedded quotes closed, escaped and reopened. */
+export function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+function argv(words: readonly string[]): string {
+  return words.map(shellQuote).join(" ");
+}
+
+const EOF_MARK = "CLOUDPAL_EOF";
+
+/** A quoted heredoc: bash expands nothing inside it. The content must not contain the end marker line. */
+function heredoc(content: string): string {
+  if (content.split("\n").includes(EOF_MARK)) {
+    throw new Error(`a bootstrap file contains the line ${EOF_MARK}, which would end its heredoc early`);
+  }
+  const body = content.endsWith("\n") ? content : `${content}\n`;
+  return `<<'${EOF_MARK}'\n${body}${EOF_MARK}`;
+}
+
+/**
+ * Helpers at the top of the script. put_file writes atomically (temp file in the same directory, then rename)
+ * and keeps one copy of a file it replaces that CloudPal did not write, so an existing server's own
+ * /etc/nftables.conf or sshd settings can be found again as FILE.pre-cloudpal.
+ */
+const PRELUDE = `export DEBIAN_FRONTEND=noninteractive
+umask 022
+
+put_file() {
+	path=$1 mode=$2 owner=$3
+	mkdir -p "$(dirname "$path")"
+	if [ -f "$path" ] && [ ! -e "$path.pre-cloudpal" ] && ! grep -qF 'Managed by CloudPal' "$path"; then
+		cp -p "$path" "$path.pre-cloudpal"
+	fi
+	tmp=$(mktemp "$path.cloudpal.XXXXXX")
+	cat >"$tmp"
+	chmod "$mode" "$tmp"
+	chown "$owner" "$tmp"
+	sync "$tmp"
+	mv -f "$tmp" "$path"
+}
+
+add_line_once() {
+	grep -qxF "$2" "$1" 2>/dev/null || printf '%s\\n' "$2" >>"$1"
+}
+`;
+
+function writeFiles(files: readonly WriteFile[]): string[] {
+  return files.map((f) => `put_file ${argv([f.path, f.permissions, f.owner])} ${heredoc(f.content)}`);
+}
+
+function user(u: CloudUser): string[] {
+  const create = ["useradd", "--shell", u.shell];
+  if (u.system === true) create.push("--system");
+  create.push(u.no_create_home === true ? "--no-create-home" : "--create-home");
+  if (u.gecos !== undefined) create.push("--comment", u.gecos);
+  const lines = [`id -u ${shellQuote(u.name)} >/dev/null 2>&1 || ${argv([...create, u.name])}`];
+  if (u.groups !== undefined && u.groups.length > 0) {
+    lines.push(argv(["usermod", "--append", "--groups", u.groups.join(","), u.name]));
+  }
+  // lock_passwd: the account keeps no usable password; logins are by key only.
+  lines.push(argv(["usermod", "--lock", u.name]));
+  if (u.sudo !== undefined) {
+    const file = `/etc/sudoers.d/90-cloudpal-${u.name}`;
+    lines.push(`put_file ${argv([file, "0440", "root:root"])} ${heredoc(`${u.name} ${u.sudo}\n`)}`);
+    lines.push(argv(["visudo", "-c", "-q", "-f", file]));
+  }
+  if (u.ssh_authorized_keys !== undefined && u.ssh_authorized_keys.length > 0) {
+    // Keys are added, never replaced: an existing operator account keeps the keys it already had.
+    lines.push(
+      `home=$(getent passwd ${shellQuote(u.name)} | cut -d: -f6)`,
+      `install -d -m 0700 -o ${shellQuote(u.name)} -g ${shellQuote(u.name)} "$home/.ssh"`,
+      `touch "$home/.ssh/authorized_keys"`,
+      ...u.ssh_authorized_keys.map((key) => `add_line_once "$home/.ssh/authorized_keys" ${shellQuote(key)}`),
+      `chown ${shellQuote(`${u.name}:${u.name}`)} "$home/.ssh/authorized_keys"`,
+      `chmod 0600 "$home/.ssh/authorized_keys"`,
+    );
+  }
+  return lines;
+}
+
+/**
+ * How each cloud-config key is carried out over SSH. A Record over every key of CloudConfig: adding a key to
+ * the description without saying here what it means on an existing server does not compile.
+ */
+const steps: { readonly [K in keyof CloudConfig]: (value: CloudConfig[K], config: CloudConfig) => string[] } =
+  {
+    write_files: (files) => writeFiles(files),
+    hostname: (name) => [argv(["hostnamectl", "set-hostname", name])],
+    preserve_hostname: () => [],
+    manage_etc_hosts: (_on, config) => [
+      // cloud-init rewrites /etc/hosts from a template; on a server someone already runs, only add our name.
+      `add_line_once /etc/hosts ${shellQuote(`127.0.1.1 ${config.hostname}`)}`,
+    ],
+    users: (users) => users.flatMap(user),
+    // Root login and passwords are refused by the sshd drop-in among write_files, exactly as on a cloud VM.
+    disable_root: () => [],
+    ssh_pwauth: () => [],
+    locale: (locale) => [argv(["localectl", "set-locale", `LANG=${locale}`])],
+    package_update: () => [argv(["apt-get", "update", "-q"])],
+    package_upgrade: () => [],
+    // The same dpkg option cloud-init uses: keep the files written above rather than the packages' defaults.
+    packages: (packages) => [
+      argv(["apt-get", "install", "-y", "-q", "-o", "Dpkg::Options::=--force-confold", ...packages]),
+    ],
+    runcmd: (cmds) => cmds.filter((c) => c !== FAIL_FAST).map((c) => argv(c as readonly string[])),
+  };
+
+/** The order cloud-init runs these modules in on Debian/Ubuntu: init stage, config stage, final stage. */
+const ORDER: readonly (keyof CloudConfig)[] = [
+  "write_files",
+  "hostname",
+  "preserve_hostname",
+  "manage_etc_hosts",
+  "users",
+  "disable_root",
+  "ssh_pwauth",
+  "locale",
+  "package_update",
+  "package_upgrade",
+  "packages",
+  "runcmd",
+];
+
+function step<K extends keyof CloudConfig>(key: K, config: CloudConfig): string[] {
+  const lines = steps[key](config[key], config);
+  return lines.length === 0 ? [] : [`# ${key}`, ...lines, ""];
+}
+
+/** Translates the cloud-config into one idempotent bash script, for servers without a cloud-init datasource. */
+export function cloudConfigToScript(config: CloudConfig): string {
+  const missing = (Object.keys(config) as (keyof CloudConfig)[]).filter((k) => !ORDER.includes(k));
+  if (missing.length > 0)
+    throw new Error(`no bootstrap script step for cloud-config key(s) ${missing.join(", ")}`);
+  return [
+    "#!/bin/bash",
+    MANAGED_HEADER,
+    "# CloudPal bootstrap for a server without cloud-init; the same description as the hub's user-data.",
+    "# Run as root (sudo bash -s < script). Safe to run again.",
+    "set -eu",
+    PRELUDE,
+    ...ORDER.flatMap((key) => step(key, config)),
+    "echo 'CloudPal bootstrap: done'",
+    "",
+  ].join("\n");
+}
