@@ -13,7 +13,8 @@ export function isWireGuardKey(value: string): boolean {
 
 /** A private key from 32 random bytes, clamped as `wg genkey` clamps it. */
 export function privateKeyFromBytes(bytes: Uint8Array): string {
-  if (bytes.length !== 32) throw new Error(`a WireGuard private key needs 32 random bytes, got ${bytes.length}`);
+  if (bytes.length !== 32)
+    throw new Error(`a WireGuard private key needs 32 random bytes, got ${bytes.length}`);
   const k = Buffer.from(bytes);
   k[0] &= 248;
   k[31] = (k[31] & 127) | 64;
@@ -22,7 +23,8 @@ export function privateKeyFromBytes(bytes: Uint8Array): string {
 
 /** The public key for a private key, as `wg pubkey` prints it. */
 export function publicKeyFromPrivate(privateKey: string): string {
-  if (!isWireGuardKey(privateKey)) throw new Error("not a WireGuard private key: expected 44 base64 characters");
+  if (!isWireGuardKey(privateKey))
+    throw new Error("not a WireGuard private key: expected 44 base64 characters");
   const d = Buffer.from(privateKey, "base64").toString("base64url");
   const jwk = createPublicKey(
     createPrivateKey({ key: { kty: "OKP", crv: "X25519", d, x: "" }, format: "jwk" }),

@@ -37,4 +37,5 @@ export const LAYOUT = {
 } as const;
 
 /** Header every generated config file starts with (comment syntax is '#' for wg, nft and unbound alike). */
-export const MANAGED_HEADER = "# Managed by CloudPal; do not edit. Changes are overwritten on the next apply.";
+export const MANAGED_HEADER =
+  "# Managed by CloudPal; do not edit. Changes are overwritten on the next apply.";

@@ -60,6 +60,11 @@ export interface HubState {
     readonly privateKey: string;
     /** WireGuard UDP listen port. */
     readonly listenPort: number;
+    /**
+     * Optional "host:port" devices dial (the DNS name when the user set one). Only `cloudpal-agent peer config`
+     * reads it; without it that command needs --endpoint.
+     */
+    readonly endpoint?: string;
     /** SSH port the firewall keeps open. */
     readonly sshPort: number;
     /** CIDRs allowed to reach SSH. */

@@ -1,0 +1,51 @@
+/**
+ * Files the agent owns are replaced atomically: temp file in the same directory, fsync, rename, fsync of the
+ * directory (as wg-quick's save_config does). A reader (nftables.service, unbound, `wg syncconf`, a reboot at
+ * the wrong moment) sees the old file or the new one, never half of one. Mode is set before any byte is
+ * written, so a secret never sits in a world-readable file.
+ */
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from "fs";
+import * as path from "path";
+import { randomBytes } from "crypto";
+
+export function writeFileAtomic(file: string, content: string, mode: number, dirMode = 0o755): void {
+  const dir = path.dirname(file);
+  mkdirSync(dir, { recursive: true, mode: dirMode });
+  const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString("hex")}.tmp`);
+  const fd = openSync(tmp, "wx", mode);
+  try {
+    writeSync(fd, content);
+    fsyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    unlinkSync(tmp);
+    throw e;
+  }
+  closeSync(fd);
+  renameSync(tmp, file);
+  const dfd = openSync(dir, "r");
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
+}
+
+/** The file's text, or undefined when it does not exist. */
+export function readIfExists(file: string): string | undefined {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * The complete nftables ruleset of the hub, in the one table CloudPal owns. Loaded with one `nft -f`, which
+ * is one kernel transaction: `table … {}` creates the table if missing so that `delete table` cannot fail,
+ * then the new definition replaces it. Other tables (Docker's, the provider agent's) are never touched: no
+ * `flush ruleset`.
+ *
+ * Policy:
+ * - input: default drop; SSH only from hub.sshAllowedCidrs (so the operator keeps access), WireGuard UDP from
+ *   anywhere, DNS and ping only from the tunnel; ICMPv6 neighbour discovery so IPv6 keeps working.
+ * - forward: default drop; peer→peer only where the source group "reaches" the destination group, using one
+ *   set of addresses per group; peer→internet only in `vpn` mode for groups with `internet`, and never to
+ *   private, link-local or metadata ranges (the provider's network is not "the internet").
+ * - anti-spoofing, two layers: WireGuard accepts from a peer only the sources in its AllowedIPs (its own /32 and
+ *   /128), and here anything entering from wg0 must come from a known peer address, while nothing entering
+ *   from another interface may claim a tunnel address.
+ * - NAT: masquerade traffic from the tunnel subnets leaving by any interface other than wg0. Matching
+ *   `oifname != wg0` instead of a detected egress name keeps working when the provider names the NIC ens3,
+ *   eth0 or enp1s0, or adds a second one; the forward chain already decides what may leave.
+ */
+import * as ipaddr from "ipaddr.js";
+import { hubAddresses } from "./addressing";
+import { MANAGED_HEADER } from "./layout";
+import type { HubState } from "./state";
+
+export interface NftOptions {
+  readonly table: string;
+  readonly interface: string;
+}
+
+/** Destinations a peer may never reach through the hub, even with internet access. */
+export const NON_INTERNET_V4 = [
+  "0.0.0.0/8",
+  "10.0.0.0/8",
+  "100.64.0.0/10",
+  "127.0.0.0/8",
+  "169.254.0.0/16",
+  "172.16.0.0/12",
+  "192.168.0.0/16",
+  "224.0.0.0/4",
+  "240.0.0.0/4",
+];
+/** fd00:ec2::254 is a cloud metadata address; it is inside fc00::/7 like every ULA. */
+export const NON_INTERNET_V6 = ["::1/128", "fc00::/7", "fe80::/10", "ff00::/8"];
+
+function elements(items: readonly string[]): string {
+  return items.length > 0 ? ` elements = { ${items.join(", ")} }` : "";
+}
+
+function v6(a: string): string {
+  return ipaddr.IPv6.parse(a).toString();
+}
+
+export function renderNftRuleset(state: HubState, options: NftOptions): string {
+  const { table } = options;
+  const wg = JSON.stringify(options.interface);
+  const hub = hubAddresses(state.hub);
+  const out: string[] = [
+    MANAGED_HEADER,
+    `table inet ${table} {}`,
+    `delete table inet ${table}`,
+    `table inet ${table} {`,
+  ];
+  const set = (name: string, type: string, items: readonly string[], comment: string) =>
+    out.push(
+      `  set ${name} {`,
+      `    type ${type}; flags interval; comment ${JSON.stringify(comment)};${elements(items)}`,
+      `  }`,
+    );
+
+  const groupIndex = new Map(state.groups.map((g, i) => [g.name, i]));
+  state.groups.forEach((g, i) => {
+    const members = state.peers.filter((p) => p.group === g.name);
+    set(
+      `group${i}_v4`,
+      "ipv4_addr",
+      members.map((p) => p.ipv4),
+      `group ${g.name}`,
+    );
+    set(
+      `group${i}_v6`,
+      "ipv6_addr",
+      members.map((p) => v6(p.ipv6)),
+      `group ${g.name}`,
+    );
+  });
+  set(
+    "peers_v4",
+    "ipv4_addr",
+    state.peers.map((p) => p.ipv4),
+    "every peer",
+  );
+  set(
+    "peers_v6",
+    "ipv6_addr",
+    state.peers.map((p) => v6(p.ipv6)),
+    "every peer",
+  );
+  set(
+    "ssh_v4",
+    "ipv4_addr",
+    state.hub.sshAllowedCidrs.filter((c) => ipaddr.parseCIDR(c)[0].kind() === "ipv4"),
+    "SSH allowed from",
+  );
+  set(
+    "ssh_v6",
+    "ipv6_addr",
+    state.hub.sshAllowedCidrs.filter((c) => ipaddr.parseCIDR(c)[0].kind() === "ipv6"),
+    "SSH allowed from",
+  );
+  set("non_internet_v4", "ipv4_addr", NON_INTERNET_V4, "never reached through the hub");
+  set("non_internet_v6", "ipv6_addr", NON_INTERNET_V6, "never reached through the hub");
+
+  out.push(
+    "",
+    "  chain input {",
+    "    type filter hook input priority filter; policy drop;",
+    "    ct state invalid drop",
+    "    ct state established,related accept",
+    '    iifname "lo" accept',
+    `    iifname != ${wg} ip saddr ${state.hub.ipv4Subnet} drop`,
+    `    iifname != ${wg} ip6 saddr ${state.hub.ipv6Prefix} drop`,
+    `    iifname ${wg} ip saddr != @peers_v4 drop`,
+    `    iifname ${wg} ip6 saddr != @peers_v6 drop`,
+    "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert, nd-router-solicit } ip6 hoplimit 255 accept",
+    "    icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } accept",
+    "    icmp type { destination-unreachable, time-exceeded, parameter-problem } accept",
+    "    icmp type echo-request limit rate 20/second accept",
+    "    icmpv6 type echo-request limit rate 20/second accept",
+    `    tcp dport ${state.hub.sshPort} ip saddr @ssh_v4 accept`,
+    `    tcp dport ${state.hub.sshPort} ip6 saddr @ssh_v6 accept`,
+    `    udp dport ${state.hub.listenPort} accept`,
+    `    iifname ${wg} ip daddr ${hub.ipv4} meta l4proto { udp, tcp } th dport 53 accept`,
+    `    iifname ${wg} ip6 daddr ${v6(hub.ipv6)} meta l4proto { udp, tcp } th dport 53 accept`,
+    "  }",
+    "",
+    "  chain forward {",
+    "    type filter hook forward priority filter; policy drop;",
+    "    ct state invalid drop",
+    `    iifname != ${wg} ip saddr ${state.hub.ipv4Subnet} drop`,
+    `    iifname != ${wg} ip6 saddr ${state.hub.ipv6Prefix} drop`,
+    `    iifname ${wg} ip saddr != @peers_v4 drop`,
+    `    iifname ${wg} ip6 saddr != @peers_v6 drop`,
+    `    iifname ${wg} ip daddr 169.254.0.0/16 drop`,
+    `    iifname ${wg} ip6 daddr fe80::/10 drop`,
+    "    ct state established,related accept",
+  );
+  for (const g of state.groups) {
+    const from = groupIndex.get(g.name);
+    for (const r of [...new Set(g.reaches)]) {
+      const to = groupIndex.get(r);
+      out.push(
+        `    iifname ${wg} oifname ${wg} ip saddr @group${from}_v4 ip daddr @group${to}_v4 accept comment ${JSON.stringify(`${g.name} reaches ${r}`)}`,
+        `    iifname ${wg} oifname ${wg} ip6 saddr @group${from}_v6 ip6 daddr @group${to}_v6 accept comment ${JSON.stringify(`${g.name} reaches ${r}`)}`,
+      );
+    }
+  }
+  const egress = state.mode === "vpn" ? state.groups.filter((g) => g.internet) : [];
+  for (const g of egress) {
+    const i = groupIndex.get(g.name);
+    out.push(
+      `    iifname ${wg} oifname != ${wg} ip saddr @group${i}_v4 ip daddr != @non_internet_v4 accept comment ${JSON.stringify(`${g.name} uses the internet`)}`,
+      `    iifname ${wg} oifname != ${wg} ip6 saddr @group${i}_v6 ip6 daddr != @non_internet_v6 accept comment ${JSON.stringify(`${g.name} uses the internet`)}`,
+    );
+  }
+  out.push("  }");
+  if (egress.length > 0) {
+    out.push(
+      "",
+      "  chain postrouting {",
+      "    type nat hook postrouting priority srcnat; policy accept;",
+      `    oifname != ${wg} ip saddr ${state.hub.ipv4Subnet} masquerade`,
+      `    oifname != ${wg} ip6 saddr ${state.hub.ipv6Prefix} masquerade`,
+      "  }",
+    );
+  }
+  out.push("}");
+  return out.join("\n") + "\n";
+}

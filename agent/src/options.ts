@@ -1,0 +1,132 @@
+/**
+ * Where this agent process reads and writes, and which interface, table and unbound it drives.
+ *
+ * Production uses LAYOUT unchanged. Tests (unit and network-namespace) run many agents on one machine, so every
+ * path can be moved under a root directory and every name overridden, through one function and environment
+ * variables the CLI reads. Nothing else in the agent consults the environment.
+ */
+import * as path from "path";
+import { LAYOUT } from "./layout";
+
+export interface AgentPaths {
+  readonly stateDir: string;
+  readonly stateFile: string;
+  readonly blocklistDir: string;
+  readonly wireguardConfig: string;
+  readonly nftablesConfig: string;
+  /** Server settings and upstreams: a change needs `unbound-control reload`. */
+  readonly unboundConfig: string;
+  /** Peer names and blocklist zones: changes are applied live with `unbound-control local_zones/local_datas`. */
+  readonly unboundZones: string;
+  /** Where IP forwarding is switched on (`/proc/sys`); per network namespace. */
+  readonly sysctlDir: string;
+}
+
+export interface AgentOptions {
+  readonly paths: AgentPaths;
+  /** WireGuard interface name: tests need one unique name per run (wireguard-go sockets are global). */
+  readonly interface: string;
+  readonly nftTable: string;
+  /** Arguments put before every unbound-control command, e.g. ["-c", "/tmp/x/unbound.conf"] in tests. */
+  readonly unboundControlArgs: readonly string[];
+  /** How unbound is restarted when its listen addresses change (a reload keeps the old sockets). */
+  readonly unboundRestartCommand: readonly string[];
+  /**
+   * TEST ONLY: forward to the upstreams over plain DNS instead of DNS-over-TLS, because the test's
+   * authoritative server has no certificate. Production never sets it; the render marks it loudly.
+   */
+  readonly plainDnsUpstreamsForTests: boolean;
+  /** Bounds on one blocklist download. */
+  readonly blocklistMaxBytes: number;
+  readonly blocklistTimeoutMs: number;
+}
+
+export const UNBOUND_ZONES_FILE = "cloudpal-zones.conf";
+
+export function productionPaths(): AgentPaths {
+  return {
+    stateDir: LAYOUT.stateDir,
+    stateFile: LAYOUT.stateFile,
+    blocklistDir: LAYOUT.blocklistDir,
+    wireguardConfig: LAYOUT.wireguardConfig,
+    nftablesConfig: LAYOUT.nftablesConfig,
+    unboundConfig: LAYOUT.unboundConfig,
+    unboundZones: path.join(path.dirname(LAYOUT.unboundConfig), UNBOUND_ZONES_FILE),
+    sysctlDir: "/proc/sys",
+  };
+}
+
+/** Every LAYOUT path moved under `root` (sysctlDir excepted: it is the kernel's, not a file of ours). */
+export function pathsUnder(root: string, sysctlDir = "/proc/sys"): AgentPaths {
+  const p = productionPaths();
+  const under = (f: string): string => path.join(root, f);
+  return {
+    stateDir: under(p.stateDir),
+    stateFile: under(p.stateFile),
+    blocklistDir: under(p.blocklistDir),
+    wireguardConfig: under(p.wireguardConfig),
+    nftablesConfig: under(p.nftablesConfig),
+    unboundConfig: under(p.unboundConfig),
+    unboundZones: under(p.unboundZones),
+    sysctlDir,
+  };
+}
+
+export function defaultOptions(paths: AgentPaths = productionPaths()): AgentOptions {
+  return {
+    paths,
+    interface: LAYOUT.interface,
+    nftTable: LAYOUT.nftTable,
+    unboundControlArgs: [],
+    unboundRestartCommand: ["systemctl", "restart", "unbound.service"],
+    plainDnsUpstreamsForTests: false,
+    blocklistMaxBytes: 64 * 1024 * 1024,
+    blocklistTimeoutMs: 60_000,
+  };
+}
+
+/**
+ * Options from the environment:
+ * CLOUDPAL_ROOT (prefix for every path), CLOUDPAL_SYSCTL_DIR, CLOUDPAL_INTERFACE, CLOUDPAL_NFT_TABLE,
+ * CLOUDPAL_UNBOUND_CONTROL_CONFIG (unbound-control -c), CLOUDPAL_UNBOUND_RESTART (JSON argument array),
+ * CLOUDPAL_TEST_PLAIN_DNS=1 (test-only plain forwarding).
+ */
+export function optionsFromEnv(env: NodeJS.ProcessEnv): AgentOptions {
+  const sysctlDir = env.CLOUDPAL_SYSCTL_DIR || "/proc/sys";
+  const paths = env.CLOUDPAL_ROOT
+    ? pathsUnder(env.CLOUDPAL_ROOT, sysctlDir)
+    : { ...productionPaths(), sysctlDir };
+  const base = defaultOptions(paths);
+  const ifname = env.CLOUDPAL_INTERFACE || base.interface;
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(ifname)) {
+    throw new Error(
+      `'CLOUDPAL_INTERFACE' (${JSON.stringify(ifname)}) is not an interface name: use 1 to 15 letters, digits, '_', '.' or '-'.`,
+    );
+  }
+  const table = env.CLOUDPAL_NFT_TABLE || base.nftTable;
+  if (!/^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(table)) {
+    throw new Error(
+      `'CLOUDPAL_NFT_TABLE' (${JSON.stringify(table)}) is not an nftables table name: use a letter then up to 31 letters, digits or '_'.`,
+    );
+  }
+  let restart = base.unboundRestartCommand;
+  if (env.CLOUDPAL_UNBOUND_RESTART) {
+    const parsed: unknown = JSON.parse(env.CLOUDPAL_UNBOUND_RESTART);
+    if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((a) => typeof a === "string")) {
+      throw new Error(
+        `'CLOUDPAL_UNBOUND_RESTART' (${JSON.stringify(env.CLOUDPAL_UNBOUND_RESTART)}) is not a JSON array of strings: give the command as an argument array.`,
+      );
+    }
+    restart = parsed as string[];
+  }
+  return {
+    ...base,
+    interface: ifname,
+    nftTable: table,
+    unboundRestartCommand: restart,
+    unboundControlArgs: env.CLOUDPAL_UNBOUND_CONTROL_CONFIG
+      ? ["-c", env.CLOUDPAL_UNBOUND_CONTROL_CONFIG]
+      : [],
+    plainDnsUpstreamsForTests: env.CLOUDPAL_TEST_PLAIN_DNS === "1",
+  };
+}

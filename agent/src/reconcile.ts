@@ -1,0 +1,242 @@
+/**
+ * Makes the machine match a validated HubState, without restarting anything:
+ * WireGuard with `wg syncconf` (only the peers that differ are touched, so other tunnels keep flowing),
+ * nftables with one `nft -f` transaction, unbound with a live zone diff or, when its settings change, a reload.
+ *
+ * Each part first compares the desired state with the live one and does nothing when they match, so applying
+ * the same state twice runs no reload at all. Order matters for revocation: WireGuard first, so a removed
+ * device loses its tunnel before anything else happens.
+ */
+import { readdirSync, writeFileSync } from "fs";
+import * as path from "path";
+import { hubAddresses } from "./addressing";
+import { readIfExists, writeFileAtomic } from "./atomic-file";
+import { buildDnsFilter } from "./blocklist";
+import { readStoredList } from "./blocklist-fetch";
+import { renderNftRuleset } from "./nftables-ruleset";
+import type { AgentOptions } from "./options";
+import type { Logger, Runner } from "./runner";
+import type { HubState } from "./state";
+import {
+  desiredZones,
+  diffZones,
+  isEmptyChange,
+  parseUnboundZones,
+  renderUnboundSettings,
+  renderUnboundZones,
+} from "./unbound-config";
+import { parseWgDump, renderWireguardConfig, wireguardMatches } from "./wireguard-config";
+
+export interface AgentContext {
+  readonly options: AgentOptions;
+  readonly runner: Runner;
+  readonly log: Logger;
+}
+
+/** What an apply changed; empty when the machine already matched. */
+export type Change =
+  | "forwarding"
+  | "wireguard interface"
+  | "wireguard addresses"
+  | "wireguard peers"
+  | "nftables"
+  | "unbound reload"
+  | "unbound restart"
+  | "unbound files"
+  | "unbound zones";
+
+export function persistState(ctx: AgentContext, state: HubState): void {
+  writeFileAtomic(ctx.options.paths.stateFile, JSON.stringify(state, null, 2) + "\n", 0o600, 0o700);
+}
+
+export function loadPersistedState(ctx: AgentContext): string {
+  const text = readIfExists(ctx.options.paths.stateFile);
+  if (text === undefined) {
+    throw new Error(
+      `no persisted state at '${ctx.options.paths.stateFile}': run 'cloudpal-agent apply' with the state on stdin first.`,
+    );
+  }
+  return text;
+}
+
+export async function reconcile(ctx: AgentContext, state: HubState): Promise<Change[]> {
+  const changes: Change[] = [];
+  changes.push(...ensureForwarding(ctx));
+  changes.push(...(await reconcileWireguard(ctx, state)));
+  changes.push(...(await reconcileNftables(ctx, state)));
+  changes.push(...(await reconcileUnbound(ctx, state)));
+  return changes;
+}
+
+/** The hub routes between peers and to the internet; it also must keep learning its own IPv6 route. */
+function ensureForwarding(ctx: AgentContext): Change[] {
+  const dir = ctx.options.paths.sysctlDir;
+  const set = (rel: string, value: string): boolean => {
+    const file = path.join(dir, rel);
+    const current = readIfExists(file);
+    if (current === undefined || current.trim() === value) return false;
+    // Not through writeFileAtomic: /proc files cannot be renamed over, only written.
+    writeFileSync(file, value);
+    return true;
+  };
+  let changed = false;
+  // With forwarding on, Linux ignores router advertisements unless accept_ra is 2; providers that hand out
+  // IPv6 by SLAAC would otherwise lose the hub's default route when it expires.
+  const ipv6Conf = path.join(dir, "net/ipv6/conf");
+  const ifaces = (() => {
+    try {
+      return readdirSync(ipv6Conf);
+    } catch {
+      return [];
+    }
+  })();
+  for (const iface of ifaces) {
+    if (["all", "default", "lo", ctx.options.interface].includes(iface)) continue;
+    if (readIfExists(path.join(ipv6Conf, iface, "accept_ra"))?.trim() === "1")
+      changed = set(`net/ipv6/conf/${iface}/accept_ra`, "2") || changed;
+  }
+  changed = set("net/ipv4/ip_forward", "1") || changed;
+  changed = set("net/ipv6/conf/all/forwarding", "1") || changed;
+  return changed ? ["forwarding"] : [];
+}
+
+interface IpAddrInfo {
+  readonly family: string;
+  readonly local: string;
+  readonly prefixlen: number;
+  readonly scope?: string;
+}
+
+async function reconcileWireguard(ctx: AgentContext, state: HubState): Promise<Change[]> {
+  const { runner } = ctx;
+  const ifname = ctx.options.interface;
+  const changes: Change[] = [];
+  let probe = await runner.run("ip", ["-j", "addr", "show", "dev", ifname], { allowFailure: true });
+  if (probe.code !== 0) {
+    // After a reboot the kernel interface is gone; the persisted state brings it back.
+    await runner.run("ip", ["link", "add", "dev", ifname, "type", "wireguard"]);
+    changes.push("wireguard interface");
+    probe = await runner.run("ip", ["-j", "addr", "show", "dev", ifname]);
+  }
+  const link = (JSON.parse(probe.stdout) as { flags?: string[]; addr_info?: IpAddrInfo[] }[])[0] ?? {};
+  const live = parseWgDump((await runner.run("wg", ["show", ifname, "dump"])).stdout);
+  if (!wireguardMatches(state, live)) {
+    writeFileAtomic(ctx.options.paths.wireguardConfig, renderWireguardConfig(state), 0o600, 0o700);
+    await runner.run("wg", ["syncconf", ifname, ctx.options.paths.wireguardConfig]);
+    changes.push("wireguard peers");
+  }
+  const hub = hubAddresses(state.hub);
+  const want = [
+    { family: "inet", local: hub.ipv4, prefixlen: Number(state.hub.ipv4Subnet.split("/")[1]) },
+    { family: "inet6", local: hub.ipv6, prefixlen: Number(state.hub.ipv6Prefix.split("/")[1]) },
+  ];
+  const have = (link.addr_info ?? []).filter((a) => a.scope !== "link");
+  const key = (a: { family: string; local: string; prefixlen: number }) =>
+    `${a.family} ${a.local}/${a.prefixlen}`;
+  const wantKeys = new Set(want.map(key));
+  const haveKeys = new Set(have.map(key));
+  for (const a of have) {
+    if (!wantKeys.has(key(a))) {
+      await runner.run("ip", ["addr", "del", `${a.local}/${a.prefixlen}`, "dev", ifname]);
+      changes.push("wireguard addresses");
+    }
+  }
+  for (const a of want) {
+    if (!haveKeys.has(key(a))) {
+      await runner.run("ip", ["addr", "replace", `${a.local}/${a.prefixlen}`, "dev", ifname]);
+      changes.push("wireguard addresses");
+    }
+  }
+  if (!(link.flags ?? []).includes("UP")) {
+    await runner.run("ip", ["link", "set", "dev", ifname, "up"]);
+    changes.push("wireguard interface");
+  }
+  return [...new Set(changes)];
+}
+
+async function reconcileNftables(ctx: AgentContext, state: HubState): Promise<Change[]> {
+  const { runner, options } = ctx;
+  const ruleset = renderNftRuleset(state, { table: options.nftTable, interface: options.interface });
+  const onDisk = readIfExists(options.paths.nftablesConfig);
+  const loaded = await runner.run("nft", ["list", "table", "inet", options.nftTable], { allowFailure: true });
+  if (onDisk === ruleset && loaded.code === 0) return [];
+  // Load first, then save: a ruleset the kernel rejects never becomes the one loaded at boot.
+  await runner.run("nft", ["-f", "-"], { input: ruleset });
+  writeFileAtomic(options.paths.nftablesConfig, ruleset, 0o644);
+  return ["nftables"];
+}
+
+function currentFilter(ctx: AgentContext, state: HubState) {
+  const lists = state.dns.blocklists.map((url) => readStoredList(ctx.options.paths.blocklistDir, url));
+  return buildDnsFilter(lists, state.dns.allow, state.dns.deny);
+}
+
+export async function reconcileUnbound(ctx: AgentContext, state: HubState): Promise<Change[]> {
+  const { runner, options } = ctx;
+  const control = (args: string[], input?: string) =>
+    runner.run("unbound-control", [...options.unboundControlArgs, ...args], { input });
+  const settings = renderUnboundSettings(state, {
+    plainDnsUpstreamsForTests: options.plainDnsUpstreamsForTests,
+  });
+  const zones = desiredZones(state, currentFilter(ctx, state));
+  const settingsOnDisk = readIfExists(options.paths.unboundConfig);
+  const zonesOnDisk = readIfExists(options.paths.unboundZones);
+  const zonesText = renderUnboundZones(zones);
+  const writeBoth = () => {
+    writeFileAtomic(options.paths.unboundZones, zonesText, 0o644);
+    writeFileAtomic(options.paths.unboundConfig, settings, 0o644);
+  };
+  const reload = async (): Promise<Change[]> => {
+    writeBoth();
+    await control(["reload"]);
+    return ["unbound reload"];
+  };
+  if (settingsOnDisk === settings && zonesOnDisk === zonesText) return [];
+  const running = await runner.run("unbound-control", [...options.unboundControlArgs, "status"], {
+    allowFailure: true,
+  });
+  if (running.code !== 0) {
+    // Not started yet (boot order, first install): it reads these files when it starts.
+    writeBoth();
+    ctx.log(
+      `[!] unbound is not running (${(running.stderr || running.stdout).trim().split("\n")[0]}); its files are written for its next start`,
+    );
+    return ["unbound files"];
+  }
+  if (settingsOnDisk === undefined || listenLines(settingsOnDisk) !== listenLines(settings)) {
+    // `unbound-control reload` re-reads the config but keeps the sockets it has: new listen addresses
+    // need a restart. They only change on the first apply or when the private subnet changes.
+    writeBoth();
+    await runner.run(options.unboundRestartCommand[0], options.unboundRestartCommand.slice(1));
+    return ["unbound restart"];
+  }
+  if (settingsOnDisk !== settings || zonesOnDisk === undefined) return reload();
+  const change = diffZones(parseUnboundZones(zonesOnDisk), zones);
+  if (isEmptyChange(change)) return [];
+  writeFileAtomic(options.paths.unboundZones, zonesText, 0o644);
+  try {
+    const bulk = async (command: string, lines: string[]) => {
+      if (lines.length === 0) return;
+      const out = await control([command], lines.join("\n") + "\n");
+      // unbound-control exits 0 even when a line is rejected; it says so on stdout.
+      if (/error/i.test(out.stdout))
+        throw new Error(`unbound-control ${command}: ${out.stdout.trim().slice(0, 300)}`);
+    };
+    await bulk("local_datas_remove", change.datasRemove);
+    await bulk("local_zones_remove", change.zonesRemove);
+    await bulk("local_zones", change.zonesAdd);
+    await bulk("local_datas", change.datasAdd);
+    return ["unbound zones"];
+  } catch (e) {
+    // The file already holds the desired zones; a reload makes unbound match it whatever state the live edit left.
+    ctx.log(`[!] live zone update failed (${(e as Error).message}); reloading unbound instead`);
+    return reload();
+  }
+}
+
+function listenLines(settings: string): string {
+  return settings
+    .split("\n")
+    .filter((l) => /^\s*(interface|port):/.test(l))
+    .join("\n");
+}

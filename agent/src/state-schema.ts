@@ -1,0 +1,364 @@
+/**
+ * The edge of the agent: the JSON Schema of HubState (agent/src/state.ts) plus the checks a schema cannot
+ * express (references between groups and peers, addresses inside the subnets and unique). Every problem becomes
+ * one sentence naming the field in quotes, the bad value and the fix; nothing is written before this passes.
+ *
+ * The patterns are also the injection defence: names are hostname labels, domains are dotted labels, keys are
+ * base64, so no value can carry a newline, quote, brace or semicolon into the wg, nft or unbound files.
+ */
+import Ajv, { type ErrorObject } from "ajv";
+import * as ipaddr from "ipaddr.js";
+import { hubAddresses } from "./addressing";
+import { isWireGuardKey, publicKeyFromPrivate } from "./keys";
+import type { HubState } from "./state";
+
+export const NAME_PATTERN = "^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$";
+/** Dotted hostname labels; '_' is allowed because real blocklists name such hosts (e.g. _dmarc). */
+export const DOMAIN_PATTERN =
+  "^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$";
+const KEY_PATTERN = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$";
+
+const name = (what: string) => ({
+  type: "string",
+  pattern: NAME_PATTERN,
+  fix: `use 1 to 32 lowercase letters, digits or '-' for the ${what} name, starting and ending with a letter or digit`,
+});
+const key = (what: string) => ({
+  type: "string",
+  pattern: KEY_PATTERN,
+  fix: `expected ${what} as 44 base64 characters ending in '='; generate one with 'wg genkey'${what.includes("public") ? " | wg pubkey" : ""}`,
+});
+const domain = {
+  type: "string",
+  pattern: DOMAIN_PATTERN,
+  fix: "use a lowercase domain name such as ads.example.com, without scheme, wildcard or trailing dot",
+};
+const port = { type: "integer", minimum: 1, maximum: 65535, fix: "use a port number from 1 to 65535" };
+const ipv4 = { type: "string", format: "cloudpal-ipv4", fix: "use a dotted IPv4 address such as 10.77.0.23" };
+const ipv6 = {
+  type: "string",
+  format: "cloudpal-ipv6",
+  fix: "use an IPv6 address such as fd7a:c10d:9a1::17",
+};
+
+export const HUB_STATE_SCHEMA = {
+  type: "object",
+  additionalProperties: false,
+  required: ["version", "hub", "mode", "groups", "peers", "dns"],
+  properties: {
+    version: {
+      const: 1,
+      fix: "this agent reads state version 1; update the agent or the Pulumi program so they match",
+    },
+    hub: {
+      type: "object",
+      additionalProperties: false,
+      required: ["privateKey", "listenPort", "sshPort", "sshAllowedCidrs", "ipv4Subnet", "ipv6Prefix"],
+      properties: {
+        privateKey: key("the hub's private key"),
+        listenPort: port,
+        endpoint: {
+          type: "string",
+          pattern: "^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]{1,253}):[0-9]{1,5}$",
+          fix: "use host:port, e.g. vpn.example.com:51820 or [2001:db8::1]:51820",
+        },
+        sshPort: port,
+        sshAllowedCidrs: {
+          type: "array",
+          minItems: 1,
+          maxItems: 64,
+          items: {
+            type: "string",
+            format: "cloudpal-cidr",
+            fix: "use a CIDR such as 203.0.113.0/24 or ::/0",
+          },
+          fix: "list at least one CIDR allowed to reach SSH (0.0.0.0/0 and ::/0 for anywhere), so the operator is never locked out",
+        },
+        ipv4Subnet: {
+          type: "string",
+          format: "cloudpal-ipv4-subnet",
+          fix: "use a private IPv4 CIDR from /8 to /28 such as 10.77.0.0/16",
+        },
+        ipv6Prefix: {
+          type: "string",
+          format: "cloudpal-ipv6-prefix",
+          fix: "use an IPv6 ULA prefix from /48 to /120 such as fd7a:c10d:9a1::/64",
+        },
+      },
+    },
+    mode: {
+      enum: ["vpn", "mesh-only"],
+      fix: "use 'vpn' (full tunnel allowed) or 'mesh-only' (no internet egress)",
+    },
+    groups: {
+      type: "array",
+      minItems: 1,
+      maxItems: 256,
+      fix: "define at least one group",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["name", "reaches", "internet"],
+        properties: {
+          name: name("group"),
+          reaches: { type: "array", maxItems: 256, items: name("group") },
+          internet: { type: "boolean", fix: "use true or false" },
+        },
+      },
+    },
+    peers: {
+      type: "array",
+      maxItems: 60000,
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["name", "publicKey", "ipv4", "ipv6", "group"],
+        properties: {
+          name: name("peer"),
+          publicKey: key("a public key"),
+          presharedKey: key("a preshared key (generate with 'wg genpsk')"),
+          ipv4,
+          ipv6,
+          group: name("group"),
+        },
+      },
+    },
+    dns: {
+      type: "object",
+      additionalProperties: false,
+      required: ["blocklists", "allow", "deny", "upstreams", "dnssec", "queryLog"],
+      properties: {
+        blocklists: {
+          type: "array",
+          maxItems: 64,
+          items: {
+            type: "string",
+            maxLength: 2048,
+            pattern: "^(https?|file)://[\\x21-\\x7e]+$",
+            fix: "use an http(s):// or file:// URL without spaces",
+          },
+        },
+        allow: { type: "array", maxItems: 100000, items: domain },
+        deny: { type: "array", maxItems: 100000, items: domain },
+        upstreams: {
+          type: "array",
+          minItems: 1,
+          maxItems: 8,
+          fix: "list at least one DNS-over-TLS upstream, e.g. { address: 1.1.1.1, tlsName: cloudflare-dns.com, port: 853 }",
+          items: {
+            type: "object",
+            additionalProperties: false,
+            required: ["address", "tlsName", "port"],
+            properties: {
+              address: {
+                type: "string",
+                format: "cloudpal-ip",
+                fix: "use the resolver's IPv4 or IPv6 address",
+              },
+              tlsName: domain,
+              port,
+            },
+          },
+        },
+        dnssec: { type: "boolean", fix: "use true or false" },
+        queryLog: { type: "boolean", fix: "use true or false" },
+      },
+    },
+  },
+} as const;
+
+export class StateError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(problems.join("\n"));
+    this.name = "StateError";
+  }
+}
+
+function isPrivateV4Subnet(s: string): boolean {
+  if (!ipaddr.isValidCIDR(s)) return false;
+  const [addr, prefix] = ipaddr.parseCIDR(s);
+  if (addr.kind() !== "ipv4" || prefix < 8 || prefix > 28) return false;
+  return addr.range() === "private" && addr.toString() === ipaddr.IPv4.networkAddressFromCIDR(s).toString();
+}
+
+function isUlaPrefix(s: string): boolean {
+  if (!ipaddr.isValidCIDR(s)) return false;
+  const [addr, prefix] = ipaddr.parseCIDR(s);
+  if (addr.kind() !== "ipv6" || prefix < 48 || prefix > 120) return false;
+  return (
+    addr.range() === "uniqueLocal" &&
+    addr.toNormalizedString() === ipaddr.IPv6.networkAddressFromCIDR(s).toNormalizedString()
+  );
+}
+
+function makeValidator() {
+  const ajv = new Ajv({ allErrors: true, verbose: true, strict: true });
+  ajv.addVocabulary(["fix"]);
+  ajv.addFormat("cloudpal-ipv4", (s: string) => ipaddr.IPv4.isValidFourPartDecimal(s));
+  ajv.addFormat("cloudpal-ipv6", (s: string) => ipaddr.IPv6.isValid(s) && !s.includes("%"));
+  ajv.addFormat(
+    "cloudpal-ip",
+    (s: string) => ipaddr.IPv4.isValidFourPartDecimal(s) || (ipaddr.IPv6.isValid(s) && !s.includes("%")),
+  );
+  ajv.addFormat("cloudpal-cidr", (s: string) => ipaddr.isValidCIDR(s) && !s.includes("%"));
+  ajv.addFormat("cloudpal-ipv4-subnet", isPrivateV4Subnet);
+  ajv.addFormat("cloudpal-ipv6-prefix", isUlaPrefix);
+  return ajv.compile(HUB_STATE_SCHEMA);
+}
+
+let compiled: ReturnType<typeof makeValidator> | undefined;
+
+/** "/peers/2/publicKey" → "peers[2].publicKey" */
+export function fieldName(instancePath: string, extra?: string): string {
+  const parts = instancePath.split("/").slice(1);
+  if (extra) parts.push(extra);
+  return (
+    parts.reduce((acc, p) => (/^\d+$/.test(p) ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), "") || "(state)"
+  );
+}
+
+function shown(value: unknown): string {
+  const text = JSON.stringify(value);
+  if (text === undefined) return String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+function describeAjvError(e: ErrorObject): string {
+  const fix = (e.parentSchema as { fix?: string } | undefined)?.fix;
+  switch (e.keyword) {
+    case "required": {
+      const missing = (e.params as { missingProperty: string }).missingProperty;
+      return `'${fieldName(e.instancePath, missing)}' is missing: add it (see agent/src/state.ts for its meaning).`;
+    }
+    case "additionalProperties": {
+      const extra = (e.params as { additionalProperty: string }).additionalProperty;
+      return `'${fieldName(e.instancePath, extra)}' is not a known field: remove it or check its spelling against agent/src/state.ts.`;
+    }
+    case "type":
+      return `'${fieldName(e.instancePath)}' (${shown(e.data)}) must be ${(e.params as { type: string }).type}${fix ? `: ${fix}` : "."}`;
+    default:
+      return `'${fieldName(e.instancePath)}' (${shown(e.data)}) ${e.message ?? "is invalid"}${fix ? `: ${fix}.` : "."}`;
+  }
+}
+
+function inV4Subnet(address: string, subnet: string): boolean {
+  return ipaddr.IPv4.parse(address).match(ipaddr.IPv4.parseCIDR(subnet));
+}
+
+function inV6Prefix(address: string, prefix: string): boolean {
+  return ipaddr.IPv6.parse(address).match(ipaddr.IPv6.parseCIDR(prefix));
+}
+
+/** Checks across fields; the input already matches the schema. */
+function crossCheck(state: HubState): string[] {
+  const problems: string[] = [];
+  const groups = new Map<string, number>();
+  state.groups.forEach((g, i) => {
+    if (groups.has(g.name)) {
+      problems.push(
+        `'groups[${i}].name' (${shown(g.name)}) repeats 'groups[${groups.get(g.name)}].name': give every group its own name.`,
+      );
+    }
+    groups.set(g.name, i);
+  });
+  state.groups.forEach((g, i) =>
+    g.reaches.forEach((r, j) => {
+      if (!groups.has(r)) {
+        problems.push(
+          `'groups[${i}].reaches[${j}]' (${shown(r)}) is not a defined group: define it in 'groups' or remove it.`,
+        );
+      }
+    }),
+  );
+  const { ipv4: hubIpv4, ipv6: hubIpv6 } = hubAddresses(state.hub);
+  const broadcast = ipaddr.IPv4.broadcastAddressFromCIDR(state.hub.ipv4Subnet).toString();
+  const network = ipaddr.IPv4.networkAddressFromCIDR(state.hub.ipv4Subnet).toString();
+  const seen = {
+    name: new Map<string, number>(),
+    key: new Map<string, number>(),
+    v4: new Map<string, number>(),
+    v6: new Map<string, number>(),
+  };
+  const hubPublic = isWireGuardKey(state.hub.privateKey)
+    ? publicKeyFromPrivate(state.hub.privateKey)
+    : undefined;
+  state.peers.forEach((p, i) => {
+    const f = `peers[${i}]`;
+    const dup = (kind: keyof typeof seen, value: string, field: string, fix: string) => {
+      const first = seen[kind].get(value);
+      if (first !== undefined)
+        problems.push(`'${f}.${field}' (${shown(value)}) is already used by 'peers[${first}]': ${fix}.`);
+      else seen[kind].set(value, i);
+    };
+    if (p.name === "hub")
+      problems.push(`'${f}.name' ("hub") is the hub's own DNS name: choose another peer name.`);
+    dup("name", p.name, "name", "give every peer its own name");
+    dup("key", p.publicKey, "publicKey", "every device needs its own key pair");
+    if (hubPublic !== undefined && p.publicKey === hubPublic) {
+      problems.push(
+        `'${f}.publicKey' (${shown(p.publicKey)}) is the hub's own public key: use the device's public key.`,
+      );
+    }
+    if (!isWireGuardKey(p.publicKey))
+      problems.push(
+        `'${f}.publicKey' (${shown(p.publicKey)}) is not 32 bytes of base64: generate one with 'wg genkey | wg pubkey'.`,
+      );
+    if (!groups.has(p.group))
+      problems.push(
+        `'${f}.group' (${shown(p.group)}) is not a defined group: use one of ${[...groups.keys()].join(", ")}.`,
+      );
+    if (
+      !inV4Subnet(p.ipv4, state.hub.ipv4Subnet) ||
+      p.ipv4 === network ||
+      p.ipv4 === broadcast ||
+      p.ipv4 === hubIpv4
+    ) {
+      problems.push(
+        `'${f}.ipv4' (${shown(p.ipv4)}) is not a peer address of ${state.hub.ipv4Subnet}: use the address allocateAddresses() gives (agent/src/addressing.ts); the network, broadcast and hub (${hubIpv4}) addresses are reserved.`,
+      );
+    } else dup("v4", p.ipv4, "ipv4", "use the address allocateAddresses() gives, or pin a free one");
+    const v6 = ipaddr.IPv6.isValid(p.ipv6) ? ipaddr.IPv6.parse(p.ipv6).toString() : p.ipv6;
+    if (!inV6Prefix(p.ipv6, state.hub.ipv6Prefix) || v6 === hubIpv6) {
+      problems.push(
+        `'${f}.ipv6' (${shown(p.ipv6)}) is not a peer address of ${state.hub.ipv6Prefix}: use the address allocateAddresses() gives (agent/src/addressing.ts); ${hubIpv6} is the hub's.`,
+      );
+    } else dup("v6", v6, "ipv6", "use the address allocateAddresses() gives, or pin a free one");
+  });
+  if (!isWireGuardKey(state.hub.privateKey))
+    problems.push(`'hub.privateKey' is not 32 bytes of base64: generate one with 'wg genkey'.`);
+  return problems;
+}
+
+/** Parse and validate; throws StateError listing every problem. Secrets are never echoed back. */
+export function validateHubState(input: unknown): HubState {
+  compiled ??= makeValidator();
+  if (!compiled(input)) {
+    const problems = (compiled.errors ?? [])
+      .filter((e) => !(e.keyword === "if"))
+      .map((e) =>
+        /privateKey|presharedKey/.test(e.instancePath)
+          ? describeAjvError({ ...e, data: "(hidden)" })
+          : describeAjvError(e),
+      );
+    throw new StateError([...new Set(problems)]);
+  }
+  const state = input as unknown as HubState;
+  const problems = crossCheck(state);
+  if (problems.length > 0) throw new StateError(problems);
+  return state;
+}
+
+/** JSON text → HubState, with a clear error for text that is not JSON. */
+export function parseHubState(text: string): HubState {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new StateError([
+      `the state on stdin is not JSON (${(e as Error).message}): pipe the document the Pulumi program builds.`,
+    ]);
+  }
+  return validateHubState(value);
+}
+
+export { KEY_PATTERN as WIREGUARD_KEY_PATTERN };

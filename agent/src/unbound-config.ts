@@ -1,0 +1,160 @@
+/**
+ * unbound, split in two files because they change at different speeds:
+ * - settings (listen addresses, access control, DNSSEC, upstreams, logging): rare; a change needs
+ *   `unbound-control reload`, which also empties the cache;
+ * - zones (`<peer>.pal` names, blocklist zones): change with every peer or list; applied live with
+ *   `unbound-control local_zones / local_datas` (and their _remove forms) from a diff, so the cache survives
+ *   and a peer's name resolves as soon as apply returns. The file is still written, so a restart of unbound
+ *   loads the same zones.
+ *
+ * Values reach these files only after validation (hostname labels, domains, IP addresses) and are still
+ * quoted, so a value cannot open a new directive or clause.
+ */
+import * as ipaddr from "ipaddr.js";
+import { hubAddresses } from "./addressing";
+import type { DnsFilter } from "./blocklist";
+import { LAYOUT, MANAGED_HEADER } from "./layout";
+import type { HubState } from "./state";
+
+export const CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
+/** Seconds; short, because a peer's address only changes when the user re-pins it. */
+const PEER_TTL = 300;
+
+export interface UnboundOptions {
+  /** TEST ONLY: plain DNS to the upstreams (see AgentOptions.plainDnsUpstreamsForTests). */
+  readonly plainDnsUpstreamsForTests: boolean;
+}
+
+function q(value: string): string {
+  if (/["\n\r\\]/.test(value))
+    throw new Error(`refusing to write ${JSON.stringify(value)} into unbound's config`);
+  return `"${value}"`;
+}
+
+function v6(a: string): string {
+  return ipaddr.IPv6.parse(a).toString();
+}
+
+export function renderUnboundSettings(state: HubState, options: UnboundOptions): string {
+  const hub = hubAddresses(state.hub);
+  const dns = state.dns;
+  const lines = [
+    MANAGED_HEADER,
+    "server:",
+    // Only the tunnel: the resolver is never reachable from the internet, whatever the firewall does.
+    `    interface: ${hub.ipv4}`,
+    `    interface: ${v6(hub.ipv6)}`,
+    // wg0 may come up after unbound at boot; freebind lets unbound bind the tunnel addresses anyway.
+    "    ip-freebind: yes",
+    `    access-control: ${state.hub.ipv4Subnet} allow`,
+    `    access-control: ${state.hub.ipv6Prefix} allow`,
+    "    hide-identity: yes",
+    "    hide-version: yes",
+    "    qname-minimisation: yes",
+    "    harden-glue: yes",
+    "    harden-dnssec-stripped: yes",
+    "    prefetch: yes",
+    // DNS rebinding: public names may not answer with the private network's addresses, peer names may.
+    `    private-address: ${state.hub.ipv4Subnet}`,
+    `    private-address: ${state.hub.ipv6Prefix}`,
+    `    private-domain: ${q(LAYOUT.dnsZone)}`,
+    `    module-config: ${dns.dnssec ? q("validator iterator") : q("iterator")}`,
+    `    tls-cert-bundle: ${q(CA_BUNDLE)}`,
+    `    log-queries: ${dns.queryLog ? "yes" : "no"}`,
+    `    log-replies: ${dns.queryLog ? "yes" : "no"}`,
+    `    log-local-actions: ${dns.queryLog ? "yes" : "no"}`,
+    "",
+    "forward-zone:",
+    `    name: "."`,
+  ];
+  if (options.plainDnsUpstreamsForTests) {
+    lines.push(
+      "    # TEST ONLY: plain DNS forwarding (CLOUDPAL_TEST_PLAIN_DNS=1); production forwards over TLS.",
+    );
+    lines.push("    forward-tls-upstream: no");
+    for (const u of dns.upstreams) lines.push(`    forward-addr: ${u.address}@${u.port}`);
+  } else {
+    lines.push("    forward-tls-upstream: yes");
+    for (const u of dns.upstreams) lines.push(`    forward-addr: ${u.address}@${u.port}#${u.tlsName}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** The live-updatable part, as data: zone name → type, and owner name → records. */
+export interface UnboundZones {
+  readonly zones: ReadonlyMap<string, string>;
+  readonly datas: ReadonlyMap<string, readonly string[]>;
+}
+
+export function desiredZones(state: HubState, filter: DnsFilter): UnboundZones {
+  const zone = `${LAYOUT.dnsZone}.`;
+  const zones = new Map<string, string>([[zone, "static"]]);
+  const datas = new Map<string, string[]>();
+  const hub = hubAddresses(state.hub);
+  const named = [{ name: "hub", ipv4: hub.ipv4, ipv6: hub.ipv6 }, ...state.peers];
+  for (const p of named) {
+    const owner = `${p.name}.${zone}`;
+    datas.set(owner, [`${owner} ${PEER_TTL} IN A ${p.ipv4}`, `${owner} ${PEER_TTL} IN AAAA ${v6(p.ipv6)}`]);
+  }
+  for (const d of filter.blocked) zones.set(`${d}.`, "always_refuse");
+  for (const d of filter.exempt) zones.set(`${d}.`, "always_transparent");
+  return { zones, datas };
+}
+
+export function renderUnboundZones(z: UnboundZones): string {
+  const lines = [MANAGED_HEADER, "server:"];
+  for (const [name, type] of [...z.zones].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    lines.push(`    local-zone: ${q(name)} ${type}`);
+  for (const owner of [...z.datas.keys()].sort())
+    for (const rr of z.datas.get(owner) ?? []) lines.push(`    local-data: ${q(rr)}`);
+  return lines.join("\n") + "\n";
+}
+
+/** Reads back a file renderUnboundZones wrote (what unbound loaded at its last start or reload). */
+export function parseUnboundZones(text: string): UnboundZones {
+  const zones = new Map<string, string>();
+  const datas = new Map<string, string[]>();
+  for (const line of text.split("\n")) {
+    let m = /^ {4}local-zone: "([^"]+)" (\S+)$/.exec(line);
+    if (m) {
+      zones.set(m[1], m[2]);
+      continue;
+    }
+    m = /^ {4}local-data: "(([^" ]+) [^"]+)"$/.exec(line);
+    if (m) datas.set(m[2], [...(datas.get(m[2]) ?? []), m[1]]);
+  }
+  return { zones, datas };
+}
+
+export interface ZoneChanges {
+  /** Lines for `unbound-control local_zones_remove` (names). */
+  readonly zonesRemove: string[];
+  /** Lines for `unbound-control local_zones` ("name type"). */
+  readonly zonesAdd: string[];
+  /** Lines for `unbound-control local_datas_remove` (owner names). */
+  readonly datasRemove: string[];
+  /** Lines for `unbound-control local_datas` (records). */
+  readonly datasAdd: string[];
+}
+
+export function diffZones(current: UnboundZones, desired: UnboundZones): ZoneChanges {
+  const zonesRemove: string[] = [];
+  const zonesAdd: string[] = [];
+  for (const [name, type] of current.zones) if (desired.zones.get(name) !== type) zonesRemove.push(name);
+  for (const [name, type] of desired.zones)
+    if (current.zones.get(name) !== type) zonesAdd.push(`${name} ${type}`);
+  const datasRemove: string[] = [];
+  const datasAdd: string[] = [];
+  const same = (a: readonly string[] | undefined, b: readonly string[] | undefined) =>
+    a !== undefined &&
+    b !== undefined &&
+    a.length === b.length &&
+    [...a].sort().join("\n") === [...b].sort().join("\n");
+  for (const [owner, rrs] of current.datas) if (!same(rrs, desired.datas.get(owner))) datasRemove.push(owner);
+  for (const [owner, rrs] of desired.datas) if (!same(rrs, current.datas.get(owner))) datasAdd.push(...rrs);
+  return { zonesRemove, zonesAdd, datasRemove, datasAdd };
+}
+
+export function isEmptyChange(c: ZoneChanges): boolean {
+  return c.zonesRemove.length + c.zonesAdd.length + c.datasRemove.length + c.datasAdd.length === 0;
+}

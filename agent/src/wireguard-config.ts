@@ -1,0 +1,107 @@
+/**
+ * The hub's WireGuard config, in the stripped form `wg syncconf` takes (no Address/DNS lines: wg-quick
+ * extensions that `wg` rejects; addresses are set with `ip addr`). One [Peer] per device whose AllowedIPs are
+ * exactly its /32 and /128: WireGuard's cryptokey routing then drops any packet from a peer whose source is
+ * not its own address, which is the first layer of anti-spoofing (nftables adds the second).
+ */
+import { MANAGED_HEADER } from "./layout";
+import type { HubState } from "./state";
+import * as ipaddr from "ipaddr.js";
+
+export function peerAllowedIps(peer: { ipv4: string; ipv6: string }): string[] {
+  return [`${peer.ipv4}/32`, `${ipaddr.IPv6.parse(peer.ipv6).toString()}/128`];
+}
+
+/** Peers sorted by public key so the file does not change when the list is reordered. */
+export function renderWireguardConfig(state: HubState): string {
+  const lines = [
+    MANAGED_HEADER,
+    "[Interface]",
+    `PrivateKey = ${state.hub.privateKey}`,
+    `ListenPort = ${state.hub.listenPort}`,
+  ];
+  const peers = [...state.peers].sort((a, b) =>
+    a.publicKey < b.publicKey ? -1 : a.publicKey > b.publicKey ? 1 : 0,
+  );
+  for (const peer of peers) {
+    lines.push("", `# ${peer.name}`, "[Peer]", `PublicKey = ${peer.publicKey}`);
+    if (peer.presharedKey) lines.push(`PresharedKey = ${peer.presharedKey}`);
+    lines.push(`AllowedIPs = ${peerAllowedIps(peer).join(", ")}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+export interface WgDumpPeer {
+  readonly publicKey: string;
+  readonly presharedKey?: string;
+  readonly endpoint?: string;
+  readonly allowedIps: readonly string[];
+  /** Unix seconds; 0 = never. */
+  readonly latestHandshake: number;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+}
+
+export interface WgDump {
+  readonly privateKey: string;
+  readonly publicKey: string;
+  readonly listenPort: number;
+  readonly peers: readonly WgDumpPeer[];
+}
+
+/** Parses `wg show IFACE dump` (tab-separated; first line the interface, then one line per peer). */
+export function parseWgDump(text: string): WgDump {
+  const rows = text
+    .split("\n")
+    .filter((l) => l.length > 0)
+    .map((l) => l.split("\t"));
+  if (rows.length === 0 || rows[0].length < 4)
+    throw new Error(`unexpected 'wg show dump' output: ${JSON.stringify(text.slice(0, 100))}`);
+  const none = (v: string) => (v === "(none)" ? undefined : v);
+  return {
+    privateKey: rows[0][0],
+    publicKey: rows[0][1],
+    listenPort: Number(rows[0][2]),
+    peers: rows.slice(1).map((r) => ({
+      publicKey: r[0],
+      presharedKey: none(r[1]),
+      endpoint: none(r[2]),
+      allowedIps: r[3] === "(none)" ? [] : r[3].split(","),
+      latestHandshake: Number(r[4]),
+      rxBytes: Number(r[5]),
+      txBytes: Number(r[6]),
+    })),
+  };
+}
+
+/** What `wg syncconf` would set, in a form comparable with the live dump. */
+function fingerprint(
+  privateKey: string,
+  listenPort: number,
+  peers: readonly { publicKey: string; presharedKey?: string; allowedIps: readonly string[] }[],
+): string {
+  const rows = peers
+    .map(
+      (p) =>
+        `${p.publicKey} ${p.presharedKey ?? "-"} ${[...p.allowedIps]
+          .map((a) => ipaddr.parseCIDR(a).toString())
+          .sort()
+          .join(",")}`,
+    )
+    .sort();
+  return [privateKey, String(listenPort), ...rows].join("\n");
+}
+
+/** True when the live interface already has exactly the desired keys, port, peers and AllowedIPs. */
+export function wireguardMatches(state: HubState, live: WgDump): boolean {
+  const desired = fingerprint(
+    state.hub.privateKey,
+    state.hub.listenPort,
+    state.peers.map((p) => ({
+      publicKey: p.publicKey,
+      presharedKey: p.presharedKey,
+      allowedIps: peerAllowedIps(p),
+    })),
+  );
+  return desired === fingerprint(live.privateKey, live.listenPort, live.peers);
+}
