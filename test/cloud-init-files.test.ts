@@ -1,0 +1,152 @@
+/**
+ * The files the user-data writes, run through the real tools: nft (check mode, then a real load, in a network
+ * namespace this test creates), unbound-checkconf, systemd-sysctl (in a namespace) and apt-config.
+ */
+import { copyFileSync, readFileSync, writeFileSync } from "fs";
+import { join } from "path";
+import { LAYOUT } from "../agent/src/layout";
+import { renderUserData } from "../cloud-init/render";
+import { JOURNALD_DROP_IN, SYSCTL_FILE, UNATTENDED_UPGRADES_FILE } from "../cloud-init/system";
+import { fileContent, parseUserData, run, runOk, spec, withNetns, withTempDir } from "./cloud-init-helpers";
+
+const config = parseUserData(renderUserData(spec({ sshPort: 2222, wireguardPort: 51999 })));
+
+describe("nftables baseline", () => {
+  const baseline = fileContent(config, LAYOUT.nftablesConfig);
+
+  it("passes `nft -c -f` in a fresh network namespace", () => {
+    withTempDir((dir) => {
+      const file = join(dir, "nftables.conf");
+      writeFileSync(file, baseline);
+      withNetns((ns) => runOk("ip", ["netns", "exec", ns, "nft", "-c", "-f", file]));
+    });
+  });
+
+  it("fails `nft -c -f` when a rule is broken (so the check can fail)", () => {
+    withTempDir((dir) => {
+      const file = join(dir, "nftables.conf");
+      writeFileSync(file, baseline.replace("policy drop;", "policy dorp;"));
+      withNetns((ns) => {
+        const r = run("ip", ["netns", "exec", ns, "nft", "-c", "-f", file]);
+        expect(r.status).not.toBe(0);
+        expect(r.stderr).toMatch(/dorp/);
+      });
+    });
+  });
+
+  it("loads for real, twice, and leaves other tables alone", () => {
+    withTempDir((dir) => {
+      const file = join(dir, "nftables.conf");
+      writeFileSync(file, baseline);
+      withNetns((ns) => {
+        const nft = (...args: string[]): string => runOk("ip", ["netns", "exec", ns, "nft", ...args]);
+        nft("add", "table", "inet", "someone-else");
+        nft("add", "chain", "inet", "someone-else", "keep");
+        nft("-f", file);
+        nft("-f", file); // the agent and nftables.service reload it again and again
+        const tables = nft("list", "tables");
+        expect(tables).toContain(`table inet ${LAYOUT.nftTable}`);
+        expect(tables).toContain("table inet someone-else");
+        const ours = nft("list", "table", "inet", LAYOUT.nftTable);
+        expect(ours).toMatch(/hook input priority filter; policy drop;/);
+        expect(ours).toMatch(/hook forward priority filter; policy drop;/);
+        expect(ours).toContain("udp dport 51999 accept");
+        expect(ours).toContain("tcp dport 2222 accept");
+        // Loaded twice, defined once: the delete-and-redefine replaced the table rather than adding to it.
+        expect(ours.match(/tcp dport 2222 accept/g)).toHaveLength(1);
+      });
+    });
+  });
+});
+
+describe("unbound baseline", () => {
+  const baseline = fileContent(config, LAYOUT.unboundConfig);
+
+  /** A full unbound.conf laid out like Debian's, in a temp dir: its own settings, then the baseline included. */
+  function checkconf(content: string): { status: number | null; output: string } {
+    return withTempDir((dir) => {
+      const confD = join(dir, "unbound.conf.d");
+      runOk("mkdir", ["-p", confD]);
+      writeFileSync(join(confD, "cloudpal.conf"), content);
+      // The Debian package's own drop-ins. Its trust anchor file is the copy of dns-root-data's root.key that
+      // unbound's start-up helper makes in /var/lib/unbound; here the copy goes to the temp dir.
+      copyFileSync("/etc/unbound/unbound.conf.d/remote-control.conf", join(confD, "remote-control.conf"));
+      copyFileSync("/usr/share/dns/root.key", join(dir, "root.key"));
+      writeFileSync(
+        join(confD, "root-auto-trust-anchor-file.conf"),
+        readFileSync("/etc/unbound/unbound.conf.d/root-auto-trust-anchor-file.conf", "utf8").replace(
+          "/var/lib/unbound/root.key",
+          join(dir, "root.key"),
+        ),
+      );
+      const main = join(dir, "unbound.conf");
+      writeFileSync(
+        main,
+        `server:\n    directory: "${dir}"\n    chroot: ""\n    username: ""\n    pidfile: "${dir}/unbound.pid"\n` +
+          `include-toplevel: "${confD}/*.conf"\n`,
+      );
+      const r = run("unbound-checkconf", [main]);
+      return { status: r.status, output: `${r.stdout}${r.stderr}` };
+    });
+  }
+
+  it("passes unbound-checkconf together with Debian's own unbound.conf.d files", () => {
+    const r = checkconf(baseline);
+    expect(r.output).toContain("no errors");
+    expect(r.status).toBe(0);
+  });
+
+  it("fails unbound-checkconf with a misspelt option (so the check can fail)", () => {
+    const r = checkconf(baseline.replace("hide-version", "hide-versoin"));
+    expect(r.status).not.toBe(0);
+    expect(r.output).toMatch(/hide-versoin/);
+  });
+
+  it("listens on loopback only and logs no queries", () => {
+    const interfaces = baseline.match(/^\s*interface:.*$/gm)?.map((l) => l.trim());
+    expect(interfaces).toEqual(["interface: 127.0.0.1", "interface: ::1"]);
+    expect(baseline).toMatch(/log-queries: no/);
+    expect(baseline).toMatch(/log-replies: no/);
+    expect(baseline).toMatch(/control-interface: \/run\/unbound\.ctl/);
+  });
+});
+
+describe("forwarding sysctls", () => {
+  it("turn on IPv4 and IPv6 forwarding when systemd-sysctl applies them in a fresh namespace", () => {
+    withTempDir((dir) => {
+      const file = join(dir, "90-cloudpal.conf");
+      writeFileSync(file, fileContent(config, SYSCTL_FILE));
+      withNetns((ns) => {
+        const read = (key: string): string => runOk("ip", ["netns", "exec", ns, "sysctl", "-n", key]).trim();
+        expect(read("net.ipv4.ip_forward")).toBe("0");
+        runOk("ip", ["netns", "exec", ns, "/usr/lib/systemd/systemd-sysctl", file]);
+        expect(read("net.ipv4.ip_forward")).toBe("1");
+        expect(read("net.ipv6.conf.all.forwarding")).toBe("1");
+        // The glob reached an interface by name: router adverts keep working with forwarding on.
+        expect(read("net.ipv6.conf.lo.accept_ra")).toBe("2");
+      });
+    });
+  });
+});
+
+describe("unattended-upgrades and journald settings", () => {
+  it.each([true, false])("apt parses the unattended-upgrades file (autoReboot %s)", (autoReboot) => {
+    const c = parseUserData(
+      renderUserData(spec({ unattendedUpgrades: { autoReboot, rebootTime: "05:15" } })),
+    );
+    withTempDir((dir) => {
+      const file = join(dir, "52cloudpal-unattended-upgrades");
+      writeFileSync(file, fileContent(c, UNATTENDED_UPGRADES_FILE));
+      const dump = runOk("apt-config", ["-c", file, "dump"]);
+      expect(dump).toContain(`Unattended-Upgrade::Automatic-Reboot "${autoReboot}";`);
+      expect(dump).toContain('Unattended-Upgrade::Automatic-Reboot-Time "05:15";');
+      expect(dump).toContain('APT::Periodic::Unattended-Upgrade "1";');
+      expect(dump).toMatch(/Unattended-Upgrade::Origins-Pattern:: ".*-security.*Debian-Security"/);
+    });
+  });
+
+  it("journald keeps nothing on disk", () => {
+    const lines = fileContent(config, JOURNALD_DROP_IN).split("\n");
+    expect(lines).toEqual(expect.arrayContaining(["[Journal]", "Storage=volatile", "ForwardToSyslog=no"]));
+  });
+});
