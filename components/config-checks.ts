@@ -1,0 +1,280 @@
+/**
+ * Checks the JSON Schema cannot express: they look at several fields at once (overlaps, references,
+ * provider-specific fields) or at what a value means (an SSH key's blob, a CIDR's host bits). Each returns
+ * every problem it finds as one STYLE.md sentence; config.ts reports them all together.
+ */
+import * as ipaddr from "ipaddr.js";
+import type { RawConfig, UnallocatedConfig } from "./config";
+import { show } from "./config-format";
+
+type Net = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+/**
+ * Ranges a tunnel subnet must never overlap: traffic to them would be routed into the tunnel (or out of it)
+ * and break the cloud VM or the device.
+ */
+export const RESERVED_RANGES: readonly { readonly cidr: string; readonly what: string }[] = [
+  { cidr: "169.254.0.0/16", what: "link-local, where clouds serve instance metadata" },
+  { cidr: "127.0.0.0/8", what: "loopback" },
+  { cidr: "224.0.0.0/4", what: "multicast" },
+  { cidr: "10.244.0.0/16", what: "DigitalOcean's internal network" },
+  { cidr: "10.245.0.0/16", what: "DigitalOcean's internal network" },
+  { cidr: "192.168.128.0/17", what: "Linode's private network" },
+  { cidr: "172.17.0.0/16", what: "Docker's default bridge" },
+];
+
+const RFC1918 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
+
+export function checkConfig(raw: RawConfig, cfg: UnallocatedConfig): string[] {
+  return [
+    ...checkTarget(raw),
+    ...checkSshKeys(cfg.sshPublicKeys),
+    ...checkSshCidrs(cfg.sshAllowedCidrs, cfg.allowWorldSsh),
+    ...checkIpv4Subnet(cfg.ipv4Subnet),
+    ...checkIpv6Prefix(cfg.ipv6Prefix),
+    ...checkGroups(cfg),
+    ...checkPeers(cfg),
+    ...checkDns(cfg),
+  ];
+}
+
+/** Fields that belong to one kind of host only. */
+function checkTarget(raw: RawConfig): string[] {
+  const out: string[] = [];
+  if (raw.provider === "existing") {
+    if (raw.existing === undefined)
+      out.push(
+        `'existing' is missing: provider "existing" needs the server to use, e.g. { host: "203.0.113.7", user: "admin" }.`,
+      );
+    const cloudOnly: [keyof RawConfig, string][] = [
+      ["region", "a server you already have has no region to choose"],
+      ["size", "a server you already have has no size to choose"],
+      ["backups", "back up your own server yourself"],
+      ["sshPort", "set 'existing.port' instead"],
+      ["operatorUser", "set 'existing.user' instead"],
+    ];
+    for (const [key, why] of cloudOnly) {
+      if (raw[key] !== undefined)
+        out.push(`'${key}' (${show(raw[key])}) does not apply to provider "existing": remove it (${why}).`);
+    }
+  } else if (raw.existing !== undefined) {
+    out.push(
+      `'existing' (${show(raw.existing)}) only applies to provider "existing": remove it, or set 'provider' to "existing".`,
+    );
+  }
+  return out;
+}
+
+/**
+ * An OpenSSH public key blob is a run of length-prefixed strings, the first being the key type named in front.
+ * Checking that it parses exactly catches truncated or mixed-up pastes, which the pattern cannot.
+ */
+function blobParses(type: string, blob: string): boolean {
+  const bytes = Buffer.from(blob, "base64");
+  const fields: Buffer[] = [];
+  let at = 0;
+  while (at + 4 <= bytes.length) {
+    const length = bytes.readUInt32BE(at);
+    if (at + 4 + length > bytes.length) return false;
+    fields.push(bytes.subarray(at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  return at === bytes.length && fields.length >= 2 && fields[0].toString("latin1") === type;
+}
+
+function checkSshKeys(keys: readonly string[]): string[] {
+  const out: string[] = [];
+  keys.forEach((key, i) => {
+    const [type, blob] = key.split(" ");
+    if (!blobParses(type, blob))
+      out.push(
+        `'sshPublicKeys[${i}]' (${show(key)}) is not a complete ${type} key: copy the whole line from your '.pub' file again.`,
+      );
+    const first = keys.findIndex((k) => k.split(" ")[1] === blob);
+    if (first !== i)
+      out.push(`'sshPublicKeys[${i}]' (${show(key)}) repeats 'sshPublicKeys[${first}]': remove one.`);
+  });
+  return out;
+}
+
+function parseCidr(text: string): Net | undefined {
+  try {
+    return ipaddr.parseCIDR(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function networkOf([addr, bits]: Net): string {
+  return addr.kind() === "ipv4"
+    ? `${ipaddr.IPv4.networkAddressFromCIDR(`${addr.toString()}/${bits}`).toString()}/${bits}`
+    : `${ipaddr.IPv6.networkAddressFromCIDR(`${addr.toString()}/${bits}`).toString()}/${bits}`;
+}
+
+/** Whether two networks of the same family overlap: one contains the other's base address. */
+function overlaps(a: Net, b: Net): boolean {
+  if (a[0].kind() !== b[0].kind()) return false;
+  const aBase = ipaddr.parse(networkOf(a).split("/")[0]);
+  const bBase = ipaddr.parse(networkOf(b).split("/")[0]);
+  return (
+    (aBase as ipaddr.IPv4).match(b as [ipaddr.IPv4, number]) ||
+    (bBase as ipaddr.IPv4).match(a as [ipaddr.IPv4, number])
+  );
+}
+
+function hostBitsProblem(field: string, text: string, net: Net): string | undefined {
+  const network = networkOf(net);
+  if (network !== `${net[0].toString()}/${net[1]}`)
+    return `'${field}' (${show(text)}) has host bits set: write the network address, '${network}'.`;
+  return undefined;
+}
+
+function checkSshCidrs(cidrs: readonly string[], allowWorld: boolean): string[] {
+  const out: string[] = [];
+  const nets: (Net | undefined)[] = cidrs.map((text, i) => {
+    const net = parseCidr(text);
+    if (!net) {
+      out.push(
+        `'sshAllowedCidrs[${i}]' (${show(text)}) is not a CIDR: write an address with a prefix length, e.g. '203.0.113.7/32'.`,
+      );
+      return undefined;
+    }
+    const hostBits = hostBitsProblem(`sshAllowedCidrs[${i}]`, text, net);
+    if (hostBits) out.push(hostBits);
+    if (net[1] === 0 && !allowWorld)
+      out.push(
+        `'sshAllowedCidrs[${i}]' (${show(text)}) opens SSH to the whole internet: list only the addresses you run 'pulumi up' from, or set 'allowWorldSsh' to true to accept the risk.`,
+      );
+    for (const r of RESERVED_RANGES) {
+      const reserved = ipaddr.parseCIDR(r.cidr);
+      if (net[1] > 0 && overlaps(net, reserved))
+        out.push(
+          `'sshAllowedCidrs[${i}]' (${show(text)}) is in ${r.cidr} (${r.what}), which no SSH client comes from: use your public address.`,
+        );
+    }
+    return net;
+  });
+  nets.forEach((net, i) => {
+    if (!net) return;
+    for (let j = 0; j < i; j++) {
+      const other = nets[j];
+      if (other && overlaps(net, other))
+        out.push(
+          `'sshAllowedCidrs[${i}]' (${show(cidrs[i])}) overlaps 'sshAllowedCidrs[${j}]' (${show(cidrs[j])}): keep only the wider one.`,
+        );
+    }
+  });
+  return out;
+}
+
+function checkIpv4Subnet(text: string): string[] {
+  const field = "ipv4Subnet";
+  const net = parseCidr(text);
+  if (!net || net[0].kind() !== "ipv4")
+    return [`'${field}' (${show(text)}) is not an IPv4 subnet: write it like '10.77.0.0/16'.`];
+  const out: string[] = [];
+  const hostBits = hostBitsProblem(field, text, net);
+  if (hostBits) out.push(hostBits);
+  if (net[1] < 16 || net[1] > 24)
+    out.push(
+      `'${field}' (${show(text)}) must have a prefix length from /16 to /24: a smaller network runs out of addresses, a larger one collides with more LANs; e.g. '10.77.0.0/16'.`,
+    );
+  if (!RFC1918.some((r) => overlaps(net, ipaddr.parseCIDR(r)) && net[1] >= ipaddr.parseCIDR(r)[1]))
+    out.push(
+      `'${field}' (${show(text)}) is not a private range: use a subnet of 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16, e.g. '10.77.0.0/16'.`,
+    );
+  for (const r of RESERVED_RANGES) {
+    if (overlaps(net, ipaddr.parseCIDR(r.cidr)))
+      out.push(
+        `'${field}' (${show(text)}) overlaps ${r.cidr} (${r.what}): choose another range, e.g. '10.77.0.0/16'.`,
+      );
+  }
+  return out;
+}
+
+function checkIpv6Prefix(text: string): string[] {
+  const field = "ipv6Prefix";
+  const net = parseCidr(text);
+  if (!net || net[0].kind() !== "ipv6")
+    return [
+      `'${field}' (${show(text)}) is not an IPv6 prefix: write a ULA prefix like 'fd7a:c10d:9a1::/64'.`,
+    ];
+  const out: string[] = [];
+  const hostBits = hostBitsProblem(field, text, net);
+  if (hostBits) out.push(hostBits);
+  if (!overlaps(net, ipaddr.parseCIDR("fd00::/8")) || net[1] < 8)
+    out.push(
+      `'${field}' (${show(text)}) is not a unique local (ULA) prefix: use one inside fd00::/8 (RFC 4193), e.g. 'fd7a:c10d:9a1::/64'.`,
+    );
+  if (net[1] < 48 || net[1] > 64)
+    out.push(
+      `'${field}' (${show(text)}) must have a prefix length from /48 to /64, e.g. 'fd7a:c10d:9a1::/64'.`,
+    );
+  return out;
+}
+
+function checkGroups(cfg: UnallocatedConfig): string[] {
+  const names = new Set(cfg.groups.map((g) => g.name));
+  const out: string[] = [];
+  for (const g of cfg.groups) {
+    g.reaches.forEach((target, i) => {
+      if (!names.has(target))
+        out.push(
+          `'groups.${g.name}.reaches[${i}]' (${show(target)}) names no group: use one of ${[...names].map((n) => `'${n}'`).join(", ")}, or add a group called '${target}'.`,
+        );
+    });
+  }
+  return out;
+}
+
+function checkPeers(cfg: UnallocatedConfig): string[] {
+  const out: string[] = [];
+  const groups = new Set(cfg.groups.map((g) => g.name));
+  cfg.peers.forEach((p, i) => {
+    const first = cfg.peers.findIndex((q) => q.name === p.name);
+    if (first !== i)
+      out.push(
+        `'peers[${i}].name' (${show(p.name)}) is already used by 'peers[${first}]': give every device its own name.`,
+      );
+    if (p.name === "hub")
+      out.push(`'peers[${i}].name' ("hub") is the hub's own DNS name: choose another device name.`);
+    if (!groups.has(p.group))
+      out.push(
+        `'peers[${i}].group' (${show(p.group)}) names no group${p.group === "family" ? " (\"family\" is the default when 'group' is left out)" : ""}: use one of ${[...groups].map((n) => `'${n}'`).join(", ") || "the groups you define"}, or add it under 'groups'.`,
+      );
+    if (p.publicKey !== undefined) {
+      const firstKey = cfg.peers.findIndex((q) => q.publicKey === p.publicKey);
+      if (firstKey !== i)
+        out.push(
+          `'peers[${i}].publicKey' (${show(p.publicKey)}) is also 'peers[${firstKey}].publicKey': each device needs its own key pair ('wg genkey | wg pubkey').`,
+        );
+    }
+  });
+  return out;
+}
+
+function checkDns(cfg: UnallocatedConfig): string[] {
+  const out: string[] = [];
+  cfg.dns.blocklists.forEach((u, i) => {
+    try {
+      const url = new URL(u);
+      if (url.protocol !== "https:" || !url.hostname) throw new Error("not https");
+    } catch {
+      out.push(
+        `'dns.blocklists[${i}]' (${show(u)}) is not an https URL: blocklists are fetched over https only, e.g. 'https://example.org/hosts.txt'.`,
+      );
+    }
+  });
+  cfg.dns.upstreams.forEach((u, i) => {
+    if (!ipaddr.isValid(u.address))
+      out.push(
+        `'dns.upstreams[${i}].address' (${show(u.address)}) is not an IP address: DNS-over-TLS needs the resolver's IP, e.g. '9.9.9.9'.`,
+      );
+  });
+  cfg.dns.deny.forEach((d, i) => {
+    const j = cfg.dns.allow.indexOf(d);
+    if (j >= 0)
+      out.push(`'dns.deny[${i}]' (${show(d)}) is also 'dns.allow[${j}]': keep it in one of the two lists.`);
+  });
+  return out;
+}

@@ -1,0 +1,282 @@
+/**
+ * The JSON Schema of the `cloudpal:` stack config: shapes, types and formats. Checks that need more than
+ * one field (overlaps, references, allocation) live in config-checks.ts.
+ *
+ * Each property may carry `fix`: the tail of the sentence shown when that property's value is wrong
+ * ("is not a WireGuard public key: expected … Generate one with …"). ajv errors are translated into such
+ * sentences in config.ts, never shown raw.
+ */
+import { CATALOG, IMAGE_FAMILIES, PROVIDERS, type CloudProvider } from "./catalog";
+
+/** Lower-case DNS label: a peer's name becomes `<name>.pal`, a group's name appears in nftables sets. */
+export const NAME_PATTERN = "^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$";
+const NAME_FIX =
+  "is not a valid name: use 1-32 lower-case letters, digits and '-', starting and ending with a letter or digit";
+/** Same alphabet and padding rule as agent/src/keys.ts isWireGuardKey. */
+const WG_KEY_PATTERN = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$";
+const DOMAIN_PATTERN =
+  "^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+const DOMAIN_FIX =
+  "is not a domain name: write it in lower case without a scheme or path, e.g. 'example.com'";
+const CIDR_V4_OR_V6 = "^[0-9a-fA-F.:]+/[0-9]{1,3}$";
+
+const port = (what: string, fix: string) => ({
+  type: "integer",
+  minimum: 1,
+  maximum: 65535,
+  description: what,
+  fix,
+});
+
+/** Region slugs depend on the provider, so the schema checks them per provider with if/then. */
+const regionPerProvider = (Object.keys(CATALOG) as CloudProvider[]).map((provider) => ({
+  if: { properties: { provider: { const: provider } }, required: ["provider"] },
+  then: {
+    properties: {
+      region: {
+        enum: CATALOG[provider].regions,
+        fix: `is not a ${CATALOG[provider].title} region: use one of ${CATALOG[provider].regions.join(", ")}`,
+      },
+    },
+  },
+}));
+
+export const CONFIG_SCHEMA = {
+  type: "object",
+  additionalProperties: false,
+  required: ["provider", "sshPublicKeys", "sshAllowedCidrs"],
+  allOf: regionPerProvider,
+  properties: {
+    provider: {
+      enum: PROVIDERS,
+      missing: `set it to ${PROVIDERS.map((p) => `"${p}"`).join(", ")}`,
+      description: "Where the hub runs.",
+      fix: `is not a supported provider: use one of ${PROVIDERS.map((p) => `"${p}"`).join(", ")}`,
+    },
+    region: {
+      type: "string",
+      description: "Provider region slug, e.g. fra1 (DigitalOcean), eu-central (Linode), fra (Vultr).",
+      fix: "is not a region slug: see docs/providers.md for each provider's list",
+    },
+    size: {
+      type: "string",
+      pattern: "^[a-z0-9][a-z0-9.-]*$",
+      description: "Provider size/plan slug, e.g. s-1vcpu-512mb-10gb, g6-nanode-1, vc2-1c-1gb.",
+      fix: "is not a size slug: use the provider's slug as its API lists it, e.g. 's-1vcpu-512mb-10gb'",
+    },
+    image: {
+      enum: IMAGE_FAMILIES,
+      description: "Operating system family.",
+      fix: `is not a supported image: use ${IMAGE_FAMILIES.map((i) => `"${i}"`).join(" or ")}`,
+    },
+    existing: {
+      type: "object",
+      additionalProperties: false,
+      required: ["host"],
+      description: "The server to use when provider is existing.",
+      properties: {
+        host: {
+          type: "string",
+          minLength: 1,
+          pattern: "^[A-Za-z0-9.:-]+$",
+          description: "IP address or DNS name of the server.",
+          missing: "set it to the server's IP address or DNS name",
+          fix: "is not a host: use the server's IP address or DNS name",
+        },
+        port: port(
+          "SSH port of the server.",
+          "is not a port: use the port the server's sshd listens on (usually 22)",
+        ),
+        user: {
+          type: "string",
+          pattern: "^[a-z_][a-z0-9_-]{0,31}$",
+          description: "User to log in as; needs passwordless sudo.",
+          fix: "is not a Unix user name: use lower-case letters, digits, '_' and '-'",
+        },
+      },
+    },
+    hostname: {
+      type: "string",
+      pattern: NAME_PATTERN,
+      description: "The hub's host name.",
+      fix: NAME_FIX,
+    },
+    sshPublicKeys: {
+      type: "array",
+      minItems: 1,
+      items: {
+        type: "string",
+        pattern:
+          "^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|sk-ssh-ed25519@openssh\\.com|sk-ecdsa-sha2-nistp256@openssh\\.com) [A-Za-z0-9+/]+={0,3}( [^\\n]*)?$",
+        fix: "is not an SSH public key: paste one line of your '~/.ssh/id_ed25519.pub' (create it with 'ssh-keygen -t ed25519')",
+      },
+      description: "OpenSSH public keys of the operator.",
+      missing: "paste the line from '~/.ssh/id_ed25519.pub' (create it with 'ssh-keygen -t ed25519')",
+      fix: "must list at least one SSH public key: paste the line from '~/.ssh/id_ed25519.pub'",
+    },
+    sshAllowedCidrs: {
+      type: "array",
+      minItems: 1,
+      items: {
+        type: "string",
+        pattern: CIDR_V4_OR_V6,
+        fix: "is not a CIDR: write an address with a prefix length, e.g. '203.0.113.7/32'",
+      },
+      description: "Where SSH may come from (the machine that runs pulumi up).",
+      missing:
+        "list where you run 'pulumi up' from, e.g. [\"203.0.113.7/32\"] (find your address with 'curl -4 https://ifconfig.me'); SSH stays closed to everyone else",
+      fix: "must list where you run 'pulumi up' from, e.g. [\"203.0.113.7/32\"] (find your address with 'curl -4 https://ifconfig.me')",
+    },
+    allowWorldSsh: {
+      type: "boolean",
+      description: "Explicitly allow 0.0.0.0/0 or ::/0 in sshAllowedCidrs.",
+      fix: "must be true or false",
+    },
+    sshPort: port("SSH port on the hub.", "is not a port: use a number from 1 to 65535 (default 22)"),
+    operatorUser: {
+      type: "string",
+      pattern: "^[a-z_][a-z0-9_-]{0,31}$",
+      not: { enum: ["root", "cloudpal"] },
+      description: "Login user created on the hub.",
+      fix: "is not a usable user name: use lower-case letters, digits, '_' and '-', not 'root' or 'cloudpal'",
+    },
+    wireguardPort: port("WireGuard UDP port.", "is not a port: use a number from 1 to 65535 (default 51820)"),
+    ipv4Subnet: {
+      type: "string",
+      pattern: "^[0-9.]+/[0-9]{1,2}$",
+      description: "Private IPv4 subnet of the tunnel network.",
+      fix: "is not an IPv4 subnet: write it like '10.77.0.0/16'",
+    },
+    ipv6Prefix: {
+      type: "string",
+      pattern: "^[0-9a-fA-F:]+/[0-9]{1,3}$",
+      description: "Private IPv6 ULA prefix of the tunnel network.",
+      fix: "is not an IPv6 prefix: write a ULA prefix like 'fd7a:c10d:9a1::/64'",
+    },
+    peers: {
+      type: "array",
+      description: "Devices.",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["name"],
+        properties: {
+          name: {
+            type: "string",
+            pattern: NAME_PATTERN,
+            fix: NAME_FIX,
+            missing: "give the device a name such as 'laptop'",
+          },
+          publicKey: {
+            type: "string",
+            pattern: WG_KEY_PATTERN,
+            fix: "is not a WireGuard public key: expected 44 base64 characters ending in '='. Generate one with 'wg genkey | wg pubkey'",
+          },
+          group: { type: "string", pattern: NAME_PATTERN, fix: NAME_FIX },
+          address: {
+            type: "string",
+            pattern: "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$",
+            fix: "is not an IPv4 address: write it like '10.77.0.23', or remove it to derive one from the name",
+          },
+        },
+      },
+    },
+    groups: {
+      type: "object",
+      description: "Groups of peers and what they may reach.",
+      propertyNames: { pattern: NAME_PATTERN },
+      fix: NAME_FIX,
+      additionalProperties: {
+        type: "object",
+        additionalProperties: false,
+        properties: {
+          reaches: { type: "array", items: { type: "string", pattern: NAME_PATTERN, fix: NAME_FIX } },
+          internet: { type: "boolean", fix: "must be true or false" },
+        },
+      },
+    },
+    dns: {
+      type: "object",
+      additionalProperties: false,
+      description: "Private DNS filter.",
+      properties: {
+        blocklists: {
+          type: "array",
+          items: {
+            type: "string",
+            pattern: "^https://[^\\s]+$",
+            fix: "is not an https URL: blocklists are fetched over https only, e.g. 'https://example.org/hosts.txt'",
+          },
+        },
+        allow: { type: "array", items: { type: "string", pattern: DOMAIN_PATTERN, fix: DOMAIN_FIX } },
+        deny: { type: "array", items: { type: "string", pattern: DOMAIN_PATTERN, fix: DOMAIN_FIX } },
+        upstreams: {
+          type: "array",
+          minItems: 1,
+          fix: "must list at least one DNS-over-TLS resolver, or be left out to use Quad9 and Cloudflare",
+          items: {
+            type: "object",
+            additionalProperties: false,
+            required: ["address", "tlsName"],
+            properties: {
+              address: {
+                type: "string",
+                pattern: "^[0-9a-fA-F.:]+$",
+                fix: "is not an IP address: DNS-over-TLS needs the resolver's IP, e.g. '9.9.9.9'",
+                missing: "set the resolver's IP address, e.g. '9.9.9.9'",
+              },
+              tlsName: {
+                type: "string",
+                pattern: DOMAIN_PATTERN,
+                fix: "is not a TLS name: use the name on the resolver's certificate, e.g. 'dns.quad9.net'",
+                missing: "set the name on the resolver's certificate, e.g. 'dns.quad9.net'",
+              },
+              port: port("DNS-over-TLS port.", "is not a port: DNS-over-TLS uses 853"),
+            },
+          },
+        },
+        dnssec: { type: "boolean", fix: "must be true or false" },
+        queryLog: { type: "boolean", fix: "must be true or false" },
+      },
+    },
+    firewallMode: {
+      enum: ["vpn", "mesh-only"],
+      description: "vpn: full tunnel plus mesh; mesh-only: the hub forwards nothing to the internet.",
+      fix: `is not a firewall mode: use "vpn" or "mesh-only"`,
+    },
+    endpointHostname: {
+      type: "string",
+      pattern: DOMAIN_PATTERN,
+      description: "DNS name devices use to reach the hub.",
+      fix: "is not a host name: use a DNS name you control, e.g. 'vpn.example.com'",
+    },
+    backups: {
+      type: "boolean",
+      description: "Provider backups (off: your data stays off the provider's backup systems).",
+      fix: "must be true or false",
+    },
+    autoReboot: {
+      type: "object",
+      additionalProperties: false,
+      description: "Reboot after unattended security upgrades that need it.",
+      properties: {
+        enabled: { type: "boolean", fix: "must be true or false" },
+        time: {
+          type: "string",
+          pattern: "^([01][0-9]|2[0-3]):[0-5][0-9]$",
+          fix: "is not a time: write it as HH:MM in UTC, e.g. '04:00'",
+        },
+      },
+    },
+    persistentKeepalive: {
+      type: "integer",
+      minimum: 0,
+      maximum: 65535,
+      description: "Seconds between keepalives from devices (0 turns them off).",
+      fix: "is not a keepalive interval: use seconds from 0 to 65535 (default 25)",
+    },
+  },
+} as const;
+
+/** Top-level keys, in schema order: Pulumi.yaml declares exactly these (tested). */
+export const CONFIG_KEYS = Object.keys(CONFIG_SCHEMA.properties) as readonly string[];

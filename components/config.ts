@@ -1,0 +1,414 @@
+/**
+ * The `cloudpal:` stack config: validated with one JSON Schema (config-schema.ts), completed with defaults in
+ * one function (`withDefaults`), checked across fields (config-checks.ts), and returned as a typed, frozen
+ * HubConfig. Every problem is collected and reported at once, one sentence per line, before the program
+ * registers a single resource.
+ */
+import Ajv, { type ErrorObject } from "ajv";
+import * as pulumi from "@pulumi/pulumi";
+import { allocateAddresses, AllocationError } from "../agent/src/addressing";
+import type { DnsState, FirewallMode } from "../agent/src/state";
+import type { ImageFamily } from "../cloud-init/spec";
+import { CATALOG, type CloudProvider } from "./catalog";
+import { checkConfig } from "./config-checks";
+import { fieldPath, show } from "./config-format";
+import { CONFIG_KEYS, CONFIG_SCHEMA } from "./config-schema";
+
+export const CONFIG_NAMESPACE = "cloudpal";
+/** Secret config holding the operator's SSH private key for delivery; not part of HubConfig. */
+export const SSH_PRIVATE_KEY_KEY = "sshPrivateKey";
+
+export interface CloudHostTarget {
+  readonly provider: CloudProvider;
+  /** Defaults to the provider's Frankfurt region (components/catalog.ts). */
+  readonly region: string;
+  /** Defaults to the provider's cheapest size (components/catalog.ts). */
+  readonly size: string;
+  /** Defaults to false: no copies of the hub on the provider's backup systems. */
+  readonly backups: boolean;
+}
+
+export interface ExistingHostTarget {
+  readonly provider: "existing";
+  readonly host: string;
+  /** Defaults to 22. Also the SSH port the hub's firewall keeps open. */
+  readonly port: number;
+  /** Defaults to "root". Also the operator user. */
+  readonly user: string;
+}
+
+export type HostTarget = CloudHostTarget | ExistingHostTarget;
+
+export interface PeerConfig {
+  readonly name: string;
+  /** Absent: CloudPal makes the device's key pair and puts the private key in its client config. */
+  readonly publicKey?: string;
+  /** Defaults to "family". */
+  readonly group: string;
+  /** Pinned IPv4 address, if any. */
+  readonly address?: string;
+  /** Allocated tunnel addresses (agent/src/addressing.ts). */
+  readonly ipv4: string;
+  readonly ipv6: string;
+}
+
+export interface GroupConfig {
+  readonly name: string;
+  /** Defaults to []. */
+  readonly reaches: readonly string[];
+  /** Defaults to false. */
+  readonly internet: boolean;
+}
+
+export interface AutoRebootConfig {
+  /** Defaults to true: kernel security fixes only take effect after a reboot. */
+  readonly enabled: boolean;
+  /** Defaults to "04:00" (UTC). */
+  readonly time: string;
+}
+
+export interface HubConfig {
+  readonly host: HostTarget;
+  /** Defaults to "debian-12". */
+  readonly image: ImageFamily;
+  /** Defaults to "cloudpal-hub". */
+  readonly hostname: string;
+  readonly sshPublicKeys: readonly string[];
+  /** Required: no default can know where the operator runs `pulumi up` from. */
+  readonly sshAllowedCidrs: readonly string[];
+  /** Defaults to false. */
+  readonly allowWorldSsh: boolean;
+  /** Defaults to 22 (for `existing`: existing.port). */
+  readonly sshPort: number;
+  /** Defaults to "cloudpal-admin" (for `existing`: existing.user). */
+  readonly operatorUser: string;
+  /** Defaults to 51820. */
+  readonly wireguardPort: number;
+  /** Defaults to "10.77.0.0/16". */
+  readonly ipv4Subnet: string;
+  /** Defaults to "fd7a:c10d:9a1::/64". */
+  readonly ipv6Prefix: string;
+  /** Defaults to []. */
+  readonly peers: readonly PeerConfig[];
+  /** Defaults to one group, "family", which reaches itself and the internet. */
+  readonly groups: readonly GroupConfig[];
+  /** Defaults: one blocklist, no allow/deny entries, Quad9 and Cloudflare over TLS, DNSSEC on, no query log. */
+  readonly dns: DnsState;
+  /** Defaults to "vpn". */
+  readonly firewallMode: FirewallMode;
+  readonly endpointHostname?: string;
+  readonly autoReboot: AutoRebootConfig;
+  /** Defaults to 25 seconds. */
+  readonly persistentKeepalive: number;
+}
+
+/**
+ * Every default, in one place. Pulumi.yaml repeats the provider-independent ones because the Pulumi CLI
+ * demands a default for each optional key it declares; test/config.test.ts fails if the two ever differ.
+ */
+export const DEFAULTS = {
+  image: "debian-12" as ImageFamily,
+  hostname: "cloudpal-hub",
+  allowWorldSsh: false,
+  sshPort: 22,
+  operatorUser: "cloudpal-admin",
+  wireguardPort: 51820,
+  // 10.77/16: clear of the home-router favourites (192.168.0/1.x, 10.0.0.x), of Docker (172.17/16), and
+  // of the cloud ranges config-checks.ts rejects; /16 keeps name-hash collisions rare.
+  ipv4Subnet: "10.77.0.0/16",
+  // A fixed ULA /64 (RFC 4193 global id 7a:c10d:09a1) rather than one derived from the stack name: device
+  // configs carry these addresses, and renaming or moving a stack must not renumber every device.
+  ipv6Prefix: "fd7a:c10d:9a1::/64",
+  peerGroup: "family",
+  groups: { family: { reaches: ["family"], internet: true } } as Record<
+    string,
+    { reaches?: string[]; internet?: boolean }
+  >,
+  dns: {
+    blocklists: ["https://raw.githubusercontent.com/StevenBlack/hosts/master/hosts"],
+    allow: [] as string[],
+    deny: [] as string[],
+    upstreams: [
+      { address: "9.9.9.9", tlsName: "dns.quad9.net", port: 853 },
+      { address: "149.112.112.112", tlsName: "dns.quad9.net", port: 853 },
+      { address: "1.1.1.1", tlsName: "cloudflare-dns.com", port: 853 },
+      { address: "1.0.0.1", tlsName: "cloudflare-dns.com", port: 853 },
+    ],
+    dnssec: true,
+    queryLog: false,
+  },
+  upstreamPort: 853,
+  firewallMode: "vpn" as FirewallMode,
+  backups: false,
+  autoReboot: { enabled: true, time: "04:00" },
+  persistentKeepalive: 25,
+  existing: { port: 22, user: "root" },
+} as const;
+
+/** The stack config as the user wrote it, after the schema accepted its shape. */
+export interface RawConfig {
+  provider: HostTarget["provider"];
+  region?: string;
+  size?: string;
+  image?: ImageFamily;
+  existing?: { host: string; port?: number; user?: string };
+  hostname?: string;
+  sshPublicKeys: string[];
+  sshAllowedCidrs: string[];
+  allowWorldSsh?: boolean;
+  sshPort?: number;
+  operatorUser?: string;
+  wireguardPort?: number;
+  ipv4Subnet?: string;
+  ipv6Prefix?: string;
+  peers?: { name: string; publicKey?: string; group?: string; address?: string }[];
+  groups?: Record<string, { reaches?: string[]; internet?: boolean }>;
+  dns?: {
+    blocklists?: string[];
+    allow?: string[];
+    deny?: string[];
+    upstreams?: { address: string; tlsName: string; port?: number }[];
+    dnssec?: boolean;
+    queryLog?: boolean;
+  };
+  firewallMode?: FirewallMode;
+  endpointHostname?: string;
+  backups?: boolean;
+  autoReboot?: { enabled?: boolean; time?: string };
+  persistentKeepalive?: number;
+}
+
+/** HubConfig before addresses are allocated. */
+export type UnallocatedConfig = Omit<HubConfig, "peers"> & {
+  readonly peers: readonly Omit<PeerConfig, "ipv4" | "ipv6">[];
+};
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(
+      `The ${CONFIG_NAMESPACE} stack config has ${problems.length} problem${problems.length === 1 ? "" : "s"}:\n` +
+        problems.map((p) => `  - ${p}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+/** The one function that applies defaults. */
+export function withDefaults(raw: RawConfig): UnallocatedConfig {
+  const host: HostTarget =
+    raw.provider === "existing"
+      ? {
+          provider: "existing",
+          host: raw.existing?.host ?? "",
+          port: raw.existing?.port ?? DEFAULTS.existing.port,
+          user: raw.existing?.user ?? DEFAULTS.existing.user,
+        }
+      : {
+          provider: raw.provider,
+          region: raw.region ?? CATALOG[raw.provider].defaultRegion,
+          size: raw.size ?? CATALOG[raw.provider].defaultSize,
+          backups: raw.backups ?? DEFAULTS.backups,
+        };
+  const dns = raw.dns ?? {};
+  return {
+    host,
+    image: raw.image ?? DEFAULTS.image,
+    hostname: raw.hostname ?? DEFAULTS.hostname,
+    sshPublicKeys: raw.sshPublicKeys,
+    sshAllowedCidrs: raw.sshAllowedCidrs,
+    allowWorldSsh: raw.allowWorldSsh ?? DEFAULTS.allowWorldSsh,
+    sshPort: host.provider === "existing" ? host.port : (raw.sshPort ?? DEFAULTS.sshPort),
+    operatorUser: host.provider === "existing" ? host.user : (raw.operatorUser ?? DEFAULTS.operatorUser),
+    wireguardPort: raw.wireguardPort ?? DEFAULTS.wireguardPort,
+    ipv4Subnet: raw.ipv4Subnet ?? DEFAULTS.ipv4Subnet,
+    ipv6Prefix: raw.ipv6Prefix ?? DEFAULTS.ipv6Prefix,
+    peers: (raw.peers ?? []).map((p) => ({
+      name: p.name,
+      group: p.group ?? DEFAULTS.peerGroup,
+      ...(p.publicKey !== undefined ? { publicKey: p.publicKey } : {}),
+      ...(p.address !== undefined ? { address: p.address } : {}),
+    })),
+    groups: Object.entries(raw.groups ?? DEFAULTS.groups).map(([name, g]) => ({
+      name,
+      reaches: g.reaches ?? [],
+      internet: g.internet ?? false,
+    })),
+    dns: {
+      blocklists: dns.blocklists ?? [...DEFAULTS.dns.blocklists],
+      allow: dns.allow ?? [],
+      deny: dns.deny ?? [],
+      upstreams: (dns.upstreams ?? DEFAULTS.dns.upstreams).map((u) => ({
+        address: u.address,
+        tlsName: u.tlsName,
+        port: u.port ?? DEFAULTS.upstreamPort,
+      })),
+      dnssec: dns.dnssec ?? DEFAULTS.dns.dnssec,
+      queryLog: dns.queryLog ?? DEFAULTS.dns.queryLog,
+    },
+    firewallMode: raw.firewallMode ?? DEFAULTS.firewallMode,
+    ...(raw.endpointHostname !== undefined ? { endpointHostname: raw.endpointHostname } : {}),
+    autoReboot: {
+      enabled: raw.autoReboot?.enabled ?? DEFAULTS.autoReboot.enabled,
+      time: raw.autoReboot?.time ?? DEFAULTS.autoReboot.time,
+    },
+    persistentKeepalive: raw.persistentKeepalive ?? DEFAULTS.persistentKeepalive,
+  };
+}
+
+// strictTypes off: the per-provider if/then branches name properties without restating `type: object`.
+const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, strictTypes: false });
+ajv.addVocabulary(["fix", "missing"]);
+const validateShape = ajv.compile(CONFIG_SCHEMA);
+
+/**
+ * Validate the user's config and return the frozen HubConfig, or throw a ConfigError listing every problem.
+ * Pure: tests call it directly, and the program calls it before registering any resource.
+ */
+export function loadConfig(input: unknown): HubConfig {
+  if (!validateShape(input)) {
+    const lines = (validateShape.errors ?? []).map(describeSchemaError).filter((l) => l !== "");
+    throw new ConfigError(unique(lines));
+  }
+  const resolved = withDefaults(input as unknown as RawConfig);
+  const problems = checkConfig(input as unknown as RawConfig, resolved);
+  let peers: PeerConfig[] = [];
+  if (!problems.some((p) => p.startsWith("'ipv4Subnet'") || p.startsWith("'ipv6Prefix'"))) {
+    try {
+      const addresses = allocateAddresses(resolved, resolved.peers);
+      peers = resolved.peers.map((p) => ({ ...p, ...pick(addresses.get(p.name)) }));
+    } catch (e) {
+      if (!(e instanceof AllocationError)) throw e;
+      problems.push(...e.problems);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(unique(problems));
+  return deepFreeze({ ...resolved, peers });
+}
+
+/** Reads `cloudpal:*` from the running Pulumi program and validates it. */
+export function loadStackConfig(): HubConfig {
+  return loadConfig(readStackConfig(pulumi.runtime.allConfig()));
+}
+
+/**
+ * Turns Pulumi's flat config map (structured values arrive as JSON text) into one object. Unknown keys are
+ * kept so the schema reports them (a typo such as `cloudpal:sshport` must not be silently ignored).
+ */
+export function readStackConfig(all: Record<string, string>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const prefix = `${CONFIG_NAMESPACE}:`;
+  for (const [fullKey, text] of Object.entries(all)) {
+    if (!fullKey.startsWith(prefix)) continue;
+    const key = fullKey.slice(prefix.length);
+    if (key === SSH_PRIVATE_KEY_KEY) continue;
+    const schema = (CONFIG_SCHEMA.properties as Record<string, { type?: string; enum?: unknown }>)[key];
+    const isText = schema !== undefined && (schema.type === "string" || schema.enum !== undefined);
+    out[key] = isText ? text : parseJson(text);
+  }
+  return out;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text; // The schema then says what type was expected.
+  }
+}
+
+function pick(a: { ipv4: string; ipv6: string } | undefined): { ipv4: string; ipv6: string } {
+  if (!a) throw new Error("allocateAddresses returned no address for a peer");
+  return { ipv4: a.ipv4, ipv6: a.ipv6 };
+}
+
+function unique(lines: string[]): string[] {
+  return [...new Set(lines)];
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value as object)) deepFreeze(v);
+  }
+  return value;
+}
+
+interface Annotated {
+  fix?: string;
+  missing?: string;
+  properties?: Record<string, Annotated>;
+}
+
+function describeSchemaError(e: ErrorObject): string {
+  const schema = (e.parentSchema ?? {}) as Annotated;
+  const field = fieldPath(e.instancePath);
+  const value = e.data;
+  const shown = looksLikePrivateKey(value) ? "(a private key, not shown)" : show(value);
+  switch (e.keyword) {
+    case "required": {
+      const missing = (e.params as { missingProperty: string }).missingProperty;
+      const hint = schema.properties?.[missing]?.missing ?? "set it";
+      return `'${fieldPath(e.instancePath, missing)}' is missing: ${hint}.`;
+    }
+    case "additionalProperties": {
+      const extra = (e.params as { additionalProperty: string }).additionalProperty;
+      const known = Object.keys(schema.properties ?? {});
+      const guess = closest(extra, known);
+      const where = fieldPath(e.instancePath, extra);
+      const extraValue = (value as Record<string, unknown>)[extra];
+      return `'${where}' (${show(extraValue)}) is not a known setting: ${guess ? `did you mean '${fieldPath(e.instancePath, guess)}'?` : `remove it (known settings: ${known.join(", ")}).`}`;
+    }
+    case "propertyNames": {
+      const name = (e.params as { propertyName: string }).propertyName;
+      return `'${fieldPath(e.instancePath, name)}' (${show(name)}) ${schema.fix ?? "is not a valid name"}.`;
+    }
+    case "minItems":
+      return `'${field}' (${shown}) ${schema.fix ?? `needs at least ${(e.params as { limit: number }).limit} entries`}.`;
+    case "if":
+      return ""; // the failing branch's own error says what is wrong
+    default:
+      if (e.propertyName !== undefined) return ""; // reported by its propertyNames error
+      if (looksLikePrivateKey(value))
+        return `'${field}' ${shown} must never be in the stack config: paste the public key ('~/.ssh/id_ed25519.pub') instead.`;
+      return `'${field}' (${shown}) ${schema.fix ?? fallback(e)}.`;
+  }
+}
+
+function fallback(e: ErrorObject): string {
+  if (e.keyword === "type") return `must be of type ${(e.params as { type: string }).type}`;
+  return `is not valid: ${e.message ?? e.keyword}`;
+}
+
+function looksLikePrivateKey(value: unknown): boolean {
+  return typeof value === "string" && /PRIVATE KEY/.test(value);
+}
+
+/** The known key closest to a misspelt one, if it is close enough to be a typo. */
+function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(word.length / 4)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length];
+}
+
+export { CONFIG_KEYS };

@@ -1,0 +1,84 @@
+/**
+ * Vultr: an Instance with IPv6 and a reserved IPv4, a firewall group with v4 and v6 rules, and block storage
+ * for state. Vultr offers no at-rest encryption for either; the hub encrypts the state volume itself.
+ */
+import * as vultr from "@ediri/vultr";
+import * as pulumi from "@pulumi/pulumi";
+import { CATALOG } from "../catalog";
+import type { CloudHostTarget } from "../config";
+import { type Host, type HostArgs, inboundRules, RESERVED_IP_OPTIONS } from "./host";
+
+export function vultrHost(name: string, args: HostArgs, parent: pulumi.Resource): Host {
+  const { config, userData } = args;
+  const target = config.host as CloudHostTarget;
+  const opts = { parent };
+  const group = new vultr.FirewallGroup(
+    `${name}-firewall`,
+    { description: `${config.hostname} (CloudPal)` },
+    opts,
+  );
+  const rules: vultr.FirewallRule[] = [];
+  for (const rule of inboundRules(config)) {
+    const sources = [...rule.ipv4.map((c) => ["v4", c]), ...rule.ipv6.map((c) => ["v6", c])];
+    for (const [ipType, cidr] of sources) {
+      const [subnet, size] = cidr.split("/");
+      rules.push(
+        new vultr.FirewallRule(
+          `${name}-firewall-${rule.label}-${ipType}-${subnet.replace(/[.:]/g, "-")}-${size}`,
+          {
+            firewallGroupId: group.id,
+            protocol: rule.protocol,
+            ipType,
+            subnet,
+            subnetSize: Number(size),
+            port: String(rule.port),
+            notes: rule.label,
+          },
+          opts,
+        ),
+      );
+    }
+  }
+  const ipv4 = new vultr.ReservedIp(
+    `${name}-ipv4`,
+    { region: target.region, ipType: "v4", label: `${config.hostname}-ipv4` },
+    { ...opts, ...RESERVED_IP_OPTIONS },
+  );
+  const instance = new vultr.Instance(
+    `${name}-instance`,
+    {
+      label: config.hostname,
+      hostname: config.hostname,
+      region: target.region,
+      plan: target.size,
+      osId: Number(CATALOG.vultr.images[config.image]),
+      enableIpv6: true,
+      reservedIpId: ipv4.id,
+      firewallGroupId: group.id,
+      userData,
+      backups: target.backups ? "enabled" : "disabled",
+      ddosProtection: false,
+      activationEmail: false,
+    },
+    { ...opts, dependsOn: rules },
+  );
+  const storage = new vultr.BlockStorage(
+    `${name}-state`,
+    {
+      label: `${config.hostname}-state`,
+      region: target.region,
+      sizeGb: 10,
+      blockType: "high_perf",
+      attachedToInstance: instance.id,
+      live: true,
+    },
+    opts,
+  );
+  return {
+    sshHost: ipv4.subnet,
+    ipv4: ipv4.subnet,
+    ipv6: instance.v6MainIp,
+    ready: [instance, storage, ...rules],
+    machineId: instance.id,
+  };
+}

@@ -1,0 +1,234 @@
+/**
+ * The Hub: one person's private WireGuard hub as one component. It owns the keys (in Pulumi state, so they
+ * survive rebuilds and moves between providers), the host (chosen by provider), the delivery of the agent
+ * and its desired state over SSH, and the per-device client configs.
+ */
+import { createHash } from "crypto";
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import { hubAddresses } from "../agent/src/addressing";
+import { renderClientConfig } from "../agent/src/client-config";
+import { privateKeyFromBytes, publicKeyFromPrivate } from "../agent/src/keys";
+import { renderBootstrapScript, renderUserData } from "../cloud-init/render";
+import type { BootstrapSpec } from "../cloud-init/spec";
+import type { HubConfig } from "./config";
+import {
+  DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS,
+  deliverySteps,
+  type RemoteStep,
+  type StdinPayload,
+} from "./delivery";
+import { digitalOceanHost } from "./hosts/digitalocean";
+import { existingHost } from "./hosts/existing";
+import type { Host, HostArgs } from "./hosts/host";
+import { linodeHost } from "./hosts/linode";
+import { vultrHost } from "./hosts/vultr";
+import { buildHubState, type PeerKeys } from "./state";
+
+export const HUB_TYPE = "cloudpal:index:Hub";
+
+export interface AgentBundle {
+  readonly code: string;
+  readonly sha256: string;
+}
+
+export interface HubArgs {
+  /** Validated config (components/config.ts loadConfig). */
+  readonly config: HubConfig;
+  /** The operator's SSH private key for delivery; kept secret. */
+  readonly sshPrivateKey: pulumi.Input<string>;
+  /** The agent bundle (agent/build.ts buildAgentBundle). */
+  readonly agentBundle: AgentBundle;
+}
+
+/** The part of the config fixed for the VM's whole life: the only input to user-data. */
+export function bootstrapSpec(config: HubConfig): BootstrapSpec {
+  return {
+    hostname: config.hostname,
+    image: config.image,
+    operator: { user: config.operatorUser, sshPublicKeys: [...config.sshPublicKeys] },
+    sshPort: config.sshPort,
+    wireguardPort: config.wireguardPort,
+    unattendedUpgrades: { autoReboot: config.autoReboot.enabled, rebootTime: config.autoReboot.time },
+  };
+}
+
+function createHost(name: string, args: HostArgs, parent: pulumi.Resource): Host {
+  const provider = args.config.host.provider;
+  switch (provider) {
+    case "digitalocean":
+      return digitalOceanHost(name, args, parent);
+    case "linode":
+      return linodeHost(name, args, parent);
+    case "vultr":
+      return vultrHost(name, args, parent);
+    case "existing":
+      return existingHost(args);
+    default: {
+      const unknown: never = provider;
+      throw new Error(`unknown provider ${String(unknown)}`);
+    }
+  }
+}
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+/** "host:port", with brackets for an IPv6 literal as wg-quick expects. */
+export function endpointOf(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export class Hub extends pulumi.ComponentResource {
+  public readonly ipv4: pulumi.Output<string | undefined>;
+  public readonly ipv6: pulumi.Output<string | undefined>;
+  public readonly endpoint: pulumi.Output<string>;
+  public readonly hubPublicKey: pulumi.Output<string>;
+  /** Device name → wg-quick config text (secret: it may hold the device's private key). */
+  public readonly clientConfigs: pulumi.Output<Record<string, string>>;
+  /** The desired state sent to the agent, as JSON (secret: it holds the hub's private key). */
+  public readonly state: pulumi.Output<string>;
+
+  constructor(name: string, args: HubArgs, opts?: pulumi.ComponentResourceOptions) {
+    super(HUB_TYPE, name, {}, opts);
+    const config = args.config;
+    const child = { parent: this };
+
+    // Keys come from random bytes held in state: stable across runs, never generated on (or sent to) a VM
+    // through user-data, and they move with the stack when the hub is rebuilt elsewhere.
+    const hubKeyBytes = new random.RandomBytes(`${name}-wireguard-key`, { length: 32 }, child);
+    const hubPrivateKey = pulumi.secret(hubKeyBytes.base64.apply((b) => privateKeyFromBytes(fromBase64(b))));
+    this.hubPublicKey = pulumi.unsecret(hubPrivateKey.apply(publicKeyFromPrivate));
+
+    // Resource names carry the peer's name, never its position: reordering peers recreates nothing.
+    const peerKeys = config.peers.map((peer) => {
+      const psk = new random.RandomBytes(`${name}-peer-${peer.name}-psk`, { length: 32 }, child);
+      const presharedKey = pulumi.secret(psk.base64);
+      if (peer.publicKey !== undefined) {
+        return { peer, publicKey: pulumi.output(peer.publicKey), presharedKey, privateKey: undefined };
+      }
+      const device = new random.RandomBytes(`${name}-peer-${peer.name}-key`, { length: 32 }, child);
+      const privateKey = pulumi.secret(device.base64.apply((b) => privateKeyFromBytes(fromBase64(b))));
+      const publicKey = pulumi.unsecret(privateKey.apply(publicKeyFromPrivate));
+      return { peer, publicKey, presharedKey, privateKey };
+    });
+
+    const spec = bootstrapSpec(config);
+    const host = createHost(name, { config, userData: renderUserData(spec) }, this);
+    this.ipv4 = host.ipv4;
+    this.ipv6 = host.ipv6;
+    const endpointHost =
+      config.endpointHostname !== undefined
+        ? pulumi.output(config.endpointHostname)
+        : pulumi.all([host.ipv4, host.sshHost]).apply(([v4, sshHost]) => v4 ?? sshHost);
+    this.endpoint = endpointHost.apply((h) => endpointOf(h, config.wireguardPort));
+
+    const keyMaterial = pulumi.all(
+      peerKeys.map((k) =>
+        pulumi.all([k.publicKey, k.presharedKey, k.privateKey ?? pulumi.output(undefined)]),
+      ),
+    );
+    this.state = pulumi.secret(
+      pulumi.all([hubPrivateKey, keyMaterial]).apply(([hubKey, material]) => {
+        const byName = new Map<string, PeerKeys>();
+        material.forEach(([publicKey, presharedKey], i) =>
+          byName.set(peerKeys[i].peer.name, { publicKey, presharedKey }),
+        );
+        return JSON.stringify(buildHubState(config, hubKey, byName));
+      }),
+    );
+
+    const hub = hubAddresses(config);
+    this.clientConfigs = pulumi.secret(
+      pulumi
+        .all([this.hubPublicKey, this.endpoint, keyMaterial])
+        .apply(([hubPublicKey, endpoint, material]) => {
+          const out: Record<string, string> = {};
+          material.forEach(([, presharedKey, privateKey], i) => {
+            const peer = peerKeys[i].peer;
+            const group = config.groups.find((g) => g.name === peer.group);
+            out[peer.name] = renderClientConfig({
+              peer: {
+                name: peer.name,
+                ipv4: peer.ipv4,
+                ipv6: peer.ipv6,
+                presharedKey,
+                ...(privateKey !== undefined ? { privateKey } : {}),
+              },
+              hub: {
+                publicKey: hubPublicKey,
+                endpoint,
+                ipv4: hub.ipv4,
+                ipv6: hub.ipv6,
+                ipv4Subnet: config.ipv4Subnet,
+                ipv6Prefix: config.ipv6Prefix,
+              },
+              mode: config.firewallMode,
+              internet: group?.internet ?? false,
+              persistentKeepalive: config.persistentKeepalive,
+            });
+          });
+          return out;
+        }),
+    );
+
+    this.deliver(name, config, host, args, spec);
+
+    this.registerOutputs({
+      ipv4: this.ipv4,
+      ipv6: this.ipv6,
+      endpoint: this.endpoint,
+      hubPublicKey: this.hubPublicKey,
+      clientConfigs: this.clientConfigs,
+    });
+  }
+
+  /**
+   * One remote Command per delivery step, chained. A step re-runs when its own payload, a payload it lists
+   * in `triggers`, or the machine changes; hashes stand in for the payloads so triggers hold no secret text.
+   */
+  private deliver(name: string, config: HubConfig, host: Host, args: HubArgs, spec: BootstrapSpec): void {
+    const payloads: Record<StdinPayload, pulumi.Output<string>> = {
+      agentBundle: pulumi.output(args.agentBundle.code),
+      state: this.state,
+      bootstrapScript: pulumi.output(renderBootstrapScript(spec)),
+    };
+    const hashes: Record<StdinPayload, pulumi.Output<string>> = {
+      agentBundle: pulumi.output(args.agentBundle.sha256),
+      state: this.state.apply(sha256),
+      bootstrapScript: payloads.bootstrapScript.apply(sha256),
+    };
+    const steps: RemoteStep[] = deliverySteps({
+      bootstrapOverSsh: config.host.provider === "existing",
+      cloudInitTimeoutSeconds: DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS,
+    });
+    const connection = {
+      host: host.sshHost,
+      port: config.sshPort,
+      user: config.operatorUser,
+      privateKey: pulumi.secret(args.sshPrivateKey),
+    };
+    let previous: pulumi.Resource[] = [...host.ready];
+    for (const step of steps) {
+      const watched = [...(step.stdin ? [step.stdin] : []), ...(step.triggers ?? [])];
+      const cmd = new command.remote.Command(
+        `${name}-${step.name}`,
+        {
+          connection,
+          create: step.command,
+          ...(step.stdin ? { stdin: payloads[step.stdin] } : {}),
+          triggers: [host.machineId, ...watched.map((p) => hashes[p])],
+        },
+        // Output may echo what the agent did; keep it out of plain-text state.
+        { parent: this, dependsOn: previous, additionalSecretOutputs: ["stdout", "stderr"] },
+      );
+      previous = [cmd];
+    }
+  }
+}
+
+function fromBase64(b: string): Uint8Array {
+  return Buffer.from(b, "base64");
+}

@@ -1,0 +1,52 @@
+/**
+ * The desired state the hub's agent receives on stdin (agent/src/state.ts), built from the validated config
+ * and the keys Pulumi holds. Pure: the Hub calls it inside an apply, tests call it directly.
+ */
+import type { HubState } from "../agent/src/state";
+import type { HubConfig } from "./config";
+
+/** WireGuard material per peer, by peer name. */
+export interface PeerKeys {
+  readonly publicKey: string;
+  readonly presharedKey: string;
+}
+
+export function buildHubState(
+  config: HubConfig,
+  hubPrivateKey: string,
+  peerKeys: ReadonlyMap<string, PeerKeys>,
+): HubState {
+  return {
+    version: 1,
+    hub: {
+      privateKey: hubPrivateKey,
+      listenPort: config.wireguardPort,
+      sshPort: config.sshPort,
+      sshAllowedCidrs: [...config.sshAllowedCidrs],
+      ipv4Subnet: config.ipv4Subnet,
+      ipv6Prefix: config.ipv6Prefix,
+    },
+    mode: config.firewallMode,
+    groups: config.groups.map((g) => ({ name: g.name, reaches: [...g.reaches], internet: g.internet })),
+    peers: config.peers.map((p) => {
+      const keys = peerKeys.get(p.name);
+      if (!keys) throw new Error(`buildHubState: no keys for peer ${JSON.stringify(p.name)}`);
+      return {
+        name: p.name,
+        publicKey: keys.publicKey,
+        presharedKey: keys.presharedKey,
+        ipv4: p.ipv4,
+        ipv6: p.ipv6,
+        group: p.group,
+      };
+    }),
+    dns: {
+      blocklists: [...config.dns.blocklists],
+      allow: [...config.dns.allow],
+      deny: [...config.dns.deny],
+      upstreams: config.dns.upstreams.map((u) => ({ ...u })),
+      dnssec: config.dns.dnssec,
+      queryLog: config.dns.queryLog,
+    },
+  };
+}

@@ -1,0 +1,30 @@
+/**
+ * CloudPal: one person's private WireGuard hub, as one Pulumi stack. The config is validated completely
+ * before anything is registered; a bad config ends the run with every problem listed, and creates nothing.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { buildAgentBundle } from "./agent/build";
+import { CONFIG_NAMESPACE, ConfigError, loadStackConfig, SSH_PRIVATE_KEY_KEY } from "./components/config";
+import { Hub } from "./components/hub";
+
+function load() {
+  try {
+    return loadStackConfig();
+  } catch (e) {
+    // RunError prints the message without a stack trace: the lines are the whole story.
+    if (e instanceof ConfigError) throw new pulumi.RunError(e.message);
+    throw e;
+  }
+}
+
+const config = load();
+const sshPrivateKey = new pulumi.Config(CONFIG_NAMESPACE).requireSecret(SSH_PRIVATE_KEY_KEY);
+const hub = new Hub("hub", { config, sshPrivateKey, agentBundle: buildAgentBundle() });
+
+export const provider = config.host.provider;
+export const ipv4 = hub.ipv4;
+export const ipv6 = hub.ipv6;
+export const endpoint = hub.endpoint;
+export const hubPublicKey = hub.hubPublicKey;
+/** `npm run device -- NAME` reads this (scripts/device.ts). */
+export const clientConfigs = hub.clientConfigs;

@@ -1,0 +1,441 @@
+/**
+ * The Hub under Pulumi's mocks, per provider: exactly which resources it registers, with which properties,
+ * the firewall rules, secrets staying secret, and that a change of peers, groups or DNS changes no input of
+ * the machine or its network (adding a device must never rebuild the hub).
+ */
+import { createHash } from "crypto";
+import * as pulumi from "@pulumi/pulumi";
+import { installMocks, MOCK_ADDRESSES, type Registered, settle, valueOf } from "./helpers/pulumi-mocks";
+import { minimalConfig, OPERATOR_CIDR, wireguardPublicKey } from "./helpers/fixtures";
+
+const recorder = installMocks(pulumi);
+
+// Imported after setMocks (STYLE.md); these modules register nothing at import time.
+import { loadConfig } from "../components/config";
+import { Hub } from "../components/hub";
+import { isWireGuardKey, publicKeyFromPrivate } from "../agent/src/keys";
+import { renderUserData } from "../cloud-init/render";
+import { bootstrapSpec } from "../components/hub";
+import type { HubState } from "../agent/src/state";
+
+const FAKE_AGENT = "// agent bundle stand-in\n";
+const SSH_PRIVATE_KEY =
+  "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n";
+
+interface Run {
+  hub: Hub;
+  resources: Registered[];
+  byType(type: string): Registered[];
+  one(type: string): Registered;
+}
+
+let counter = 0;
+
+async function run(raw: Record<string, unknown>, name = `hub${counter++}`): Promise<Run> {
+  recorder.reset();
+  const config = loadConfig(raw);
+  const hub = new Hub(
+    name,
+    {
+      config,
+      sshPrivateKey: pulumi.secret(SSH_PRIVATE_KEY),
+      agentBundle: { code: FAKE_AGENT, sha256: createHash("sha256").update(FAKE_AGENT).digest("hex") },
+    },
+    { transformations: [recorder.transformation] },
+  );
+  await valueOf(pulumi.all([hub.clientConfigs, hub.state, hub.endpoint, hub.ipv4, hub.ipv6]));
+  await settle(recorder);
+  const resources = [...recorder.registered];
+  const byType = (type: string) => resources.filter((r) => r.type === type);
+  return {
+    hub,
+    resources,
+    byType,
+    one(type: string) {
+      const found = byType(type);
+      if (found.length !== 1) throw new Error(`expected one ${type}, found ${found.length}`);
+      return found[0];
+    },
+  };
+}
+
+const PEERS = {
+  peers: [{ name: "laptop" }, { name: "phone", publicKey: wireguardPublicKey("phone"), group: "kids" }],
+  groups: { family: { reaches: ["family", "kids"], internet: true }, kids: { reaches: ["kids"] } },
+};
+
+/** Types and counts, sorted, for exact comparison. */
+function inventory(resources: Registered[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of resources) out[r.type] = (out[r.type] ?? 0) + 1;
+  return Object.fromEntries(Object.entries(out).sort());
+}
+
+const COMMON = {
+  "cloudpal:index:Hub": 1,
+  "command:remote:Command": 3,
+  // hub key + per peer: laptop (psk + device key), phone (psk only: it brought its own public key)
+  "random:index/randomBytes:RandomBytes": 4,
+};
+
+describe("DigitalOcean", () => {
+  it("registers exactly the droplet, firewall, reserved IPv4/IPv6, state volume, keys and delivery", async () => {
+    const r = await run(minimalConfig("digitalocean", PEERS));
+    expect(inventory(r.resources)).toEqual({
+      ...COMMON,
+      "digitalocean:index/droplet:Droplet": 1,
+      "digitalocean:index/firewall:Firewall": 1,
+      "digitalocean:index/reservedIp:ReservedIp": 1,
+      "digitalocean:index/reservedIpAssignment:ReservedIpAssignment": 1,
+      "digitalocean:index/reservedIpv6:ReservedIpv6": 1,
+      "digitalocean:index/reservedIpv6Assignment:ReservedIpv6Assignment": 1,
+      "digitalocean:index/sshKey:SshKey": 1,
+      "digitalocean:index/volume:Volume": 1,
+      "digitalocean:index/volumeAttachment:VolumeAttachment": 1,
+    });
+  });
+
+  it("creates the droplet with the cheapest defaults, IPv6 and the privacy defaults", async () => {
+    const r = await run(minimalConfig("digitalocean"));
+    const droplet = r.one("digitalocean:index/droplet:Droplet").inputs;
+    expect(droplet).toMatchObject({
+      region: "fra1",
+      size: "s-1vcpu-512mb-10gb",
+      image: "debian-12-x64",
+      ipv6: true,
+      monitoring: false,
+      dropletAgent: false,
+      backups: false,
+    });
+    expect(droplet.userData).toBe(renderUserData(bootstrapSpec(loadConfig(minimalConfig("digitalocean")))));
+    expect(String(droplet.userData).startsWith("#cloud-config")).toBe(true);
+  });
+
+  it("honours region, size, image and backups", async () => {
+    const r = await run(
+      minimalConfig("digitalocean", {
+        region: "ams3",
+        size: "s-1vcpu-1gb",
+        image: "ubuntu-24.04",
+        backups: true,
+      }),
+    );
+    expect(r.one("digitalocean:index/droplet:Droplet").inputs).toMatchObject({
+      region: "ams3",
+      size: "s-1vcpu-1gb",
+      image: "ubuntu-24-04-x64",
+      backups: true,
+    });
+    expect(r.one("digitalocean:index/reservedIp:ReservedIp").inputs.region).toBe("ams3");
+    expect(r.one("digitalocean:index/reservedIpv6:ReservedIpv6").inputs.regionSlug).toBe("ams3");
+  });
+
+  it("opens WireGuard to everyone and SSH only to the allowed CIDRs, and allows egress", async () => {
+    const r = await run(minimalConfig("digitalocean", { wireguardPort: 51999, sshPort: 2222 }));
+    const fw = r.one("digitalocean:index/firewall:Firewall").inputs;
+    expect(fw.inboundRules).toEqual([
+      { protocol: "udp", portRange: "51999", sourceAddresses: ["0.0.0.0/0", "::/0"] },
+      { protocol: "tcp", portRange: "2222", sourceAddresses: [OPERATOR_CIDR] },
+    ]);
+    const droplet = r.resources.find((x) => x.type === "digitalocean:index/droplet:Droplet");
+    expect(fw.dropletIds).toEqual([expect.any(Number)]);
+    expect(droplet).toBeDefined();
+    expect((fw.outboundRules as { protocol: string }[]).map((o) => o.protocol).sort()).toEqual([
+      "icmp",
+      "tcp",
+      "udp",
+    ]);
+  });
+
+  it("protects the reserved addresses and nothing else", async () => {
+    const r = await run(minimalConfig("digitalocean"));
+    const protectedNames = [...recorder.options].filter(([, o]) => o.protect).map(([n]) => n);
+    const names = r.resources
+      .filter((x) => x.type.includes("reservedIp:") || x.type.includes("reservedIpv6:"))
+      .map((x) => x.name);
+    expect(protectedNames.sort()).toEqual(names.sort());
+    expect(names).toHaveLength(2);
+  });
+
+  it("reports the reserved addresses as the hub's addresses and endpoint", async () => {
+    const r = await run(minimalConfig("digitalocean"));
+    expect(await valueOf(r.hub.ipv4)).toBe(MOCK_ADDRESSES.digitalocean.ipv4);
+    expect(await valueOf(r.hub.ipv6)).toBe(MOCK_ADDRESSES.digitalocean.ipv6);
+    expect(await valueOf(r.hub.endpoint)).toBe(`${MOCK_ADDRESSES.digitalocean.ipv4}:51820`);
+  });
+});
+
+describe("Linode", () => {
+  it("registers exactly the instance, firewall + device, reserved IPv4, keys and delivery", async () => {
+    const r = await run(minimalConfig("linode", PEERS));
+    expect(inventory(r.resources)).toEqual({
+      ...COMMON,
+      "linode:index/firewall:Firewall": 1,
+      "linode:index/firewallDevice:FirewallDevice": 1,
+      "linode:index/instance:Instance": 1,
+      "linode:index/networkingIp:NetworkingIp": 1,
+      "linode:index/reservedIpAssignment:ReservedIpAssignment": 1,
+    });
+  });
+
+  it("encrypts the disk, disables backups and passes user-data base64-encoded", async () => {
+    const r = await run(minimalConfig("linode"));
+    const instance = r.one("linode:index/instance:Instance").inputs;
+    expect(instance).toMatchObject({
+      region: "eu-central",
+      type: "g6-nanode-1",
+      image: "linode/debian12",
+      diskEncryption: "enabled",
+      backupsEnabled: false,
+    });
+    expect(instance.firewallId).toBeUndefined(); // attached by FirewallDevice, so firewall changes never replace it
+    const [meta] = instance.metadatas as { userData: string }[];
+    expect(Buffer.from(meta.userData, "base64").toString("utf8")).toBe(
+      renderUserData(bootstrapSpec(loadConfig(minimalConfig("linode")))),
+    );
+  });
+
+  it("drops inbound by default and accepts WireGuard from anywhere, SSH from the allowed v4 and v6 CIDRs", async () => {
+    const r = await run(minimalConfig("linode", { sshAllowedCidrs: [OPERATOR_CIDR, "2001:db8:77::/48"] }));
+    const fw = r.one("linode:index/firewall:Firewall").inputs;
+    expect(fw).toMatchObject({ inboundPolicy: "DROP", outboundPolicy: "ACCEPT" });
+    expect(fw.inbounds).toEqual([
+      {
+        label: "wireguard",
+        action: "ACCEPT",
+        protocol: "UDP",
+        ports: "51820",
+        ipv4s: ["0.0.0.0/0"],
+        ipv6s: ["::/0"],
+      },
+      {
+        label: "ssh",
+        action: "ACCEPT",
+        protocol: "TCP",
+        ports: "22",
+        ipv4s: [OPERATOR_CIDR],
+        ipv6s: ["2001:db8:77::/48"],
+      },
+    ]);
+    const device = r.one("linode:index/firewallDevice:FirewallDevice").inputs;
+    expect(device).toMatchObject({
+      entityType: "linode",
+      firewallId: expect.any(Number),
+      entityId: expect.any(Number),
+    });
+  });
+
+  it("reserves a public IPv4 (protected) and uses the instance's own IPv6 without its prefix length", async () => {
+    const r = await run(minimalConfig("linode"));
+    const ip = r.one("linode:index/networkingIp:NetworkingIp");
+    expect(ip.inputs).toMatchObject({ type: "ipv4", public: true, reserved: true, region: "eu-central" });
+    expect(recorder.options.get(ip.name)?.protect).toBe(true);
+    expect(r.one("linode:index/reservedIpAssignment:ReservedIpAssignment").inputs.address).toBe(
+      MOCK_ADDRESSES.linode.ipv4,
+    );
+    expect(await valueOf(r.hub.ipv6)).toBe(MOCK_ADDRESSES.linode.ipv6);
+  });
+});
+
+describe("Vultr", () => {
+  it("registers exactly the instance, firewall group and rules, reserved IPv4, block storage, keys and delivery", async () => {
+    const r = await run(minimalConfig("vultr", PEERS));
+    expect(inventory(r.resources)).toEqual({
+      ...COMMON,
+      "vultr:index/blockStorage:BlockStorage": 1,
+      "vultr:index/firewallGroup:FirewallGroup": 1,
+      "vultr:index/firewallRule:FirewallRule": 3,
+      "vultr:index/instance:Instance": 1,
+      "vultr:index/reservedIp:ReservedIp": 1,
+    });
+  });
+
+  it("creates the instance with IPv6, the reserved IPv4, the firewall group and backups off", async () => {
+    const r = await run(minimalConfig("vultr"));
+    const instance = r.one("vultr:index/instance:Instance").inputs;
+    expect(instance).toMatchObject({
+      region: "fra",
+      plan: "vc2-1c-1gb",
+      osId: 2136,
+      enableIpv6: true,
+      backups: "disabled",
+      reservedIpId: expect.stringContaining("ipv4"),
+      firewallGroupId: expect.stringContaining("firewall"),
+    });
+    expect(instance.userData).toBe(renderUserData(bootstrapSpec(loadConfig(minimalConfig("vultr")))));
+    const ip = r.one("vultr:index/reservedIp:ReservedIp");
+    expect(ip.inputs).toMatchObject({ ipType: "v4", region: "fra" });
+    expect(recorder.options.get(ip.name)?.protect).toBe(true);
+    expect(r.one("vultr:index/blockStorage:BlockStorage").inputs).toMatchObject({
+      region: "fra",
+      live: true,
+    });
+  });
+
+  it("writes one v4 and one v6 WireGuard rule and one SSH rule per allowed CIDR", async () => {
+    const r = await run(minimalConfig("vultr", { sshAllowedCidrs: [OPERATOR_CIDR, "2001:db8:77::/48"] }));
+    const rules = r.byType("vultr:index/firewallRule:FirewallRule").map((x) => {
+      const { protocol, ipType, subnet, subnetSize, port } = x.inputs;
+      return { protocol, ipType, subnet, subnetSize, port };
+    });
+    expect(rules).toEqual([
+      { protocol: "udp", ipType: "v4", subnet: "0.0.0.0", subnetSize: 0, port: "51820" },
+      { protocol: "udp", ipType: "v6", subnet: "::", subnetSize: 0, port: "51820" },
+      { protocol: "tcp", ipType: "v4", subnet: "203.0.113.7", subnetSize: 32, port: "22" },
+      { protocol: "tcp", ipType: "v6", subnet: "2001:db8:77::", subnetSize: 48, port: "22" },
+    ]);
+  });
+});
+
+describe("existing server", () => {
+  it("creates no cloud resource: keys and delivery only, with the bootstrap over SSH first", async () => {
+    const r = await run(minimalConfig("existing", PEERS));
+    expect(inventory(r.resources)).toEqual({ ...COMMON, "command:remote:Command": 4 });
+    const commands = r.byType("command:remote:Command");
+    expect(commands[0].inputs.connection).toMatchObject({ host: "198.51.100.44", port: 22, user: "admin" });
+    const bootstrap = commands.find((c) => c.name.endsWith("-bootstrap"));
+    expect(String(bootstrap?.inputs.stdin)).toContain("#!/");
+  });
+
+  it("uses the host as endpoint and IPv4 when it is an address", async () => {
+    const r = await run(minimalConfig("existing"));
+    expect(await valueOf(r.hub.endpoint)).toBe("198.51.100.44:51820");
+    expect(await valueOf(r.hub.ipv4)).toBe("198.51.100.44");
+    expect(await valueOf(r.hub.ipv6)).toBeUndefined();
+  });
+});
+
+describe.each(["digitalocean", "linode", "vultr"])(
+  "%s: adding a device never rebuilds the hub",
+  (provider) => {
+    /** Inputs of every resource that is the machine or its network: everything but keys and delivery. */
+    function machineInputs(r: Run): Record<string, unknown> {
+      return Object.fromEntries(
+        r.resources
+          .filter((x) => !x.type.startsWith("random:") && !x.type.startsWith("command:"))
+          .map((x) => [x.name, x.inputs]),
+      );
+    }
+
+    it("changes no input of the VM, firewall, addresses or storage when peers, groups and DNS change", async () => {
+      const before = await run(minimalConfig(provider, PEERS), "hub");
+      const after = await run(
+        minimalConfig(provider, {
+          peers: [...PEERS.peers, { name: "tablet", group: "kids" }, { name: "desk", address: "10.77.3.3" }],
+          groups: { ...PEERS.groups, family: { reaches: ["family"], internet: false } },
+          dns: { deny: ["ads.example.com"], blocklists: [], dnssec: false, queryLog: true },
+          firewallMode: "mesh-only",
+          persistentKeepalive: 0,
+        }),
+        "hub",
+      );
+      expect(machineInputs(after)).toEqual(machineInputs(before));
+      // ...while the desired state the agent receives did change.
+      expect(await valueOf(after.hub.state)).not.toEqual(await valueOf(before.hub.state));
+    });
+  },
+);
+
+describe("keys, state and client configs", () => {
+  it("derives the hub key from random bytes and keeps private material secret", async () => {
+    const r = await run(minimalConfig("digitalocean", PEERS));
+    const state = JSON.parse(await valueOf(r.hub.state)) as HubState;
+    expect(isWireGuardKey(state.hub.privateKey)).toBe(true);
+    expect(await valueOf(r.hub.hubPublicKey)).toBe(publicKeyFromPrivate(state.hub.privateKey));
+    expect(pulumi.isSecret(r.hub.state)).toBeTruthy();
+    expect(await r.hub.state.isSecret).toBe(true);
+    expect(await r.hub.clientConfigs.isSecret).toBe(true);
+    expect(await r.hub.hubPublicKey.isSecret).toBe(false);
+  });
+
+  it("sends the state only on stdin of the apply step, as a secret, with no secret in any command line", async () => {
+    const r = await run(minimalConfig("digitalocean", PEERS));
+    const stateJson = await valueOf(r.hub.state);
+    const state = JSON.parse(stateJson) as HubState;
+    const commands = r.byType("command:remote:Command");
+    const apply = commands.find((c) => c.inputs.stdin === stateJson);
+    expect(apply).toBeDefined();
+    expect(apply?.secretInputs).toContain("stdin");
+    const secrets = [state.hub.privateKey, ...state.peers.map((p) => p.presharedKey as string)];
+    for (const c of commands) {
+      for (const s of secrets) {
+        expect(String(c.inputs.create)).not.toContain(s);
+        expect(JSON.stringify(c.inputs.triggers)).not.toContain(s);
+      }
+      expect(c.inputs.connection).toMatchObject({
+        host: MOCK_ADDRESSES.digitalocean.ipv4,
+        user: "cloudpal-admin",
+        port: 22,
+        privateKey: SSH_PRIVATE_KEY,
+      });
+    }
+    for (const r2 of r.resources.filter((x) => !x.type.startsWith("command:"))) {
+      for (const s of secrets) expect(JSON.stringify(r2.inputs)).not.toContain(s);
+    }
+  });
+
+  it("chains the delivery steps after the machine is ready, in order", async () => {
+    const r = await run(minimalConfig("linode"));
+    const names = r.byType("command:remote:Command").map((c) => c.name);
+    const deps = names.map((n) => recorder.options.get(n)?.dependsOn ?? []);
+    expect(deps[0].length).toBeGreaterThan(0);
+    for (let i = 1; i < names.length; i++) {
+      const previousUrn = await valueOf((deps[i][0] as pulumi.CustomResource).urn);
+      expect(previousUrn.endsWith(names[i - 1])).toBe(true);
+    }
+  });
+
+  it("re-runs a step when the agent bundle changes only where the step uses or watches it", async () => {
+    const r = await run(minimalConfig("vultr"));
+    const commands = r.byType("command:remote:Command");
+    const agentHash = createHash("sha256").update(FAKE_AGENT).digest("hex");
+    const watching = commands
+      .filter((c) => (c.inputs.triggers as unknown[]).includes(agentHash))
+      .map((c) => c.name);
+    expect(watching.map((n) => n.replace(/^hub\d+-/, ""))).toEqual(["agent-bundle", "state"]);
+    // The machine id is in every step's triggers: a replaced VM gets the agent and state again.
+    for (const c of commands)
+      expect((c.inputs.triggers as unknown[])[0]).toEqual(expect.stringContaining("instance"));
+  });
+
+  it("gives each device a client config with its addresses, the hub key, the endpoint and its routes", async () => {
+    const r = await run(minimalConfig("digitalocean", { ...PEERS, endpointHostname: "vpn.example.com" }));
+    const configs = await valueOf(r.hub.clientConfigs);
+    const state = JSON.parse(await valueOf(r.hub.state)) as HubState;
+    const hubKey = await valueOf(r.hub.hubPublicKey);
+    expect(Object.keys(configs).sort()).toEqual(["laptop", "phone"]);
+    const laptop = state.peers.find((p) => p.name === "laptop");
+    expect(configs.laptop).toContain(`Address = ${laptop?.ipv4}/32, ${laptop?.ipv6}/128`);
+    expect(configs.laptop).toContain(`PublicKey = ${hubKey}`);
+    expect(configs.laptop).toContain("Endpoint = vpn.example.com:51820");
+    expect(configs.laptop).toContain("AllowedIPs = 0.0.0.0/0, ::/0");
+    expect(configs.laptop).toContain(`PresharedKey = ${laptop?.presharedKey}`);
+    // The laptop's key pair was made here: its private key is in its config and matches the state's public key.
+    const privateKey = /PrivateKey = (\S+)/.exec(configs.laptop)?.[1] ?? "";
+    expect(publicKeyFromPrivate(privateKey)).toBe(laptop?.publicKey);
+    // The phone brought its own key: its private key never existed here.
+    expect(configs.phone).toContain("<this device's private key");
+    expect(configs.phone).toContain("AllowedIPs = 10.77.0.0/16, fd7a:c10d:9a1::/64");
+    expect(state.peers.find((p) => p.name === "phone")?.publicKey).toBe(wireguardPublicKey("phone"));
+  });
+
+  it("names per-device key resources by device name, so reordering devices recreates nothing", async () => {
+    const a = await run(minimalConfig("digitalocean", PEERS), "same");
+    const b = await run(
+      minimalConfig("digitalocean", { ...PEERS, peers: [...PEERS.peers].reverse() }),
+      "same",
+    );
+    const names = (x: Run) =>
+      x
+        .byType("random:index/randomBytes:RandomBytes")
+        .map((y) => y.name)
+        .sort();
+    expect(names(b)).toEqual(names(a));
+    expect(names(a)).toEqual([
+      "same-peer-laptop-key",
+      "same-peer-laptop-psk",
+      "same-peer-phone-psk",
+      "same-wireguard-key",
+    ]);
+  });
+});
