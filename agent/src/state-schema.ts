@@ -21,20 +21,34 @@ const KEY_PATTERN = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$";
 const name = (what: string) => ({
   type: "string",
   pattern: NAME_PATTERN,
+  is: `a valid ${what} name`,
   fix: `use 1 to 32 lowercase letters, digits or '-' for the ${what} name, starting and ending with a letter or digit`,
 });
-const key = (what: string) => ({
+const key = (what: string, generate: string) => ({
   type: "string",
   pattern: KEY_PATTERN,
-  fix: `expected ${what} as 44 base64 characters ending in '='; generate one with 'wg genkey'${what.includes("public") ? " | wg pubkey" : ""}`,
+  is: `a WireGuard ${what}`,
+  fix: `expected 44 base64 characters ending in '='; generate one with '${generate}'`,
 });
 const domain = {
   type: "string",
+  is: "a domain name",
   pattern: DOMAIN_PATTERN,
   fix: "use a lowercase domain name such as ads.example.com, without scheme, wildcard or trailing dot",
 };
-const port = { type: "integer", minimum: 1, maximum: 65535, fix: "use a port number from 1 to 65535" };
-const ipv4 = { type: "string", format: "cloudpal-ipv4", fix: "use a dotted IPv4 address such as 10.77.0.23" };
+const port = {
+  type: "integer",
+  is: "a port number",
+  minimum: 1,
+  maximum: 65535,
+  fix: "use a port number from 1 to 65535",
+};
+const ipv4 = {
+  type: "string",
+  is: "an IPv4 address",
+  format: "cloudpal-ipv4",
+  fix: "use a dotted IPv4 address such as 10.77.0.23",
+};
 const ipv6 = {
   type: "string",
   format: "cloudpal-ipv6",
@@ -55,7 +69,7 @@ export const HUB_STATE_SCHEMA = {
       additionalProperties: false,
       required: ["privateKey", "listenPort", "sshPort", "sshAllowedCidrs", "ipv4Subnet", "ipv6Prefix"],
       properties: {
-        privateKey: key("the hub's private key"),
+        privateKey: key("private key", "wg genkey"),
         listenPort: port,
         endpoint: {
           type: "string",
@@ -115,8 +129,8 @@ export const HUB_STATE_SCHEMA = {
         required: ["name", "publicKey", "ipv4", "ipv6", "group"],
         properties: {
           name: name("peer"),
-          publicKey: key("a public key"),
-          presharedKey: key("a preshared key (generate with 'wg genpsk')"),
+          publicKey: key("public key", "wg genkey | wg pubkey"),
+          presharedKey: key("preshared key", "wg genpsk"),
           ipv4,
           ipv6,
           group: name("group"),
@@ -193,7 +207,7 @@ function isUlaPrefix(s: string): boolean {
 
 function makeValidator() {
   const ajv = new Ajv({ allErrors: true, verbose: true, strict: true });
-  ajv.addVocabulary(["fix"]);
+  ajv.addVocabulary(["fix", "is"]);
   ajv.addFormat("cloudpal-ipv4", (s: string) => ipaddr.IPv4.isValidFourPartDecimal(s));
   ajv.addFormat("cloudpal-ipv6", (s: string) => ipaddr.IPv6.isValid(s) && !s.includes("%"));
   ajv.addFormat(
@@ -236,8 +250,14 @@ function describeAjvError(e: ErrorObject): string {
     }
     case "type":
       return `'${fieldName(e.instancePath)}' (${shown(e.data)}) must be ${(e.params as { type: string }).type}${fix ? `: ${fix}` : "."}`;
-    default:
-      return `'${fieldName(e.instancePath)}' (${shown(e.data)}) ${e.message ?? "is invalid"}${fix ? `: ${fix}.` : "."}`;
+    default: {
+      const is = (e.parentSchema as { is?: string } | undefined)?.is;
+      const what =
+        is && ["pattern", "format", "minimum", "maximum"].includes(e.keyword)
+          ? `is not ${is}`
+          : (e.message ?? "is invalid");
+      return `'${fieldName(e.instancePath)}' (${shown(e.data)}) ${what}${fix ? `: ${fix}.` : "."}`;
+    }
   }
 }
 
@@ -326,6 +346,13 @@ function crossCheck(state: HubState): string[] {
   });
   if (!isWireGuardKey(state.hub.privateKey))
     problems.push(`'hub.privateKey' is not 32 bytes of base64: generate one with 'wg genkey'.`);
+  const deny = new Set(state.dns.deny);
+  state.dns.allow.forEach((d, i) => {
+    if (deny.has(d))
+      problems.push(
+        `'dns.allow[${i}]' (${shown(d)}) is also in 'dns.deny': keep it in one of the two lists.`,
+      );
+  });
   return problems;
 }
 
