@@ -51,7 +51,6 @@ function show(value: unknown): string {
  * its embedded algorithm name compared with the declared one, which catches truncated or mixed-up pastes.
  */
 function sshKeyProblem(line: string): string | undefined {
-  if (line.includes("PRIVATE KEY")) return "is a private key, never put one in the config";
   if (/[\r\n\0]/.test(line)) return "spans several lines";
   const parts = line.trim().split(/\s+/);
   if (parts.length < 2) return "is not '<type> <base64> [comment]'";
@@ -108,6 +107,12 @@ export function validateBootstrapSpec(spec: BootstrapSpec): void {
     );
   }
   keys.forEach((key: unknown, i: number) => {
+    if (typeof key === "string" && /PRIVATE KEY/.test(key)) {
+      // Never echo any of it: error messages end up in terminals, CI logs and bug reports.
+      throw new Error(
+        `'operator.sshPublicKeys[${i}]' holds a private key (not shown): paste the public half instead, the one line of your .pub file, e.g. "ssh-ed25519 AAAAC3... me@laptop".`,
+      );
+    }
     const problem = typeof key === "string" ? sshKeyProblem(key) : "is not a string";
     if (problem !== undefined) {
       throw new Error(

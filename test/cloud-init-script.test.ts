@@ -1,0 +1,155 @@
+/**
+ * The bootstrap script for existing servers is a translation of the same cloud-config the user-data
+ * serialises. These tests check bash accepts it, that it carries every file, package, user and command of the
+ * user-data, and run its file-writing parts for real in a temp dir.
+ */
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "fs";
+import { join } from "path";
+import { LAYOUT } from "../agent/src/layout";
+import { renderBootstrapScript, renderUserData } from "../cloud-init/render";
+import { shellQuote } from "../cloud-init/script";
+import { FAIL_FAST } from "../cloud-init/types";
+import { COMBINATIONS, parseUserData, run, runOk, spec, withTempDir } from "./cloud-init-helpers";
+
+/** The lines of one `# key` section of the script, up to the blank line and header of the next one. */
+function section(script: string, key: string): string {
+  const start = script.indexOf(`\n# ${key}\n`);
+  if (start < 0) throw new Error(`script has no '# ${key}' section`);
+  const body = script.slice(start + key.length + 4);
+  const end = body.search(/\n\n(# [a-z_]+\n|echo 'CloudPal bootstrap: done')/);
+  return body.slice(0, end + 1);
+}
+
+/** One shell function of the script's prelude, as text. */
+function shellFunction(script: string, name: string): string {
+  const start = script.indexOf(`${name}() {`);
+  return script.slice(start, script.indexOf("\n}\n", start) + 3);
+}
+
+describe.each(COMBINATIONS)("bootstrap script for $name", ({ spec: s }) => {
+  const script = renderBootstrapScript(s);
+  const config = parseUserData(renderUserData(s));
+
+  it("is valid bash that stops at the first error", () => {
+    withTempDir((dir) => {
+      const file = join(dir, "bootstrap.sh");
+      writeFileSync(file, script);
+      runOk("bash", ["-n", file]);
+    });
+    expect(script.split("\n").slice(0, 6)).toContain("set -eu");
+  });
+
+  it("writes every file of the user-data, with its mode and owner", () => {
+    for (const f of config.write_files) {
+      expect(script).toContain(
+        `put_file ${shellQuote(f.path)} ${shellQuote(f.permissions)} ${shellQuote(f.owner)} <<'CLOUDPAL_EOF'\n${f.content}CLOUDPAL_EOF\n`,
+      );
+    }
+  });
+
+  it("installs every package of the user-data, keeping the files written first", () => {
+    expect(section(script, "packages")).toBe(
+      `'apt-get' 'install' '-y' '-q' '-o' 'Dpkg::Options::=--force-confold' ${config.packages.map(shellQuote).join(" ")}\n`,
+    );
+    expect(section(script, "package_update")).toBe("'apt-get' 'update' '-q'\n");
+  });
+
+  it("runs every runcmd command, in the same order", () => {
+    const expected = config.runcmd
+      .filter((c) => c !== FAIL_FAST)
+      .map((c) => (c as string[]).map(shellQuote).join(" "))
+      .join("\n");
+    expect(section(script, "runcmd")).toBe(`${expected}\n`);
+  });
+
+  it("creates the same users, adds the operator's keys and sudo rule", () => {
+    const users = section(script, "users");
+    for (const u of config.users)
+      expect(users).toContain(`id -u ${shellQuote(u.name)} >/dev/null 2>&1 || 'useradd'`);
+    for (const key of s.operator.sshPublicKeys)
+      expect(users).toContain(`add_line_once "$home/.ssh/authorized_keys" ${shellQuote(key)}`);
+    expect(users).toContain(`${s.operator.user} ALL=(ALL) NOPASSWD:ALL\nCLOUDPAL_EOF`);
+    expect(users).toContain(`'--system' '--no-create-home' '--comment' 'CloudPal agent' '${LAYOUT.user}'`);
+  });
+
+  it("follows cloud-init's module order: files, host name, users, locale, packages, commands", () => {
+    const order = [
+      "write_files",
+      "hostname",
+      "manage_etc_hosts",
+      "users",
+      "locale",
+      "package_update",
+      "packages",
+      "runcmd",
+    ];
+    const positions = order.map((k) => script.indexOf(`\n# ${k}\n`));
+    expect(positions.every((p) => p > 0)).toBe(true);
+    expect([...positions].sort((a, b) => a - b)).toEqual(positions);
+  });
+});
+
+describe("running the script's file writing for real", () => {
+  const script = renderBootstrapScript(spec({ image: "ubuntu-24.04", sshPort: 2200 }));
+  const config = parseUserData(renderUserData(spec({ image: "ubuntu-24.04", sshPort: 2200 })));
+
+  it("reproduces every user-data file byte for byte (heredocs expand nothing)", () => {
+    withTempDir((root) => {
+      // put_file redirected under a temp root; the calls and heredocs are the script's own.
+      const redirected = `set -eu\nput_file() { mkdir -p "$(dirname "$ROOT$1")"; cat >"$ROOT$1"; chmod "$2" "$ROOT$1"; }\n${section(script, "write_files")}`;
+      const r = run("env", [`ROOT=${root}`, "bash", "-c", redirected]);
+      expect(r.stderr).toBe("");
+      expect(r.status).toBe(0);
+      for (const f of config.write_files) {
+        const written = join(root, f.path);
+        expect(readFileSync(written, "utf8")).toBe(f.content);
+        expect((statSync(written).mode & 0o7777).toString(8)).toBe(f.permissions.replace(/^0/, ""));
+      }
+      // The unattended-upgrades file holds literal ${distro_codename}: it must reach the disk unexpanded.
+      expect(
+        readFileSync(join(root, "/etc/apt/apt.conf.d/52cloudpal-unattended-upgrades"), "utf8"),
+      ).toContain("${distro_id}:${distro_codename}-security");
+    });
+  });
+
+  const putFile = shellFunction(script, "put_file");
+  const addLineOnce = shellFunction(script, "add_line_once");
+
+  it("put_file replaces atomically, keeps one copy of a foreign file, and leaves no temp files", () => {
+    withTempDir((dir) => {
+      const target = join(dir, "sub", "nftables.conf");
+      const call = (content: string): void => {
+        runOk("bash", ["-c", `set -eu\n${putFile}\nput_file "$1" 0640 root:root`, "bash", target], content);
+      };
+      call("ours 1\n");
+      expect(existsSync(`${target}.pre-cloudpal`)).toBe(false);
+      writeFileSync(target, "the owner's own rules\n");
+      call("# Managed by CloudPal\nours 2\n");
+      expect(readFileSync(`${target}.pre-cloudpal`, "utf8")).toBe("the owner's own rules\n");
+      call("# Managed by CloudPal\nours 3\n");
+      expect(readFileSync(`${target}.pre-cloudpal`, "utf8")).toBe("the owner's own rules\n");
+      expect(readFileSync(target, "utf8")).toBe("# Managed by CloudPal\nours 3\n");
+      expect((statSync(target).mode & 0o777).toString(8)).toBe("640");
+      expect(readdirSync(join(dir, "sub")).sort()).toEqual(["nftables.conf", "nftables.conf.pre-cloudpal"]);
+    });
+  });
+
+  it("add_line_once adds an authorized key once, however often the script runs", () => {
+    withTempDir((dir) => {
+      const file = join(dir, "authorized_keys");
+      writeFileSync(file, "ssh-ed25519 AAAAexisting other@host\n");
+      for (let i = 0; i < 3; i++) {
+        runOk("bash", [
+          "-c",
+          `set -eu\n${addLineOnce}\nadd_line_once "$1" "$2"`,
+          "bash",
+          file,
+          "ssh-ed25519 AAAAnew me@laptop",
+        ]);
+      }
+      expect(readFileSync(file, "utf8")).toBe(
+        "ssh-ed25519 AAAAexisting other@host\nssh-ed25519 AAAAnew me@laptop\n",
+      );
+    });
+  });
+});
