@@ -303,9 +303,18 @@ export function readStackConfig(all: Record<string, string>): Record<string, unk
     if (key === SSH_PRIVATE_KEY_KEY) continue;
     const schema = (CONFIG_SCHEMA.properties as Record<string, { type?: string; enum?: unknown }>)[key];
     const isText = schema !== undefined && (schema.type === "string" || schema.enum !== undefined);
-    out[key] = isText ? text : parseJson(text);
+    const value = isText ? text : parseJson(text);
+    // Pulumi.yaml must give optional keys a default; "" and {} there mean "not set" (see its header).
+    if (value === "" || isEmptyObject(value)) continue;
+    out[key] = value;
   }
   return out;
+}
+
+function isEmptyObject(value: unknown): boolean {
+  return (
+    typeof value === "object" && value !== null && !Array.isArray(value) && Object.keys(value).length === 0
+  );
 }
 
 function parseJson(text: string): unknown {

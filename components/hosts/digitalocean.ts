@@ -86,7 +86,7 @@ export function digitalOceanHost(name: string, args: HostArgs, parent: pulumi.Re
     opts,
   );
   const volume = new digitalocean.Volume(
-    `${name}-state`,
+    `${name}-state-volume`,
     {
       name: `${config.hostname}-state`,
       region: target.region,

@@ -63,7 +63,7 @@ export function vultrHost(name: string, args: HostArgs, parent: pulumi.Resource)
     { ...opts, dependsOn: rules },
   );
   const storage = new vultr.BlockStorage(
-    `${name}-state`,
+    `${name}-state-volume`,
     {
       label: `${config.hostname}-state`,
       region: target.region,

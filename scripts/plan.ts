@@ -1,0 +1,158 @@
+/**
+ * `npm run plan [-- --stack NAME]`: what `pulumi up` would create for a stack, offline. It reads
+ * stacks/Pulumi.<stack>.yaml, runs the real program (index.ts) under deterministic mocks, and prints the
+ * resources as a tree with their key properties. No cloud account, no Pulumi CLI, no network.
+ *
+ * Secrets are never printed: every value Pulumi marks secret shows as [secret]. The SSH private key is not
+ * needed offline; when the stack has none (or only its encrypted form), a placeholder stands in.
+ */
+import { readdirSync, readFileSync } from "fs";
+import * as path from "path";
+import { parseArgs } from "util";
+import * as pulumi from "@pulumi/pulumi";
+import { parse } from "yaml";
+import { installMocks, type Registered, settle, valueOf } from "./mocks";
+
+const ROOT = path.join(__dirname, "..");
+const STACKS = path.join(ROOT, "stacks");
+const DEFAULT_STACK = "example-digitalocean";
+const NAMESPACE = "cloudpal";
+const PRIVATE_KEY_PLACEHOLDER = "(offline plan: no SSH private key needed)";
+
+class PlanError extends Error {}
+
+function availableStacks(): string[] {
+  return readdirSync(STACKS)
+    .map((f) => /^Pulumi\.(.+)\.ya?ml$/.exec(f)?.[1])
+    .filter((s): s is string => s !== undefined)
+    .sort();
+}
+
+/** The stack file's `config:` as Pulumi passes it to a program: flat keys, structured values as JSON. */
+export function readStackFile(stack: string): { config: Record<string, string>; secretKeys: string[] } {
+  const file = path.join(STACKS, `Pulumi.${stack}.yaml`);
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    throw new PlanError(
+      `'--stack' (${JSON.stringify(stack)}) has no stack file ${path.relative(ROOT, file)}: use one of ${availableStacks().join(", ")}.`,
+    );
+  }
+  const doc = (parse(text) ?? {}) as { config?: Record<string, unknown> };
+  const config: Record<string, string> = {};
+  for (const [key, value] of Object.entries(doc.config ?? {})) {
+    config[key] = typeof value === "string" ? value : JSON.stringify(value);
+  }
+  const privateKey = `${NAMESPACE}:sshPrivateKey`;
+  const stored = doc.config?.[privateKey];
+  // An encrypted value ({secure: ...}) cannot be read without the passphrase, and is not needed here.
+  if (typeof stored !== "string") config[privateKey] = PRIVATE_KEY_PLACEHOLDER;
+  return { config, secretKeys: [privateKey] };
+}
+
+function summarise(key: string, value: unknown): string {
+  if (value === "[secret]") return "[secret]";
+  if (typeof value === "string") {
+    if (key === "userData" || value.length > 90) {
+      const firstLine = value.split("\n")[0];
+      return `${JSON.stringify(firstLine.length > 60 ? `${firstLine.slice(0, 57)}...` : firstLine)} (${value.length} bytes)`;
+    }
+    return JSON.stringify(value);
+  }
+  const text = JSON.stringify(value);
+  return text.length > 100 ? `${text.slice(0, 97)}...` : text;
+}
+
+function describe(r: Registered, indent: string): string[] {
+  const lines: string[] = [];
+  for (const [key, value] of Object.entries(r.masked).sort(([a], [b]) => a.localeCompare(b))) {
+    if (Array.isArray(value) && value.some((v) => typeof v === "object" && v !== null)) {
+      lines.push(`${indent}${key}:`);
+      for (const item of value) lines.push(`${indent}  - ${summarise(key, item)}`);
+    } else {
+      lines.push(`${indent}${key}: ${summarise(key, value)}`);
+    }
+  }
+  return lines;
+}
+
+/** Components own the resources named after them ("hub" owns "hub-droplet"). */
+function renderTree(resources: readonly Registered[]): string {
+  const components = resources.filter((r) => r.type.startsWith(`${NAMESPACE}:`));
+  const ownerOf = (r: Registered) =>
+    components
+      .filter((c) => c !== r && r.name.startsWith(`${c.name}-`))
+      .sort((a, b) => b.name.length - a.name.length)[0];
+  const lines: string[] = [];
+  const print = (r: Registered, prefix: string, last: boolean, top: boolean) => {
+    const branch = top ? "" : last ? "└─ " : "├─ ";
+    lines.push(`${prefix}${branch}${r.type}  ${r.name}`);
+    const childPrefix = top ? "" : prefix + (last ? "   " : "│  ");
+    const children = resources.filter((c) => ownerOf(c) === r);
+    const propsPrefix = childPrefix + (children.length > 0 ? "│    " : "     ");
+    if (!top) lines.push(...describe(r, propsPrefix));
+    children.forEach((c, i) => print(c, childPrefix, i === children.length - 1, false));
+  };
+  for (const r of resources.filter((x) => ownerOf(x) === undefined)) print(r, "", true, true);
+  return lines.join("\n");
+}
+
+async function outputsOf(program: Record<string, unknown>): Promise<string[]> {
+  const lines: string[] = [];
+  for (const [name, value] of Object.entries(program)) {
+    if (!pulumi.Output.isInstance(value)) {
+      lines.push(`  ${name}: ${JSON.stringify(value)}`);
+      continue;
+    }
+    const output = value as pulumi.Output<unknown>;
+    const resolved = await valueOf(output);
+    if (await output.isSecret) {
+      const keys =
+        resolved && typeof resolved === "object" ? ` (${Object.keys(resolved).join(", ") || "none"})` : "";
+      lines.push(`  ${name}: [secret]${keys}`);
+    } else {
+      lines.push(`  ${name}: ${resolved === undefined ? "(none)" : JSON.stringify(resolved)}`);
+    }
+  }
+  return lines;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({ options: { stack: { type: "string", default: DEFAULT_STACK } } });
+  const stack = values.stack ?? DEFAULT_STACK;
+  const { config, secretKeys } = readStackFile(stack);
+  const recorder = installMocks(pulumi, { project: NAMESPACE, stack, preview: false });
+  pulumi.runtime.setAllConfig(config, secretKeys);
+  let program: Record<string, unknown>;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- the program must load after the mocks
+    program = require("../index") as Record<string, unknown>;
+  } catch (e) {
+    if (e instanceof Error && (e.name === "ConfigError" || pulumi.RunError.isInstance(e))) {
+      process.stderr.write(`Stack ${stack}: nothing would be created.\n${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+  const outputs = await outputsOf(program);
+  await settle(recorder);
+  process.stdout.write(
+    `Plan for stack ${stack} (offline, under mocks: ids and addresses are placeholders from documentation ranges)\n\n` +
+      `${renderTree(recorder.registered)}\n\n` +
+      `${recorder.registered.length} resources\n\nOutputs:\n${outputs.join("\n")}\n`,
+  );
+  return 0;
+}
+
+if (require.main === module) {
+  main().then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      process.stderr.write(
+        `${e instanceof PlanError ? e.message : e instanceof Error ? e.stack : String(e)}\n`,
+      );
+      process.exit(1);
+    },
+  );
+}
