@@ -4,7 +4,7 @@ import { privateKeyFromBytes, publicKeyFromPrivate } from "../agent/src/keys";
 import { AGENT_WRAPPER, agentUnits } from "../agent/src/units";
 import { loadConfig, readStackConfig } from "../components/config";
 import { buildHubState } from "../components/state";
-import { bootstrapSpecFromConfig } from "../cloud-init/from-config";
+import { bootstrapSpec } from "../components/hub";
 import { HUB_PACKAGES } from "../cloud-init/packages";
 import { renderBootstrapScript, renderUserData } from "../cloud-init/render";
 import { SSHD_DROP_IN, SSH_SOCKET_DROP_IN } from "../cloud-init/ssh";
@@ -131,7 +131,7 @@ function stackConfig(provider: string, extra: Record<string, unknown> = {}): Rec
 }
 
 function userDataFor(all: Record<string, string>): string {
-  return renderUserData(bootstrapSpecFromConfig(loadConfig(readStackConfig(all))));
+  return renderUserData(bootstrapSpec(loadConfig(readStackConfig(all))));
 }
 
 const wgPublicKey = (): string => publicKeyFromPrivate(privateKeyFromBytes(randomBytes(32)));
@@ -209,8 +209,8 @@ describe("no key material in the user-data or the bootstrap script", () => {
     new Map([["laptop", { publicKey: peerKey, presharedKey }]]),
   );
   const outputs = {
-    userData: renderUserData(bootstrapSpecFromConfig(cfg)),
-    script: renderBootstrapScript(bootstrapSpecFromConfig(cfg)),
+    userData: renderUserData(bootstrapSpec(cfg)),
+    script: renderBootstrapScript(bootstrapSpec(cfg)),
   };
 
   it("the surrounding config and state really hold those secrets", () => {
