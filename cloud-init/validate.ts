@@ -97,7 +97,7 @@ export function validateBootstrapSpec(spec: BootstrapSpec): void {
   }
   if (RESERVED_USERS.has(user)) {
     throw new Error(
-      `'operator.user' (${show(user)}) is reserved for the system or for CloudPal: choose another name, e.g. "admin".`,
+      `'operator.user' (${show(user)}) is reserved for the system or for CloudPal: choose another name, e.g. "admin" (root cannot be the operator because the hub refuses root logins over SSH).`,
     );
   }
   const keys = spec.operator.sshPublicKeys;
