@@ -6,7 +6,7 @@ import { defaultOptions, pathsUnder, type AgentOptions } from "../agent/src/opti
 import type { AgentContext } from "../agent/src/reconcile";
 import type { HubState } from "../agent/src/state";
 import { FakeHub } from "../agent/test-support/fake-hub";
-import { testPeer, testState } from "../agent/test-support/state-fixtures";
+import { fixedKeyPair, testPeer, testState } from "../agent/test-support/state-fixtures";
 
 let root: string;
 let options: AgentOptions;
@@ -92,7 +92,7 @@ describe("cloudpal-agent apply", () => {
     const r = await apply(added);
     expect(r.out).toBe("applied: wireguard peers, nftables, unbound zones\n");
     expect(hub.lines().filter((l) => !/ (show|list|status)\b/.test(l))).toEqual([
-      `[#] wg syncconf wg0 ${options.paths.wireguardConfig}`,
+      `[#] wg addconf wg0 ${options.paths.wireguardConfig}.add`,
       "[#] nft -f -",
       "[#] unbound-control local_datas",
     ]);
@@ -100,6 +100,19 @@ describe("cloudpal-agent apply", () => {
       `tablet.pal. 300 IN A ${added.peers[4].ipv4}\ntablet.pal. 300 IN AAAA ${added.peers[4].ipv6}\n`,
     );
     expect(hub.nftTable).toContain(added.peers[4].ipv4);
+    // the temporary peers file (it may hold preshared keys) is gone
+    expect(existsSync(`${options.paths.wireguardConfig}.add`)).toBe(false);
+  });
+
+  it("re-adds a peer whose preshared key changed, writing the key to a 0600 file and never to argv", async () => {
+    await apply(testState());
+    hub.calls.length = 0;
+    const state = testState();
+    const psk = fixedKeyPair("new-psk").privateKey;
+    await apply({ ...state, peers: [{ ...state.peers[1], presharedKey: psk }, ...state.peers.slice(2)] });
+    expect(hub.wg.peers.find((p) => p.publicKey === state.peers[1].publicKey)?.presharedKey).toBe(psk);
+    expect(hub.wg.peers.map((p) => p.publicKey)).not.toContain(state.peers[0].publicKey);
+    expect(hub.lines().join("\n")).not.toContain(psk);
   });
 
   it("revokes a peer: removed from WireGuard first, then from the firewall and DNS", async () => {
@@ -109,7 +122,7 @@ describe("cloudpal-agent apply", () => {
     const revoked = { ...state, peers: state.peers.filter((p) => p.name !== "visitor") };
     await apply(revoked);
     const effects = hub.lines().filter((l) => !/ (show|list|status)\b/.test(l));
-    expect(effects[0]).toMatch(/^\[#\] wg syncconf/);
+    expect(effects[0]).toBe(`[#] wg set wg0 peer ${state.peers[2].publicKey} remove`);
     expect(hub.wg.peers.map((p) => p.publicKey)).not.toContain(state.peers[2].publicKey);
     expect(hub.nftTable).not.toContain(state.peers[2].ipv4);
     expect(hub.datas.has("visitor.pal.")).toBe(false);

@@ -7,7 +7,7 @@
  * the same state twice runs no reload at all. Order matters for revocation: WireGuard first, so a removed
  * device loses its tunnel before anything else happens.
  */
-import { readdirSync, writeFileSync } from "fs";
+import { readdirSync, rmSync, writeFileSync } from "fs";
 import * as path from "path";
 import { hubAddresses } from "./addressing";
 import { readIfExists, writeFileAtomic } from "./atomic-file";
@@ -25,7 +25,13 @@ import {
   renderUnboundSettings,
   renderUnboundZones,
 } from "./unbound-config";
-import { parseWgDump, renderWireguardConfig, wireguardMatches } from "./wireguard-config";
+import {
+  diffPeers,
+  parseWgDump,
+  renderWireguardConfig,
+  renderWireguardPeers,
+  wireguardMatches,
+} from "./wireguard-config";
 
 export interface AgentContext {
   readonly options: AgentOptions;
@@ -121,8 +127,30 @@ async function reconcileWireguard(ctx: AgentContext, state: HubState): Promise<C
   const link = (JSON.parse(probe.stdout) as { flags?: string[]; addr_info?: IpAddrInfo[] }[])[0] ?? {};
   const live = parseWgDump((await runner.run("wg", ["show", ifname, "dump"])).stdout);
   if (!wireguardMatches(state, live)) {
-    writeFileAtomic(ctx.options.paths.wireguardConfig, renderWireguardConfig(state), 0o600, 0o700);
-    await runner.run("wg", ["syncconf", ifname, ctx.options.paths.wireguardConfig]);
+    const file = ctx.options.paths.wireguardConfig;
+    writeFileAtomic(file, renderWireguardConfig(state), 0o600, 0o700);
+    const diff = diffPeers(state, live);
+    if (diff === undefined) {
+      await runner.run("wg", ["syncconf", ifname, file]);
+    } else {
+      // Touch only the peers that differ. `wg syncconf` re-sends every peer with "replace allowed IPs" and the
+      // listen port; wireguard-go then rebinds its socket and briefly has no route to any peer, which the
+      // network-namespace test saw as lost packets between devices that had nothing to do with the change.
+      for (let i = 0; i < diff.remove.length; i += 500) {
+        const args = diff.remove.slice(i, i + 500).flatMap((key) => ["peer", key, "remove"]);
+        await runner.run("wg", ["set", ifname, ...args]);
+      }
+      if (diff.add.length > 0) {
+        // Preshared keys are secrets: they go in a 0600 file, never in argv.
+        const addFile = `${file}.add`;
+        writeFileAtomic(addFile, renderWireguardPeers(diff.add), 0o600, 0o700);
+        try {
+          await runner.run("wg", ["addconf", ifname, addFile]);
+        } finally {
+          rmSync(addFile, { force: true });
+        }
+      }
+    }
     changes.push("wireguard peers");
   }
   const hub = hubAddresses(state.hub);

@@ -5,11 +5,25 @@
  * not its own address, which is the first layer of anti-spoofing (nftables adds the second).
  */
 import { MANAGED_HEADER } from "./layout";
-import type { HubState } from "./state";
+import type { HubState, PeerState } from "./state";
 import * as ipaddr from "ipaddr.js";
 
 export function peerAllowedIps(peer: { ipv4: string; ipv6: string }): string[] {
   return [`${peer.ipv4}/32`, `${ipaddr.IPv6.parse(peer.ipv6).toString()}/128`];
+}
+
+function byKey(a: { publicKey: string }, b: { publicKey: string }): number {
+  return a.publicKey < b.publicKey ? -1 : a.publicKey > b.publicKey ? 1 : 0;
+}
+
+function peerSections(peers: readonly PeerState[]): string[] {
+  const lines: string[] = [];
+  for (const peer of [...peers].sort(byKey)) {
+    lines.push("", `# ${peer.name}`, "[Peer]", `PublicKey = ${peer.publicKey}`);
+    if (peer.presharedKey) lines.push(`PresharedKey = ${peer.presharedKey}`);
+    lines.push(`AllowedIPs = ${peerAllowedIps(peer).join(", ")}`);
+  }
+  return lines;
 }
 
 /** Peers sorted by public key so the file does not change when the list is reordered. */
@@ -20,15 +34,12 @@ export function renderWireguardConfig(state: HubState): string {
     `PrivateKey = ${state.hub.privateKey}`,
     `ListenPort = ${state.hub.listenPort}`,
   ];
-  const peers = [...state.peers].sort((a, b) =>
-    a.publicKey < b.publicKey ? -1 : a.publicKey > b.publicKey ? 1 : 0,
-  );
-  for (const peer of peers) {
-    lines.push("", `# ${peer.name}`, "[Peer]", `PublicKey = ${peer.publicKey}`);
-    if (peer.presharedKey) lines.push(`PresharedKey = ${peer.presharedKey}`);
-    lines.push(`AllowedIPs = ${peerAllowedIps(peer).join(", ")}`);
-  }
-  return lines.join("\n") + "\n";
+  return [...lines, ...peerSections(state.peers)].join("\n") + "\n";
+}
+
+/** Only peer sections, for `wg addconf`: no interface line, so the key and the socket are left alone. */
+export function renderWireguardPeers(peers: readonly PeerState[]): string {
+  return [MANAGED_HEADER, "[Interface]", ...peerSections(peers)].join("\n") + "\n";
 }
 
 export interface WgDumpPeer {
@@ -104,4 +115,41 @@ export function wireguardMatches(state: HubState, live: WgDump): boolean {
     })),
   );
   return desired === fingerprint(live.privateKey, live.listenPort, live.peers);
+}
+
+export interface PeerDiff {
+  /** Public keys to remove: gone from the state, or changed (removed, then added again). */
+  readonly remove: string[];
+  /** Peers to add: new, or changed. */
+  readonly add: PeerState[];
+}
+
+/**
+ * The peer changes that take the live interface to the state, or undefined when the interface itself (key or
+ * port) differs and a full `wg syncconf` is needed.
+ */
+export function diffPeers(state: HubState, live: WgDump): PeerDiff | undefined {
+  if (live.privateKey !== state.hub.privateKey || live.listenPort !== state.hub.listenPort) return undefined;
+  const norm = (ips: readonly string[]) =>
+    [...ips]
+      .map((a) => ipaddr.parseCIDR(a).toString())
+      .sort()
+      .join(",");
+  const liveByKey = new Map(live.peers.map((p) => [p.publicKey, p]));
+  const wanted = new Set(state.peers.map((p) => p.publicKey));
+  const remove = live.peers.filter((p) => !wanted.has(p.publicKey)).map((p) => p.publicKey);
+  const add: PeerState[] = [];
+  for (const peer of state.peers) {
+    const current = liveByKey.get(peer.publicKey);
+    if (current === undefined) {
+      add.push(peer);
+    } else if (
+      current.presharedKey !== peer.presharedKey ||
+      norm(current.allowedIps) !== norm(peerAllowedIps(peer))
+    ) {
+      remove.push(peer.publicKey);
+      add.push(peer);
+    }
+  }
+  return { remove, add };
 }

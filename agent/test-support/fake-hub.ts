@@ -106,7 +106,20 @@ export class FakeHub implements Runner {
           return ok(rows.join("\n") + "\n");
         }
         if (a[0] === "syncconf") {
+          this.wg.peers = [];
           this.loadWgConfig(readFileSync(a[2], "utf8"));
+          return ok();
+        }
+        if (a[0] === "addconf") {
+          this.loadWgConfig(readFileSync(a[2], "utf8"));
+          return ok();
+        }
+        if (a[0] === "set") {
+          for (let i = 2; i + 2 < a.length + 1; i += 3) {
+            if (a[i] !== "peer" || a[i + 2] !== "remove")
+              throw new Error(`FakeHub does not know wg set ${a.slice(i).join(" ")}`);
+            this.wg.peers = this.wg.peers.filter((p) => p.publicKey !== a[i + 1]);
+          }
           return ok();
         }
         break;
@@ -185,6 +198,6 @@ export class FakeHub implements Runner {
       else if (current && k === "PresharedKey") current.presharedKey = v;
       else if (current && k === "AllowedIPs") current.allowedIps = v.split(", ");
     }
-    this.wg.peers = peers;
+    this.wg.peers.push(...peers);
   }
 }

@@ -1,0 +1,31 @@
+import { mkdtempSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import * as path from "path";
+import { buildAgentBundle } from "../agent/build";
+import { realRunner } from "../agent/src/runner";
+
+describe("agent bundle", () => {
+  it("is one deterministic file that runs with plain node", async () => {
+    const a = buildAgentBundle();
+    const b = buildAgentBundle();
+    expect(a.sha256).toBe(b.sha256);
+    expect(a.code.startsWith("#!/usr/bin/env node\n")).toBe(true);
+    expect(a.code).not.toMatch(/require\("(ajv|qrcode|ipaddr\.js)"\)/);
+    const dir = mkdtempSync(path.join(tmpdir(), "cloudpal-bundle-"));
+    try {
+      const file = path.join(dir, "cloudpal-agent.js");
+      writeFileSync(file, a.code);
+      const r = await realRunner(() => undefined).run(process.execPath, [file, "--help"]);
+      expect(r.stdout).toContain("cloudpal-agent apply");
+      const bad = await realRunner(() => undefined).run(process.execPath, [file, "apply"], {
+        input: '{"version":2}',
+        allowFailure: true,
+        timeoutMs: 20_000,
+      });
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain("'version' (2) must be equal to constant");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

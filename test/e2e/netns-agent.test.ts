@@ -1,0 +1,410 @@
+/**
+ * The hub agent end to end, in network namespaces this test creates: real wireguard-go, nftables and unbound,
+ * the real agent bundle and its real `apply`. Needs root and scripts/install-test-deps.sh.
+ *
+ *   device 1 "laptop"  (family) ─┐
+ *   device 2 "phone"   (family) ─┼─ veth ── hub (agent, wireguard-go, nft, unbound) ── veth ── internet
+ *   device 3 "visitor" (guest)  ─┘                                                (authoritative DNS, HTTP)
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import * as path from "path";
+import { buildAgentBundle } from "../../agent/build";
+import { publicKeyFromPrivate } from "../../agent/src/keys";
+import type { HubState, PeerState } from "../../agent/src/state";
+import { parseWgDump } from "../../agent/src/wireguard-config";
+import { fixedKeyPair, testPeer, TEST_SUBNETS } from "../../agent/test-support/state-fixtures";
+import { Lab, waitFor } from "./netns/lab";
+
+jest.setTimeout(240_000);
+
+const INTERNET_HUB = "198.51.100.1";
+const INTERNET = "198.51.100.2";
+const HUB_V4 = "10.77.0.1";
+const PORT = 51820;
+
+interface Device {
+  readonly ns: string;
+  readonly ifname: string;
+  readonly peer: PeerState;
+  readonly privateKey: string;
+  readonly underlayHub: string;
+}
+
+const lab = new Lab();
+const tag = lab.tag;
+let dir: string;
+let bundle: string;
+let hubNs: string;
+let internetNs: string;
+const hubIf = `wgh${tag}`;
+const devices: Device[] = [];
+const hubKey = fixedKeyPair(`hub-${tag}`);
+
+function state(
+  peers: readonly PeerState[],
+  blocklistUrl = `http://${INTERNET}:8080/blocklist.txt`,
+): HubState {
+  return {
+    version: 1,
+    hub: {
+      privateKey: hubKey.privateKey,
+      listenPort: PORT,
+      sshPort: 22,
+      sshAllowedCidrs: ["192.0.2.0/24"],
+      ...TEST_SUBNETS,
+    },
+    mode: "vpn",
+    groups: [
+      { name: "family", reaches: ["family"], internet: true },
+      { name: "guest", reaches: [], internet: true },
+    ],
+    peers: [...peers],
+    dns: {
+      blocklists: [blocklistUrl],
+      allow: ["fine.example.test"],
+      deny: ["denied.example.test"],
+      upstreams: [{ address: INTERNET, tlsName: "dns.example.test", port: 53 }],
+      dnssec: false,
+      queryLog: false,
+    },
+  };
+}
+
+const agentEnv = () => [
+  `CLOUDPAL_ROOT=${dir}/hub`,
+  `CLOUDPAL_INTERFACE=${hubIf}`,
+  `CLOUDPAL_UNBOUND_CONTROL_CONFIG=${dir}/unbound-hub/unbound.conf`,
+  "CLOUDPAL_TEST_PLAIN_DNS=1",
+];
+
+async function agent(args: string[], input?: string) {
+  return lab.exec(hubNs, "env", [...agentEnv(), process.execPath, bundle, ...args], {
+    input,
+    allowFailure: true,
+    timeoutMs: 60_000,
+  });
+}
+
+async function apply(s: HubState): Promise<{ out: string; ms: number }> {
+  const start = Date.now();
+  const r = await agent(["apply"], JSON.stringify(s));
+  if (r.code !== 0) throw new Error(`apply failed: ${r.stderr}`);
+  return { out: r.stdout, ms: Date.now() - start };
+}
+
+async function ping(from: Device | string, to: string, count = 3): Promise<boolean> {
+  const ns = typeof from === "string" ? from : from.ns;
+  const r = await lab.exec(ns, "ping", ["-n", "-c", String(count), "-i", "0.2", "-W", "1", to], {
+    allowFailure: true,
+  });
+  return r.code === 0;
+}
+
+async function dig(
+  ns: string,
+  server: string,
+  name: string,
+  type = "A",
+): Promise<{ status: string; answers: string[] }> {
+  const r = await lab.exec(ns, "dig", ["+tries=1", "+time=1", `@${server}`, name, type], {
+    allowFailure: true,
+  });
+  const status = /status: (\w+)/.exec(r.stdout)?.[1] ?? "NO ANSWER";
+  const answers = r.stdout
+    .split("\n")
+    .filter((l) => l.length > 0 && !l.startsWith(";"))
+    .map((l) => l.split(/\s+/).pop() ?? "");
+  return { status, answers };
+}
+
+async function deviceLatestHandshake(d: Device): Promise<number> {
+  const dump = parseWgDump((await lab.exec(d.ns, "wg", ["show", d.ifname, "dump"])).stdout);
+  return dump.peers[0]?.latestHandshake ?? 0;
+}
+
+/** Drop the device's session with the hub, so the next packet needs a fresh handshake. */
+async function resetDeviceSession(d: Device): Promise<void> {
+  const hubPublic = publicKeyFromPrivate(hubKey.privateKey);
+  await lab.exec(d.ns, "wg", ["set", d.ifname, "peer", hubPublic, "remove"]);
+  await lab.exec(d.ns, "wg", [
+    "set",
+    d.ifname,
+    "peer",
+    hubPublic,
+    "endpoint",
+    `${d.underlayHub}:${PORT}`,
+    "allowed-ips",
+    "0.0.0.0/0,::/0",
+  ]);
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), `cloudpal-netns-${tag}-`));
+  bundle = path.join(dir, "cloudpal-agent.js");
+  writeFileSync(bundle, buildAgentBundle().code);
+
+  hubNs = await lab.namespace("hub");
+  internetNs = await lab.namespace("inet");
+  await lab.link(
+    { ns: hubNs, ifname: `vhi${tag}`, cidr: `${INTERNET_HUB}/24` },
+    { ns: internetNs, ifname: `vi${tag}`, cidr: `${INTERNET}/24` },
+  );
+  // The internet knows a route to the tunnel subnet through the hub, so "DNS from the internet" really reaches it.
+  await lab.exec(internetNs, "ip", ["route", "add", TEST_SUBNETS.ipv4Subnet, "via", INTERNET_HUB]);
+
+  // The internet: an authoritative server for example.test and a web server with the fixture blocklist.
+  mkdirSync(path.join(dir, "www"));
+  writeFileSync(
+    path.join(dir, "www", "blocklist.txt"),
+    "# fixture\n0.0.0.0 ads.example.test\n0.0.0.0 fine.example.test\ntracker.example.test\n",
+  );
+  mkdirSync(path.join(dir, "auth"));
+  writeFileSync(
+    path.join(dir, "auth", "unbound.conf"),
+    [
+      "server:",
+      `  directory: "${dir}/auth"`,
+      '  username: ""',
+      '  chroot: ""',
+      `  pidfile: "${dir}/auth/unbound.pid"`,
+      "  do-daemonize: no",
+      "  use-syslog: no",
+      `  interface: ${INTERNET}`,
+      "  access-control: 0.0.0.0/0 allow",
+      '  local-zone: "example.test." static',
+      ...["www", "ads", "fine", "tracker", "denied"].map(
+        (n, i) => `  local-data: "${n}.example.test. 60 IN A 198.51.100.${80 + i}"`,
+      ),
+      "remote-control:",
+      "  control-enable: no",
+      "",
+    ].join("\n"),
+  );
+  lab.daemon("auth-dns", internetNs, "unbound", ["-d", "-c", path.join(dir, "auth", "unbound.conf")]);
+  lab.daemon("http", internetNs, process.execPath, [
+    path.join(__dirname, "netns", "fixture-http.js"),
+    INTERNET,
+    "8080",
+    path.join(dir, "www"),
+  ]);
+  await waitFor(async () => lab.daemonOutput("http").includes("listening"), 5000, "fixture http server");
+
+  // The hub: wireguard-go; unbound's base config includes the directory the agent writes to.
+  await lab.wireguard(hubNs, hubIf);
+  const hubUnbound = path.join(dir, "unbound-hub");
+  mkdirSync(hubUnbound);
+  writeFileSync(
+    path.join(hubUnbound, "unbound.conf"),
+    [
+      "server:",
+      `  directory: "${hubUnbound}"`,
+      '  username: ""',
+      '  chroot: ""',
+      `  pidfile: "${hubUnbound}/unbound.pid"`,
+      "  do-daemonize: no",
+      "  use-syslog: no",
+      "remote-control:",
+      "  control-enable: yes",
+      `  control-interface: "${hubUnbound}/control.sock"`,
+      "  control-use-cert: no",
+      `include-toplevel: "${dir}/hub/etc/unbound/unbound.conf.d/*.conf"`,
+      "",
+    ].join("\n"),
+  );
+
+  for (const [i, name, group] of [
+    [1, "laptop", "family"],
+    [2, "phone", "family"],
+    [3, "visitor", "guest"],
+  ] as const) {
+    const ns = await lab.namespace(`dev${i}`);
+    const underlayHub = `192.0.2.${4 * i + 1}`;
+    await lab.link(
+      { ns: hubNs, ifname: `vh${i}${tag}`, cidr: `${underlayHub}/30` },
+      { ns, ifname: `vd${i}${tag}`, cidr: `192.0.2.${4 * i + 2}/30` },
+    );
+    const keys = fixedKeyPair(`${name}-${tag}`);
+    const peer = { ...testPeer(name, group), publicKey: keys.publicKey };
+    const d: Device = { ns, ifname: `wgd${i}${tag}`, peer, privateKey: keys.privateKey, underlayHub };
+    await lab.wireguard(ns, d.ifname);
+    // A file, not /dev/stdin: node's child stdin is a socket, which wg cannot fopen().
+    const keyFile = path.join(dir, `${name}.key`);
+    writeFileSync(keyFile, d.privateKey + "\n", { mode: 0o600 });
+    await lab.exec(ns, "wg", ["set", d.ifname, "private-key", keyFile]);
+    await resetDeviceSession(d);
+    await lab.exec(ns, "ip", ["addr", "add", `${peer.ipv4}/32`, "dev", d.ifname]);
+    await lab.exec(ns, "ip", ["addr", "add", `${peer.ipv6}/128`, "dev", d.ifname]);
+    await lab.exec(ns, "ip", ["link", "set", d.ifname, "up"]);
+    for (const route of [TEST_SUBNETS.ipv4Subnet, TEST_SUBNETS.ipv6Prefix, "198.51.100.0/24"]) {
+      await lab.exec(ns, "ip", ["route", "add", route, "dev", d.ifname]);
+    }
+    devices.push(d);
+  }
+
+  const first = await apply(state(devices.map((d) => d.peer)));
+  expect(first.out).toMatch(/wireguard peers.*nftables.*unbound files/);
+  // Like systemd at boot: unbound starts and reads the files the agent wrote.
+  lab.daemon("hub-dns", hubNs, "unbound", ["-d", "-c", path.join(hubUnbound, "unbound.conf")]);
+  await waitFor(
+    async () => (await agent(["status"])).code === 0,
+    10_000,
+    "hub unbound to answer unbound-control",
+  );
+  const refresh = await agent(["blocklists", "refresh"]);
+  expect(refresh.stderr).not.toContain("[!]");
+  expect(refresh.stdout).toContain("blocklist.txt: 3 domains");
+});
+
+afterAll(async () => {
+  try {
+    await lab.cleanup();
+  } finally {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const [laptop, phone, visitor] = [0, 1, 2].map((i) => () => devices[i]);
+
+describe("hub agent in network namespaces", () => {
+  it("applying the same state again changes nothing", async () => {
+    const again = await apply(state(devices.map((d) => d.peer)));
+    expect(again.out).toBe("applied: nothing changed\n");
+  });
+
+  it("same-group devices ping each other over IPv4 and IPv6 through the hub", async () => {
+    expect(await ping(laptop(), phone().peer.ipv4)).toBe(true);
+    expect(await ping(phone(), laptop().peer.ipv4)).toBe(true);
+    expect(await ping(laptop(), phone().peer.ipv6)).toBe(true);
+    expect(await ping(phone(), laptop().peer.ipv6)).toBe(true);
+  });
+
+  it("a guest cannot reach family devices but reaches the internet, masqueraded behind the hub", async () => {
+    expect(await ping(visitor(), laptop().peer.ipv4, 2)).toBe(false);
+    expect(await ping(visitor(), laptop().peer.ipv6, 2)).toBe(false);
+    expect(await ping(laptop(), visitor().peer.ipv4, 2)).toBe(false);
+    expect(await ping(visitor(), INTERNET)).toBe(true);
+    const seen = await lab.exec(visitor().ns, "curl", [
+      "-s",
+      "--max-time",
+      "5",
+      `http://${INTERNET}:8080/whoami`,
+    ]);
+    expect(seen.stdout).toBe(INTERNET_HUB);
+  });
+
+  it("a device resolves laptop.pal in A and AAAA from the hub", async () => {
+    expect(await dig(phone().ns, HUB_V4, "laptop.pal", "A")).toEqual({
+      status: "NOERROR",
+      answers: [laptop().peer.ipv4],
+    });
+    expect(await dig(phone().ns, HUB_V4, "laptop.pal", "AAAA")).toEqual({
+      status: "NOERROR",
+      answers: [laptop().peer.ipv6],
+    });
+    expect((await dig(phone().ns, "fd7a:c10d:9a1::1", "hub.pal", "A")).answers).toEqual([HUB_V4]);
+  });
+
+  it("refuses blocked and denied domains, and resolves allowed ones from the authoritative server", async () => {
+    expect((await dig(laptop().ns, HUB_V4, "ads.example.test")).status).toBe("REFUSED");
+    expect((await dig(laptop().ns, HUB_V4, "sub.tracker.example.test")).status).toBe("REFUSED");
+    expect((await dig(laptop().ns, HUB_V4, "denied.example.test")).status).toBe("REFUSED");
+    expect(await dig(laptop().ns, HUB_V4, "www.example.test")).toEqual({
+      status: "NOERROR",
+      answers: ["198.51.100.80"],
+    });
+    // on the fixture blocklist, but in 'dns.allow'
+    expect(await dig(laptop().ns, HUB_V4, "fine.example.test")).toEqual({
+      status: "NOERROR",
+      answers: ["198.51.100.82"],
+    });
+  });
+
+  it("keeps the last good blocklist when the source fails", async () => {
+    rmSync(path.join(dir, "www", "blocklist.txt"));
+    const r = await agent(["blocklists", "refresh"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/kept the last good copy \(3 domains\).*HTTP 404/);
+    expect((await dig(laptop().ns, HUB_V4, "ads.example.test")).status).toBe("REFUSED");
+  });
+
+  it("answers no DNS asked from the internet", async () => {
+    expect((await dig(internetNs, INTERNET_HUB, "www.example.test")).status).toBe("NO ANSWER");
+    expect((await dig(internetNs, HUB_V4, "www.example.test")).status).toBe("NO ANSWER");
+  });
+
+  it("reports peers and healthy services", async () => {
+    const r = await agent(["status"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/ok {3}wireguard: .* 3 peers/);
+    expect(r.stdout).toMatch(
+      /laptop: handshake \d+ s ago, received [\d.]+ (B|KiB), sent [\d.]+ (B|KiB), endpoint 192\.0\.2\.6:\d+/,
+    );
+  });
+
+  it("loses no packet between two devices while a peer is added and removed 20 times", async () => {
+    const pinger = lab.daemon("continuous-ping", laptop().ns, "ping", [
+      "-n",
+      "-O",
+      "-i",
+      "0.02",
+      "-W",
+      "1",
+      phone().peer.ipv4,
+    ]);
+    await waitFor(
+      async () => /icmp_seq=\d+/.test(lab.daemonOutput("continuous-ping")),
+      5000,
+      "first ping reply",
+    );
+    const base = devices.map((d) => d.peer);
+    const extra = { ...testPeer("tablet", "family"), publicKey: fixedKeyPair(`tablet-${tag}`).publicKey };
+    const timings: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const added = await apply(state([...base, extra]));
+      expect(added.out).toContain("wireguard peers");
+      const removed = await apply(state(base));
+      expect(removed.out).toContain("wireguard peers");
+      timings.push(added.ms, removed.ms);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    pinger.kill("SIGINT");
+    await new Promise((r) => pinger.once("exit", r));
+    // A packet is lost when its sequence number never got a reply while a later one did (late replies count:
+    // this machine may be busy, which delays packets without losing them).
+    const seqs = [...lab.daemonOutput("continuous-ping").matchAll(/icmp_seq=(\d+) ttl=/g)].map((m) =>
+      Number(m[1]),
+    );
+    const replied = new Set(seqs);
+    const last = Math.max(...seqs);
+    const lost = Array.from({ length: last }, (_, i) => i + 1).filter((seq) => !replied.has(seq));
+    expect(lost).toEqual([]);
+    expect(replied.size).toBeGreaterThan(100);
+    timings.sort((a, b) => a - b);
+    process.stdout.write(
+      `[netns] 40 applies during ${replied.size} pings, none lost; apply wall time ms: median ${timings[20]}, max ${timings[39]}\n`,
+    );
+  });
+
+  it("a revoked device cannot complete a handshake within 1 s of apply", async () => {
+    // Control: a fresh handshake works while the device is a peer.
+    await resetDeviceSession(visitor());
+    expect(await ping(visitor(), HUB_V4, 2)).toBe(true);
+    const before = await deviceLatestHandshake(visitor());
+    expect(before).toBeGreaterThan(0);
+
+    const revoked = await apply(state([laptop().peer, phone().peer]));
+    const appliedAt = Date.now();
+    process.stdout.write(`[netns] revoking apply took ${revoked.ms} ms (agent process start included)\n`);
+    const hubPeers = parseWgDump((await lab.exec(hubNs, "wg", ["show", hubIf, "dump"])).stdout).peers.map(
+      (p) => p.publicKey,
+    );
+    expect(hubPeers).not.toContain(visitor().peer.publicKey);
+
+    await resetDeviceSession(visitor());
+    expect(Date.now() - appliedAt).toBeLessThan(1000);
+    expect(await ping(visitor(), HUB_V4, 3)).toBe(false);
+    expect(await deviceLatestHandshake(visitor())).toBe(0);
+    expect((await dig(laptop().ns, HUB_V4, "visitor.pal")).status).toBe("NXDOMAIN");
+  });
+});
