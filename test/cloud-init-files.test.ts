@@ -11,13 +11,13 @@ import { fileContent, parseUserData, run, runOk, spec, withNetns, withTempDir } 
 
 const config = parseUserData(renderUserData(spec({ sshPort: 2222, wireguardPort: 51999 })));
 
-describe("nftables baseline", () => {
-  const baseline = fileContent(config, LAYOUT.nftablesConfig);
+const baseline = (): string => fileContent(config, LAYOUT.nftablesConfig);
 
+describe("nftables baseline", () => {
   it("passes `nft -c -f` in a fresh network namespace", () => {
     withTempDir((dir) => {
       const file = join(dir, "nftables.conf");
-      writeFileSync(file, baseline);
+      writeFileSync(file, baseline());
       withNetns((ns) => runOk("ip", ["netns", "exec", ns, "nft", "-c", "-f", file]));
     });
   });
@@ -25,7 +25,7 @@ describe("nftables baseline", () => {
   it("fails `nft -c -f` when a rule is broken (so the check can fail)", () => {
     withTempDir((dir) => {
       const file = join(dir, "nftables.conf");
-      writeFileSync(file, baseline.replace("policy drop;", "policy dorp;"));
+      writeFileSync(file, baseline().replace("policy drop;", "policy dorp;"));
       withNetns((ns) => {
         const r = run("ip", ["netns", "exec", ns, "nft", "-c", "-f", file]);
         expect(r.status).not.toBe(0);
@@ -37,7 +37,7 @@ describe("nftables baseline", () => {
   it("loads for real, twice, and leaves other tables alone", () => {
     withTempDir((dir) => {
       const file = join(dir, "nftables.conf");
-      writeFileSync(file, baseline);
+      writeFileSync(file, baseline());
       withNetns((ns) => {
         const nft = (...args: string[]): string => runOk("ip", ["netns", "exec", ns, "nft", ...args]);
         nft("add", "table", "inet", "someone-else");
@@ -59,8 +59,68 @@ describe("nftables baseline", () => {
   });
 });
 
+describe("nftables baseline, as traffic sees it", () => {
+  /**
+   * Three namespaces this test creates: the hub (baseline loaded), "internet" on its eth0, and a stand-in for a
+   * peer on an interface named wg0 (the rule matches the name; no WireGuard needed). With nothing listening,
+   * a TCP probe that passes the firewall is refused at once, and one the firewall drops times out.
+   */
+  function probe(ns: string, address: string, port: number): "passed" | "dropped" {
+    const r = run("ip", [
+      "netns",
+      "exec",
+      ns,
+      "timeout",
+      "2",
+      "bash",
+      "-c",
+      `exec 3<>/dev/tcp/${address}/${port}`,
+    ]);
+    if (r.status === 124) return "dropped";
+    if (/Connection refused/.test(r.stderr)) return "passed";
+    throw new Error(`probe ${address}:${port} from ${ns}: exit ${r.status}, ${r.stderr}`);
+  }
+
+  it("lets only SSH in from the internet, DNS only from wg0, and answers ping", () => {
+    withTempDir((dir) => {
+      const file = join(dir, "nftables.conf");
+      writeFileSync(file, baseline());
+      withNetns((hub) =>
+        withNetns((internet) =>
+          withNetns((peer) => {
+            const ip = (ns: string, ...args: string[]): string => runOk("ip", ["-n", ns, ...args]);
+            ip(hub, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", internet);
+            ip(hub, "link", "add", "wg0", "type", "veth", "peer", "name", "t0", "netns", peer);
+            ip(hub, "addr", "add", "10.200.0.1/24", "dev", "eth0");
+            ip(hub, "addr", "add", "10.201.0.1/24", "dev", "wg0");
+            ip(internet, "addr", "add", "10.200.0.2/24", "dev", "eth0");
+            ip(peer, "addr", "add", "10.201.0.2/24", "dev", "t0");
+            for (const [ns, dev] of [
+              [hub, "eth0"],
+              [hub, "wg0"],
+              [internet, "eth0"],
+              [peer, "t0"],
+            ] as const) {
+              ip(ns, "link", "set", dev, "up");
+            }
+            // Before the baseline everything is refused rather than dropped: the probes can tell the two apart.
+            expect(probe(internet, "10.200.0.1", 53)).toBe("passed");
+            runOk("ip", ["netns", "exec", hub, "nft", "-f", file]);
+            expect(probe(internet, "10.200.0.1", 2222)).toBe("passed");
+            expect(probe(internet, "10.200.0.1", 53)).toBe("dropped");
+            expect(probe(internet, "10.200.0.1", 8953)).toBe("dropped");
+            expect(probe(peer, "10.201.0.1", 53)).toBe("passed");
+            expect(probe(peer, "10.201.0.1", 8953)).toBe("dropped");
+            runOk("ip", ["netns", "exec", internet, "ping", "-c", "1", "-W", "2", "10.200.0.1"]);
+          }),
+        ),
+      );
+    });
+  });
+});
+
 describe("unbound baseline", () => {
-  const baseline = fileContent(config, LAYOUT.unboundConfig);
+  const unboundBaseline = fileContent(config, LAYOUT.unboundConfig);
 
   /** A full unbound.conf laid out like Debian's, in a temp dir: its own settings, then the baseline included. */
   function checkconf(content: string): { status: number | null; output: string } {
@@ -91,23 +151,23 @@ describe("unbound baseline", () => {
   }
 
   it("passes unbound-checkconf together with Debian's own unbound.conf.d files", () => {
-    const r = checkconf(baseline);
+    const r = checkconf(unboundBaseline);
     expect(r.output).toContain("no errors");
     expect(r.status).toBe(0);
   });
 
   it("fails unbound-checkconf with a misspelt option (so the check can fail)", () => {
-    const r = checkconf(baseline.replace("hide-version", "hide-versoin"));
+    const r = checkconf(unboundBaseline.replace("hide-version", "hide-versoin"));
     expect(r.status).not.toBe(0);
     expect(r.output).toMatch(/hide-versoin/);
   });
 
   it("listens on loopback only and logs no queries", () => {
-    const interfaces = baseline.match(/^\s*interface:.*$/gm)?.map((l) => l.trim());
+    const interfaces = unboundBaseline.match(/^\s*interface:.*$/gm)?.map((l) => l.trim());
     expect(interfaces).toEqual(["interface: 127.0.0.1", "interface: ::1"]);
-    expect(baseline).toMatch(/log-queries: no/);
-    expect(baseline).toMatch(/log-replies: no/);
-    expect(baseline).toMatch(/control-interface: \/run\/unbound\.ctl/);
+    expect(unboundBaseline).toMatch(/log-queries: no/);
+    expect(unboundBaseline).toMatch(/log-replies: no/);
+    expect(unboundBaseline).toMatch(/control-interface: \/run\/unbound\.ctl/);
   });
 });
 
