@@ -41,10 +41,15 @@ fi
 
 work=$(mktemp -d "$cache/.vm-image-build.XXXXXX")
 cleanup() {
-  # debootstrap leaves /proc and /sys mounted in the root when it fails half-way.
-  for m in proc sys dev/pts dev; do
-    mountpoint -q "$work/root/$m" 2>/dev/null && umount -l "$work/root/$m" || :
+  # A failure half-way can leave /proc, /dev or the .deb cache mounted in the root; unmount them, and never
+  # delete through a mount that is still there (rm would then empty the host's /dev or the cache).
+  for m in var/cache/apt/archives proc sys dev/pts dev; do
+    if mountpoint -q "$work/root/$m" 2>/dev/null; then umount "$work/root/$m" || umount -l "$work/root/$m"; fi
   done
+  if grep -q " $work/" /proc/mounts; then
+    log "not removing $work: something is still mounted below it"
+    return
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -61,9 +66,6 @@ log "debootstrap done in $(($(date +%s) - start)) s"
 
 root="$work/root"
 echo "/dev/vda / ext4 defaults 0 1" >"$root/etc/fstab"
-# An empty machine-id makes systemd generate a fresh one on first boot, as on a cloud image.
-: >"$root/etc/machine-id"
-rm -f "$root"/etc/ssh/ssh_host_* "$root/etc/resolv.conf"
 cat >"$root/etc/apt/sources.list" <<SOURCES
 deb $mirror $suite main
 deb $mirror $suite-updates main
@@ -73,18 +75,46 @@ mkdir -p "$root/etc/cloud/cloud.cfg.d"
 cat >"$root/etc/cloud/cloud.cfg.d/90-nocloud.cfg" <<'CFG'
 datasource_list: [NoCloud, None]
 CFG
-rm -f "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*_Packages
 
-cp "$root"/boot/vmlinuz-* "$work/vmlinuz"
-cp "$root"/boot/initrd.img-* "$work/initrd.img"
+# Bring the image up to the point releases and security updates, as a provider's current image is: without
+# this, every boot upgrades packages the hub names (ca-certificates' upgrade alone takes minutes under TCG).
+# Services must not start inside the chroot; downloads go to the shared .deb cache.
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod 0755 "$root/usr/sbin/policy-rc.d"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+mkdir -p "$cache/debs/partial"
+mount -t proc proc "$root/proc"
+mount --bind /dev "$root/dev"
+mount --bind "$cache/debs" "$root/var/cache/apt/archives"
+log "apt-get upgrade inside the image"
+{
+  chroot "$root" apt-get update &&
+    DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get -y -o Dpkg::Options::=--force-confold upgrade
+} >"$work/upgrade.log" 2>&1 || {
+  tail -n 40 "$work/upgrade.log" >&2
+  log "apt-get upgrade in the image failed; see the log tail above"
+  exit 1
+}
+umount "$root/var/cache/apt/archives" "$root/dev" "$root/proc"
+rm -f "$root/usr/sbin/policy-rc.d" "$root/etc/resolv.conf" "$root"/var/lib/apt/lists/*_Packages \
+  "$root"/var/lib/apt/lists/*_Translation-* "$root"/var/cache/apt/*.bin
+# Host keys and the machine id are made on first boot, so that no two VMs from this image share them.
+rm -f "$root"/etc/ssh/ssh_host_*
+: >"$root/etc/machine-id"
+
+# An upgrade may have added a newer kernel next to the first one: boot the newest.
+kernel=$(ls "$root"/boot/vmlinuz-* | sort -V | tail -n 1)
+version=${kernel##*/vmlinuz-}
+cp "$kernel" "$work/vmlinuz"
+cp "$root/boot/initrd.img-$version" "$work/initrd.img"
 chmod 0644 "$work/vmlinuz" "$work/initrd.img"
 
 truncate -s 4G "$work/base.raw"
 mkfs.ext4 -q -F -d "$root" "$work/base.raw"
 qemu-img convert -c -O qcow2 "$work/base.raw" "$work/base.qcow2"
 rm -f "$work/base.raw"
-printf 'suite=%s\npackages=%s\nbuilt=%s\nseconds=%s\n' "$suite" "$packages" "$(date -u +%FT%TZ)" \
-  "$(($(date +%s) - start))" >"$work/manifest"
+printf 'suite=%s\npackages=%s\nkernel=%s\nbuilt=%s\nseconds=%s\n' "$suite" "$packages" "$version" \
+  "$(date -u +%FT%TZ)" "$(($(date +%s) - start))" >"$work/manifest"
 
 # Only the finished files move; the root tree is deleted with the work directory.
 mkdir "$work/out"

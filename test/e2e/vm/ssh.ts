@@ -84,5 +84,7 @@ export class Ssh {
 }
 
 export function bootId(ssh: Ssh): Promise<string> {
-  return ssh.exec("cat /proc/sys/kernel/random/boot_id", { quiet: true }).then((r) => r.stdout.trim());
+  return ssh
+    .exec("cat /proc/sys/kernel/random/boot_id", { quiet: true, timeoutMs: 30_000 })
+    .then((r) => r.stdout.trim());
 }
