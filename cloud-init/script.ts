@@ -64,9 +64,12 @@ function user(u: CloudUser): string[] {
   // lock_passwd: the account keeps no usable password; logins are by key only.
   lines.push(argv(["usermod", "--lock", u.name]));
   if (u.sudo !== undefined) {
+    // Checked under a name sudo ignores (it skips files with a dot), then renamed: a broken rule in
+    // sudoers.d would lock everyone out of sudo on a server someone already runs.
     const file = `/etc/sudoers.d/90-cloudpal-${u.name}`;
-    lines.push(`put_file ${argv([file, "0440", "root:root"])} ${heredoc(`${u.name} ${u.sudo}\n`)}`);
-    lines.push(argv(["visudo", "-c", "-q", "-f", file]));
+    const candidate = `/etc/sudoers.d/.90-cloudpal-${u.name}.check`;
+    lines.push(`put_file ${argv([candidate, "0440", "root:root"])} ${heredoc(`${u.name} ${u.sudo}\n`)}`);
+    lines.push(argv(["visudo", "-c", "-q", "-f", candidate]), argv(["mv", "-f", candidate, file]));
   }
   if (u.ssh_authorized_keys !== undefined && u.ssh_authorized_keys.length > 0) {
     // Keys are added, never replaced: an existing operator account keeps the keys it already had.

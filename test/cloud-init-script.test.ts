@@ -69,6 +69,13 @@ describe.each(COMBINATIONS)("bootstrap script for $name", ({ spec: s }) => {
     for (const key of s.operator.sshPublicKeys)
       expect(users).toContain(`add_line_once "$home/.ssh/authorized_keys" ${shellQuote(key)}`);
     expect(users).toContain(`${s.operator.user} ALL=(ALL) NOPASSWD:ALL\nCLOUDPAL_EOF`);
+    // The sudo rule is checked by visudo under a name sudo ignores, and only then put in place.
+    const candidate = `/etc/sudoers.d/.90-cloudpal-${s.operator.user}.check`;
+    const check = users.indexOf(`'visudo' '-c' '-q' '-f' '${candidate}'`);
+    expect(check).toBeGreaterThan(0);
+    expect(
+      users.indexOf(`'mv' '-f' '${candidate}' '/etc/sudoers.d/90-cloudpal-${s.operator.user}'`),
+    ).toBeGreaterThan(check);
     expect(users).toContain(`'--system' '--no-create-home' '--comment' 'CloudPal agent' '${LAYOUT.user}'`);
   });
 
@@ -109,6 +116,18 @@ describe("running the script's file writing for real", () => {
       expect(
         readFileSync(join(root, "/etc/apt/apt.conf.d/52cloudpal-unattended-upgrades"), "utf8"),
       ).toContain("${distro_id}:${distro_codename}-security");
+    });
+  });
+
+  it("writes a sudo rule that visudo accepts", () => {
+    const rule = /\.check' '0440' 'root:root' <<'CLOUDPAL_EOF'\n(.*\n)CLOUDPAL_EOF/.exec(script)?.[1];
+    expect(rule).toBe("cloudpal-admin ALL=(ALL) NOPASSWD:ALL\n");
+    withTempDir((dir) => {
+      const file = join(dir, "rule");
+      writeFileSync(file, rule!, { mode: 0o440 });
+      runOk("visudo", ["-c", "-q", "-f", file]);
+      writeFileSync(file, "cloudpal-admin ALL=(ALL NOPASSWD:ALL\n");
+      expect(run("visudo", ["-c", "-q", "-f", file]).status).not.toBe(0);
     });
   });
 
