@@ -46,13 +46,16 @@ function checkTarget(raw: RawConfig): string[] {
       out.push(
         `'existing' is missing: provider "existing" needs the server to use, e.g. { host: "203.0.113.7", user: "admin" }.`,
       );
+    // `backups: false` is what the Pulumi CLI passes by default, so only `true` is a mistake here.
     const cloudOnly: [keyof RawConfig, string][] = [
       ["region", "a server you already have has no region to choose"],
       ["size", "a server you already have has no size to choose"],
-      ["backups", "back up your own server yourself"],
-      ["sshPort", "set 'existing.port' instead"],
       ["operatorUser", "set 'existing.user' instead"],
     ];
+    if (raw.backups === true)
+      out.push(
+        `'backups' (true) does not apply to provider "existing": remove it (back up your own server yourself).`,
+      );
     for (const [key, why] of cloudOnly) {
       if (raw[key] !== undefined)
         out.push(`'${key}' (${show(raw[key])}) does not apply to provider "existing": remove it (${why}).`);

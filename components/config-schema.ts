@@ -73,7 +73,7 @@ export const CONFIG_SCHEMA = {
       type: "object",
       additionalProperties: false,
       required: ["host"],
-      description: "The server to use when provider is existing.",
+      description: "The server to use when provider is existing; its SSH port is 'sshPort'.",
       properties: {
         host: {
           type: "string",
@@ -83,10 +83,6 @@ export const CONFIG_SCHEMA = {
           missing: "set it to the server's IP address or DNS name",
           fix: "is not a host: use the server's IP address or DNS name",
         },
-        port: port(
-          "SSH port of the server.",
-          "is not a port: use the port the server's sshd listens on (usually 22)",
-        ),
         user: {
           type: "string",
           pattern: "^[a-z_][a-z0-9_-]{0,31}$",

@@ -31,8 +31,6 @@ export interface CloudHostTarget {
 export interface ExistingHostTarget {
   readonly provider: "existing";
   readonly host: string;
-  /** Defaults to 22. Also the SSH port the hub's firewall keeps open. */
-  readonly port: number;
   /** Defaults to "root". Also the operator user. */
   readonly user: string;
 }
@@ -78,7 +76,7 @@ export interface HubConfig {
   readonly sshAllowedCidrs: readonly string[];
   /** Defaults to false. */
   readonly allowWorldSsh: boolean;
-  /** Defaults to 22 (for `existing`: existing.port). */
+  /** Defaults to 22. For `existing`, the port the server's sshd already listens on. */
   readonly sshPort: number;
   /** Defaults to "cloudpal-admin" (for `existing`: existing.user). */
   readonly operatorUser: string;
@@ -142,7 +140,7 @@ export const DEFAULTS = {
   backups: false,
   autoReboot: { enabled: true, time: "04:00" },
   persistentKeepalive: 25,
-  existing: { port: 22, user: "root" },
+  existing: { user: "root" },
 } as const;
 
 /** The stack config as the user wrote it, after the schema accepted its shape. */
@@ -151,7 +149,7 @@ export interface RawConfig {
   region?: string;
   size?: string;
   image?: ImageFamily;
-  existing?: { host: string; port?: number; user?: string };
+  existing?: { host: string; user?: string };
   hostname?: string;
   sshPublicKeys: string[];
   sshAllowedCidrs: string[];
@@ -200,7 +198,6 @@ export function withDefaults(raw: RawConfig): UnallocatedConfig {
       ? {
           provider: "existing",
           host: raw.existing?.host ?? "",
-          port: raw.existing?.port ?? DEFAULTS.existing.port,
           user: raw.existing?.user ?? DEFAULTS.existing.user,
         }
       : {
@@ -217,7 +214,7 @@ export function withDefaults(raw: RawConfig): UnallocatedConfig {
     sshPublicKeys: raw.sshPublicKeys,
     sshAllowedCidrs: raw.sshAllowedCidrs,
     allowWorldSsh: raw.allowWorldSsh ?? DEFAULTS.allowWorldSsh,
-    sshPort: host.provider === "existing" ? host.port : (raw.sshPort ?? DEFAULTS.sshPort),
+    sshPort: raw.sshPort ?? DEFAULTS.sshPort,
     operatorUser: host.provider === "existing" ? host.user : (raw.operatorUser ?? DEFAULTS.operatorUser),
     wireguardPort: raw.wireguardPort ?? DEFAULTS.wireguardPort,
     ipv4Subnet: raw.ipv4Subnet ?? DEFAULTS.ipv4Subnet,
@@ -272,7 +269,10 @@ export function loadConfig(input: unknown): HubConfig {
   const resolved = withDefaults(input as unknown as RawConfig);
   const problems = checkConfig(input as unknown as RawConfig, resolved);
   let peers: PeerConfig[] = [];
-  if (!problems.some((p) => p.startsWith("'ipv4Subnet'") || p.startsWith("'ipv6Prefix'"))) {
+  // Allocation needs valid subnets and unique names; otherwise it would only repeat those problems.
+  const subnetsValid = !problems.some((p) => p.startsWith("'ipv4Subnet'") || p.startsWith("'ipv6Prefix'"));
+  const namesUnique = new Set(resolved.peers.map((p) => p.name)).size === resolved.peers.length;
+  if (subnetsValid && namesUnique) {
     try {
       const addresses = allocateAddresses(resolved, resolved.peers);
       peers = resolved.peers.map((p) => ({ ...p, ...pick(addresses.get(p.name)) }));

@@ -107,7 +107,7 @@ async function outputsOf(program: Record<string, unknown>): Promise<string[]> {
     }
     const output = value as pulumi.Output<unknown>;
     const resolved = await valueOf(output);
-    if (await output.isSecret) {
+    if (await pulumi.isSecret(output)) {
       const keys =
         resolved && typeof resolved === "object" ? ` (${Object.keys(resolved).join(", ") || "none"})` : "";
       lines.push(`  ${name}: [secret]${keys}`);

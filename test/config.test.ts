@@ -1,0 +1,601 @@
+/**
+ * loadConfig: every field accepted when valid (with its default when left out) and rejected when not, with
+ * the exact sentence the user sees; every problem reported at once; the result frozen.
+ */
+import { ConfigError, DEFAULTS, type HubConfig, loadConfig, readStackConfig } from "../components/config";
+import { minimalConfig, OPERATOR_CIDR, sshPublicKey, wireguardPublicKey } from "./helpers/fixtures";
+
+function problems(raw: Record<string, unknown>): string[] {
+  try {
+    loadConfig(raw);
+  } catch (e) {
+    if (e instanceof ConfigError) return [...e.problems];
+    throw e;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+const PHONE = wireguardPublicKey("phone");
+const KEY = sshPublicKey("operator");
+
+describe("defaults", () => {
+  it.each([
+    ["digitalocean", "fra1", "s-1vcpu-512mb-10gb"],
+    ["linode", "eu-central", "g6-nanode-1"],
+    ["vultr", "fra", "vc2-1c-1gb"],
+  ])("%s: the cheapest size in Frankfurt, Debian 12, no backups", (provider, region, size) => {
+    const cfg = loadConfig(minimalConfig(provider));
+    expect(cfg.host).toEqual({ provider, region, size, backups: false });
+    expect(cfg.image).toBe("debian-12");
+  });
+
+  it("fills every optional field in one place", () => {
+    const cfg = loadConfig(minimalConfig("digitalocean"));
+    expect(cfg).toEqual({
+      host: { provider: "digitalocean", region: "fra1", size: "s-1vcpu-512mb-10gb", backups: false },
+      image: "debian-12",
+      hostname: "cloudpal-hub",
+      sshPublicKeys: [KEY],
+      sshAllowedCidrs: [OPERATOR_CIDR],
+      allowWorldSsh: false,
+      sshPort: 22,
+      operatorUser: "cloudpal-admin",
+      wireguardPort: 51820,
+      ipv4Subnet: "10.77.0.0/16",
+      ipv6Prefix: "fd7a:c10d:9a1::/64",
+      peers: [],
+      groups: [{ name: "family", reaches: ["family"], internet: true }],
+      dns: {
+        blocklists: DEFAULTS.dns.blocklists,
+        allow: [],
+        deny: [],
+        upstreams: DEFAULTS.dns.upstreams,
+        dnssec: true,
+        queryLog: false,
+      },
+      firewallMode: "vpn",
+      autoReboot: { enabled: true, time: "04:00" },
+      persistentKeepalive: 25,
+    } satisfies HubConfig);
+  });
+
+  it("is deeply frozen", () => {
+    const cfg = loadConfig(minimalConfig("linode", { peers: [{ name: "laptop" }] }));
+    expect(Object.isFrozen(cfg)).toBe(true);
+    expect(Object.isFrozen(cfg.peers[0])).toBe(true);
+    expect(Object.isFrozen(cfg.dns.upstreams[0])).toBe(true);
+    expect(() => (cfg.sshAllowedCidrs as string[]).push("0.0.0.0/0")).toThrow(TypeError);
+  });
+});
+
+/** [field, valid extra config, what it yields] */
+const VALID: [string, Record<string, unknown>, (c: HubConfig) => unknown, unknown][] = [
+  ["region", { region: "ams3" }, (c) => (c.host as { region: string }).region, "ams3"],
+  ["size", { size: "s-1vcpu-1gb" }, (c) => (c.host as { size: string }).size, "s-1vcpu-1gb"],
+  ["image", { image: "ubuntu-24.04" }, (c) => c.image, "ubuntu-24.04"],
+  ["backups", { backups: true }, (c) => (c.host as { backups: boolean }).backups, true],
+  ["hostname", { hostname: "pal-1" }, (c) => c.hostname, "pal-1"],
+  ["sshPublicKeys", { sshPublicKeys: [KEY, sshPublicKey("b")] }, (c) => c.sshPublicKeys.length, 2],
+  [
+    "sshAllowedCidrs",
+    { sshAllowedCidrs: ["198.51.100.0/24", "2001:db8::/32"] },
+    (c) => c.sshAllowedCidrs,
+    ["198.51.100.0/24", "2001:db8::/32"],
+  ],
+  [
+    "allowWorldSsh",
+    { allowWorldSsh: true, sshAllowedCidrs: ["0.0.0.0/0", "::/0"] },
+    (c) => c.sshAllowedCidrs,
+    ["0.0.0.0/0", "::/0"],
+  ],
+  ["sshPort", { sshPort: 2222 }, (c) => c.sshPort, 2222],
+  ["operatorUser", { operatorUser: "ops" }, (c) => c.operatorUser, "ops"],
+  ["wireguardPort", { wireguardPort: 443 }, (c) => c.wireguardPort, 443],
+  ["ipv4Subnet", { ipv4Subnet: "192.168.77.0/24" }, (c) => c.ipv4Subnet, "192.168.77.0/24"],
+  ["ipv6Prefix", { ipv6Prefix: "fd12:3456:789a::/48" }, (c) => c.ipv6Prefix, "fd12:3456:789a::/48"],
+  [
+    "peers",
+    { peers: [{ name: "laptop" }, { name: "phone", publicKey: PHONE, address: "10.77.0.9" }] },
+    (c) => c.peers.map((p) => [p.name, p.group, p.publicKey, p.ipv4]),
+    [
+      ["laptop", "family", undefined, expect.stringMatching(/^10\.77\.\d+\.\d+$/)],
+      ["phone", "family", PHONE, "10.77.0.9"],
+    ],
+  ],
+  [
+    "groups",
+    {
+      groups: { adults: { reaches: ["adults", "kids"], internet: true }, kids: {} },
+      peers: [{ name: "a", group: "kids" }],
+    },
+    (c) => c.groups,
+    [
+      { name: "adults", reaches: ["adults", "kids"], internet: true },
+      { name: "kids", reaches: [], internet: false },
+    ],
+  ],
+  [
+    "dns",
+    {
+      dns: {
+        blocklists: ["https://lists.example.org/ads.txt"],
+        allow: ["ok.example.com"],
+        deny: ["ads.example.com"],
+        upstreams: [{ address: "2620:fe::fe", tlsName: "dns.quad9.net" }],
+        dnssec: false,
+        queryLog: true,
+      },
+    },
+    (c) => c.dns,
+    {
+      blocklists: ["https://lists.example.org/ads.txt"],
+      allow: ["ok.example.com"],
+      deny: ["ads.example.com"],
+      upstreams: [{ address: "2620:fe::fe", tlsName: "dns.quad9.net", port: 853 }],
+      dnssec: false,
+      queryLog: true,
+    },
+  ],
+  ["firewallMode", { firewallMode: "mesh-only" }, (c) => c.firewallMode, "mesh-only"],
+  ["endpointHostname", { endpointHostname: "vpn.example.com" }, (c) => c.endpointHostname, "vpn.example.com"],
+  ["autoReboot", { autoReboot: { enabled: false } }, (c) => c.autoReboot, { enabled: false, time: "04:00" }],
+  ["persistentKeepalive", { persistentKeepalive: 0 }, (c) => c.persistentKeepalive, 0],
+];
+
+describe("valid values", () => {
+  it.each(VALID)("%s", (_field, extra, get, expected) => {
+    expect(get(loadConfig(minimalConfig("digitalocean", extra)))).toEqual(expected);
+  });
+
+  it("existing: host and user become the SSH target and operator; sshPort is its sshd's port", () => {
+    const cfg = loadConfig(
+      minimalConfig("existing", { existing: { host: "home.example.net", user: "me" }, sshPort: 2200 }),
+    );
+    expect(cfg.host).toEqual({ provider: "existing", host: "home.example.net", user: "me" });
+    expect([cfg.sshPort, cfg.operatorUser]).toEqual([2200, "me"]);
+    expect(loadConfig(minimalConfig("existing", { existing: { host: "198.51.100.1" } })).host).toEqual({
+      provider: "existing",
+      host: "198.51.100.1",
+      user: "root",
+    });
+  });
+});
+
+/** [field, invalid extra config, the exact sentence(s)] */
+const INVALID: [string, Record<string, unknown>, string[]][] = [
+  [
+    "provider",
+    { provider: "aws" },
+    [
+      `'provider' ("aws") is not a supported provider: use one of "digitalocean", "linode", "vultr", "existing".`,
+    ],
+  ],
+  [
+    "region",
+    { region: "fra" },
+    [
+      `'region' ("fra") is not a DigitalOcean region: use one of nyc1, nyc2, nyc3, sfo1, sfo2, sfo3, ams2, ams3, sgp1, lon1, fra1, tor1, blr1, syd1, atl1.`,
+    ],
+  ],
+  [
+    "size",
+    { size: "Big Box" },
+    [
+      `'size' ("Big Box") is not a size slug: use the provider's slug as its API lists it, e.g. 's-1vcpu-512mb-10gb'.`,
+    ],
+  ],
+  [
+    "image",
+    { image: "debian-11" },
+    [`'image' ("debian-11") is not a supported image: use "debian-12" or "ubuntu-24.04".`],
+  ],
+  ["backups", { backups: "yes" }, [`'backups' ("yes") must be true or false.`]],
+  [
+    "hostname",
+    { hostname: "My_Hub" },
+    [
+      `'hostname' ("My_Hub") is not a valid name: use 1-32 lower-case letters, digits and '-', starting and ending with a letter or digit.`,
+    ],
+  ],
+  [
+    "sshPublicKeys (not a key)",
+    { sshPublicKeys: ["hello"] },
+    [
+      `'sshPublicKeys[0]' ("hello") is not an SSH public key: paste one line of your '~/.ssh/id_ed25519.pub' (create it with 'ssh-keygen -t ed25519').`,
+    ],
+  ],
+  [
+    "sshPublicKeys (truncated)",
+    { sshPublicKeys: [KEY.slice(0, 50)] },
+    [
+      `'sshPublicKeys[0]' (${JSON.stringify(KEY.slice(0, 50))}) is not a complete ssh-ed25519 key: copy the whole line from your '.pub' file again.`,
+    ],
+  ],
+  [
+    "sshPublicKeys (a private key, not echoed)",
+    { sshPublicKeys: ["-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAA"] },
+    [
+      `'sshPublicKeys[0]' (a private key, not shown) must never be in the stack config: paste the public key ('~/.ssh/id_ed25519.pub') instead.`,
+    ],
+  ],
+  [
+    "sshPublicKeys (empty)",
+    { sshPublicKeys: [] },
+    [
+      `'sshPublicKeys' ([]) must list at least one SSH public key: paste the line from '~/.ssh/id_ed25519.pub'.`,
+    ],
+  ],
+  [
+    "sshAllowedCidrs (world-open)",
+    { sshAllowedCidrs: ["0.0.0.0/0"] },
+    [
+      `'sshAllowedCidrs[0]' ("0.0.0.0/0") opens SSH to the whole internet: list only the addresses you run 'pulumi up' from, or set 'allowWorldSsh' to true to accept the risk.`,
+    ],
+  ],
+  [
+    "sshAllowedCidrs (host bits)",
+    { sshAllowedCidrs: ["203.0.113.7/24"] },
+    [
+      `'sshAllowedCidrs[0]' ("203.0.113.7/24") has host bits set: write the network address, '203.0.113.0/24'.`,
+    ],
+  ],
+  [
+    "sshAllowedCidrs (overlap)",
+    { sshAllowedCidrs: ["203.0.113.0/24", "203.0.113.7/32"] },
+    [
+      `'sshAllowedCidrs[1]' ("203.0.113.7/32") overlaps 'sshAllowedCidrs[0]' ("203.0.113.0/24"): keep only the wider one.`,
+    ],
+  ],
+  [
+    "sshAllowedCidrs (metadata range)",
+    { sshAllowedCidrs: ["169.254.169.254/32"] },
+    [
+      `'sshAllowedCidrs[0]' ("169.254.169.254/32") is in 169.254.0.0/16 (link-local, where clouds serve instance metadata), which no SSH client comes from: use your public address.`,
+    ],
+  ],
+  [
+    "sshAllowedCidrs (not a CIDR)",
+    { sshAllowedCidrs: ["203.0.113.7"] },
+    [
+      `'sshAllowedCidrs[0]' ("203.0.113.7") is not a CIDR: write an address with a prefix length, e.g. '203.0.113.7/32'.`,
+    ],
+  ],
+  ["allowWorldSsh", { allowWorldSsh: 1 }, [`'allowWorldSsh' (1) must be true or false.`]],
+  ["sshPort", { sshPort: 0 }, [`'sshPort' (0) is not a port: use a number from 1 to 65535 (default 22).`]],
+  [
+    "operatorUser",
+    { operatorUser: "root" },
+    [
+      `'operatorUser' ("root") is not a usable user name: use lower-case letters, digits, '_' and '-', not 'root' or 'cloudpal'.`,
+    ],
+  ],
+  [
+    "wireguardPort",
+    { wireguardPort: "51820" },
+    [`'wireguardPort' ("51820") is not a port: use a number from 1 to 65535 (default 51820).`],
+  ],
+  [
+    "ipv4Subnet (cloud range)",
+    { ipv4Subnet: "10.244.0.0/16" },
+    [
+      `'ipv4Subnet' ("10.244.0.0/16") overlaps 10.244.0.0/16 (DigitalOcean's internal network): choose another range, e.g. '10.77.0.0/16'.`,
+    ],
+  ],
+  [
+    "ipv4Subnet (Docker)",
+    { ipv4Subnet: "172.17.5.0/24" },
+    [
+      `'ipv4Subnet' ("172.17.5.0/24") overlaps 172.17.0.0/16 (Docker's default bridge): choose another range, e.g. '10.77.0.0/16'.`,
+    ],
+  ],
+  [
+    "ipv4Subnet (Linode private)",
+    { ipv4Subnet: "192.168.200.0/24" },
+    [
+      `'ipv4Subnet' ("192.168.200.0/24") overlaps 192.168.128.0/17 (Linode's private network): choose another range, e.g. '10.77.0.0/16'.`,
+    ],
+  ],
+  [
+    "ipv4Subnet (public)",
+    { ipv4Subnet: "8.8.0.0/16" },
+    [
+      `'ipv4Subnet' ("8.8.0.0/16") is not a private range: use a subnet of 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16, e.g. '10.77.0.0/16'.`,
+    ],
+  ],
+  [
+    "ipv4Subnet (size)",
+    { ipv4Subnet: "10.0.0.0/8" },
+    [
+      `'ipv4Subnet' ("10.0.0.0/8") must have a prefix length from /16 to /24: a smaller network runs out of addresses, a larger one collides with more LANs; e.g. '10.77.0.0/16'.`,
+      `'ipv4Subnet' ("10.0.0.0/8") overlaps 10.244.0.0/16 (DigitalOcean's internal network): choose another range, e.g. '10.77.0.0/16'.`,
+      `'ipv4Subnet' ("10.0.0.0/8") overlaps 10.245.0.0/16 (DigitalOcean's internal network): choose another range, e.g. '10.77.0.0/16'.`,
+    ],
+  ],
+  [
+    "ipv6Prefix (not ULA)",
+    { ipv6Prefix: "2001:db8::/64" },
+    [
+      `'ipv6Prefix' ("2001:db8::/64") is not a unique local (ULA) prefix: use one inside fd00::/8 (RFC 4193), e.g. 'fd7a:c10d:9a1::/64'.`,
+    ],
+  ],
+  [
+    "ipv6Prefix (host bits)",
+    { ipv6Prefix: "fd7a:c10d:9a1::1/64" },
+    [
+      `'ipv6Prefix' ("fd7a:c10d:9a1::1/64") has host bits set: write the network address, 'fd7a:c10d:9a1::/64'.`,
+    ],
+  ],
+  [
+    "peers (public key)",
+    { peers: [{ name: "laptop" }, { name: "phone" }, { name: "tv", publicKey: "abc" }] },
+    [
+      `'peers[2].publicKey' ("abc") is not a WireGuard public key: expected 44 base64 characters ending in '='. Generate one with 'wg genkey | wg pubkey'.`,
+    ],
+  ],
+  [
+    "peers (name)",
+    { peers: [{ name: "Dad's phone" }] },
+    [
+      `'peers[0].name' ("Dad's phone") is not a valid name: use 1-32 lower-case letters, digits and '-', starting and ending with a letter or digit.`,
+    ],
+  ],
+  [
+    "peers (no name)",
+    { peers: [{ group: "family" }] },
+    [`'peers[0].name' is missing: give the device a name such as 'laptop'.`],
+  ],
+  [
+    "peers (duplicate name)",
+    { peers: [{ name: "laptop" }, { name: "laptop" }] },
+    [`'peers[1].name' ("laptop") is already used by 'peers[0]': give every device its own name.`],
+  ],
+  [
+    "peers (duplicate key)",
+    {
+      peers: [
+        { name: "a", publicKey: PHONE },
+        { name: "b", publicKey: PHONE },
+      ],
+    },
+    [
+      `'peers[1].publicKey' ("${PHONE}") is also 'peers[0].publicKey': each device needs its own key pair ('wg genkey | wg pubkey').`,
+    ],
+  ],
+  [
+    "peers (unknown group)",
+    { peers: [{ name: "tv", group: "guests" }] },
+    [`'peers[0].group' ("guests") names no group: use one of 'family', or add it under 'groups'.`],
+  ],
+  [
+    "peers (pinned outside the subnet)",
+    { peers: [{ name: "nas", address: "10.78.0.5" }] },
+    [
+      `'peers[0].address' ("10.78.0.5") is outside the private subnet 10.77.0.0/16: pin an unused address between 10.77.0.2 and 10.77.255.254, or remove the field to derive one from the name.`,
+    ],
+  ],
+  [
+    "peers (two pins on one address)",
+    {
+      peers: [
+        { name: "a", address: "10.77.0.5" },
+        { name: "b", address: "10.77.0.5" },
+      ],
+    },
+    [
+      `'peers[1]' ("b") is pinned to 10.77.0.5, which "a" ('peers[0]') already uses: set 'peers[1].address' to a free address such as 10.77.0.6.`,
+    ],
+  ],
+  [
+    "groups (name)",
+    { groups: { Kids: {} } },
+    [
+      `'groups.Kids' ("Kids") is not a valid name: use 1-32 lower-case letters, digits and '-', starting and ending with a letter or digit.`,
+    ],
+  ],
+  [
+    "groups (reference)",
+    { groups: { family: { reaches: ["family", "kids"] } } },
+    [
+      `'groups.family.reaches[1]' ("kids") names no group: use one of 'family', or add a group called 'kids'.`,
+    ],
+  ],
+  [
+    "dns.blocklists",
+    { dns: { blocklists: ["http://lists.example.org/ads.txt"] } },
+    [
+      `'dns.blocklists[0]' ("http://lists.example.org/ads.txt") is not an https URL: blocklists are fetched over https only, e.g. 'https://example.org/hosts.txt'.`,
+    ],
+  ],
+  [
+    "dns.allow",
+    { dns: { allow: ["https://example.com/"] } },
+    [
+      `'dns.allow[0]' ("https://example.com/") is not a domain name: write it in lower case without a scheme or path, e.g. 'example.com'.`,
+    ],
+  ],
+  [
+    "dns.deny (also allowed)",
+    { dns: { allow: ["ads.example.com"], deny: ["ads.example.com"] } },
+    [`'dns.deny[0]' ("ads.example.com") is also 'dns.allow[0]': keep it in one of the two lists.`],
+  ],
+  [
+    "dns.upstreams (address)",
+    { dns: { upstreams: [{ address: "999.1.1.1", tlsName: "dns.quad9.net" }] } },
+    [
+      `'dns.upstreams[0].address' ("999.1.1.1") is not an IP address: DNS-over-TLS needs the resolver's IP, e.g. '9.9.9.9'.`,
+    ],
+  ],
+  [
+    "dns.upstreams (TLS name missing)",
+    { dns: { upstreams: [{ address: "9.9.9.9" }] } },
+    [
+      `'dns.upstreams[0].tlsName' is missing: set the name on the resolver's certificate, e.g. 'dns.quad9.net'.`,
+    ],
+  ],
+  ["dns.dnssec", { dns: { dnssec: "on" } }, [`'dns.dnssec' ("on") must be true or false.`]],
+  ["dns.queryLog", { dns: { queryLog: null } }, [`'dns.queryLog' (null) must be true or false.`]],
+  [
+    "firewallMode",
+    { firewallMode: "open" },
+    [`'firewallMode' ("open") is not a firewall mode: use "vpn" or "mesh-only".`],
+  ],
+  [
+    "endpointHostname",
+    { endpointHostname: "https://vpn.example.com" },
+    [
+      `'endpointHostname' ("https://vpn.example.com") is not a host name: use a DNS name you control, e.g. 'vpn.example.com'.`,
+    ],
+  ],
+  [
+    "autoReboot.time",
+    { autoReboot: { time: "4am" } },
+    [`'autoReboot.time' ("4am") is not a time: write it as HH:MM in UTC, e.g. '04:00'.`],
+  ],
+  [
+    "persistentKeepalive",
+    { persistentKeepalive: -1 },
+    [`'persistentKeepalive' (-1) is not a keepalive interval: use seconds from 0 to 65535 (default 25).`],
+  ],
+  [
+    "unknown key (typo)",
+    { wireguardport: 51820 },
+    [`'wireguardport' (51820) is not a known setting: did you mean 'wireguardPort'?`],
+  ],
+];
+
+describe("invalid values: one sentence naming the field, the value and the fix", () => {
+  it.each(INVALID)("%s", (_field, extra, expected) => {
+    expect(problems(minimalConfig("digitalocean", extra))).toEqual(expected);
+  });
+});
+
+describe("required fields", () => {
+  it("names each missing one with how to fill it in", () => {
+    expect(problems({})).toEqual([
+      `'provider' is missing: set it to "digitalocean", "linode", "vultr", "existing".`,
+      `'sshPublicKeys' is missing: paste the line from '~/.ssh/id_ed25519.pub' (create it with 'ssh-keygen -t ed25519').`,
+      `'sshAllowedCidrs' is missing: list where you run 'pulumi up' from, e.g. ["203.0.113.7/32"] (find your address with 'curl -4 https://ifconfig.me'); SSH stays closed to everyone else.`,
+    ]);
+  });
+});
+
+describe("provider-specific fields", () => {
+  it("existing: needs the server and rejects what only a cloud has", () => {
+    const raw = minimalConfig("existing", { region: "fra1", operatorUser: "ops", backups: true });
+    delete raw.existing;
+    expect(problems(raw)).toEqual([
+      `'existing' is missing: provider "existing" needs the server to use, e.g. { host: "203.0.113.7", user: "admin" }.`,
+      `'backups' (true) does not apply to provider "existing": remove it (back up your own server yourself).`,
+      `'region' ("fra1") does not apply to provider "existing": remove it (a server you already have has no region to choose).`,
+      `'operatorUser' ("ops") does not apply to provider "existing": remove it (set 'existing.user' instead).`,
+    ]);
+  });
+
+  it("a cloud provider rejects an 'existing' block", () => {
+    expect(problems(minimalConfig("vultr", { existing: { host: "198.51.100.1" } }))).toEqual([
+      `'existing' ({"host":"198.51.100.1"}) only applies to provider "existing": remove it, or set 'provider' to "existing".`,
+    ]);
+  });
+
+  it.each([
+    ["linode", "fra1", "Linode (Akamai)"],
+    ["vultr", "eu-central", "Vultr"],
+  ])("%s checks region slugs against its own list", (provider, region, title) => {
+    const [line] = problems(minimalConfig(provider, { region }));
+    expect(line).toMatch(
+      new RegExp(
+        `^'region' \\("${region}"\\) is not a ${title.replace(/[()]/g, "\\$&")} region: use one of `,
+      ),
+    );
+  });
+});
+
+describe("all problems at once", () => {
+  it("lists every schema problem together, in one error, one line each", () => {
+    let error: unknown;
+    try {
+      loadConfig(
+        minimalConfig("digitalocean", {
+          region: "mars1",
+          wireguardPort: 0,
+          peers: [{ name: "tv", publicKey: "abc" }],
+          firewallMode: "open",
+        }),
+      );
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message.split("\n");
+    expect(message[0]).toBe("The cloudpal stack config has 4 problems:");
+    expect(message.slice(1).map((l) => l.split(" ")[3])).toEqual([
+      "'region'",
+      "'wireguardPort'",
+      "'peers[0].publicKey'",
+      "'firewallMode'",
+    ]);
+  });
+
+  it("lists every cross-field problem together: overlaps, references, duplicates, allocation", () => {
+    const found = problems(
+      minimalConfig("linode", {
+        sshAllowedCidrs: ["0.0.0.0/0"],
+        ipv4Subnet: "192.168.130.0/24",
+        groups: { family: { reaches: ["ghosts"] } },
+        peers: [{ name: "a", group: "nobody" }, { name: "a" }],
+        dns: { allow: ["x.example"], deny: ["x.example"] },
+      }),
+    );
+    expect(found.map((l) => l.split(" ")[0])).toEqual([
+      "'sshAllowedCidrs[0]'",
+      "'ipv4Subnet'",
+      "'groups.family.reaches[0]'",
+      "'peers[0].group'",
+      "'peers[1].name'",
+      "'dns.deny[0]'",
+    ]);
+  });
+
+  it("reports pinned-address problems next to the others", () => {
+    const found = problems(
+      minimalConfig("vultr", { sshAllowedCidrs: ["::/0"], peers: [{ name: "nas", address: "10.77.0.1" }] }),
+    );
+    expect(found).toEqual([
+      expect.stringContaining("'sshAllowedCidrs[0]' (\"::/0\") opens SSH to the whole internet"),
+      `'peers[0].address' ("10.77.0.1") is the hub's own address: pin an unused address between 10.77.0.2 and 10.77.255.254, or remove the field to derive one from the name.`,
+    ]);
+  });
+});
+
+describe("readStackConfig", () => {
+  it("turns Pulumi's flat config into one object, parsing structured values and leaving strings alone", () => {
+    const raw = readStackConfig({
+      "cloudpal:provider": "linode",
+      "cloudpal:hostname": "123",
+      "cloudpal:sshPort": "2222",
+      "cloudpal:allowWorldSsh": "false",
+      "cloudpal:peers": '[{"name":"laptop"}]',
+      "cloudpal:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----",
+      "linode:token": "ignored",
+    });
+    expect(raw).toEqual({
+      provider: "linode",
+      hostname: "123",
+      sshPort: 2222,
+      allowWorldSsh: false,
+      peers: [{ name: "laptop" }],
+    });
+  });
+
+  it('treats the "" and {} defaults Pulumi.yaml must declare as "not set"', () => {
+    expect(
+      readStackConfig({ "cloudpal:region": "", "cloudpal:existing": "{}", "cloudpal:endpointHostname": "" }),
+    ).toEqual({});
+  });
+
+  it("keeps unknown cloudpal keys so the schema can name them", () => {
+    expect(problems({ ...minimalConfig("vultr"), ...readStackConfig({ "cloudpal:sshport": "22" }) })).toEqual(
+      [`'sshport' (22) is not a known setting: did you mean 'sshPort'?`],
+    );
+  });
+});
