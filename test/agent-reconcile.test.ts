@@ -156,6 +156,16 @@ describe("cloudpal-agent apply", () => {
     expect(log.join("\n")).toMatch(/live zone update failed/);
   });
 
+  it("keeps the files right when unbound stopped between two applies", async () => {
+    await apply(testState());
+    hub.unboundRunning = false;
+    const state = testState();
+    const r = await apply({ ...state, peers: [...state.peers, testPeer("tablet", "family")] });
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/unbound files/);
+    expect(readFileSync(options.paths.unboundZones, "utf8")).toContain('"tablet.pal. 300 IN A ');
+  });
+
   it("writes unbound's files without failing when unbound is not running yet", async () => {
     hub.unboundRunning = false;
     const r = await apply(testState());

@@ -19,6 +19,7 @@
  */
 import * as ipaddr from "ipaddr.js";
 import { hubAddresses } from "./addressing";
+import { canonicalIpv6 } from "./ip-text";
 import { MANAGED_HEADER } from "./layout";
 import type { HubState } from "./state";
 
@@ -46,9 +47,7 @@ function elements(items: readonly string[]): string {
   return items.length > 0 ? ` elements = { ${items.join(", ")} }` : "";
 }
 
-function v6(a: string): string {
-  return ipaddr.IPv6.parse(a).toString();
-}
+const v6 = canonicalIpv6;
 
 export function renderNftRuleset(state: HubState, options: NftOptions): string {
   const { table } = options;

@@ -186,7 +186,9 @@ async function reconcileNftables(ctx: AgentContext, state: HubState): Promise<Ch
   const { runner, options } = ctx;
   const ruleset = renderNftRuleset(state, { table: options.nftTable, interface: options.interface });
   const onDisk = readIfExists(options.paths.nftablesConfig);
-  const loaded = await runner.run("nft", ["list", "table", "inet", options.nftTable], { allowFailure: true });
+  const loaded = await runner.run("nft", ["-t", "list", "table", "inet", options.nftTable], {
+    allowFailure: true,
+  });
   if (onDisk === ruleset && loaded.code === 0) return [];
   // Load first, then save: a ruleset the kernel rejects never becomes the one loaded at boot.
   await runner.run("nft", ["-f", "-"], { input: ruleset });
@@ -220,28 +222,34 @@ export async function reconcileUnbound(ctx: AgentContext, state: HubState): Prom
     return ["unbound reload"];
   };
   if (settingsOnDisk === settings && zonesOnDisk === zonesText) return [];
-  const running = await runner.run("unbound-control", [...options.unboundControlArgs, "status"], {
-    allowFailure: true,
-  });
-  if (running.code !== 0) {
+  const notRunning = async (): Promise<string | undefined> => {
+    const r = await runner.run("unbound-control", [...options.unboundControlArgs, "status"], {
+      allowFailure: true,
+    });
+    return r.code === 0 ? undefined : (r.stderr || r.stdout).trim().split("\n")[0];
+  };
+  const filesOnly = (why: string): Change[] => {
     // Not started yet (boot order, first install): it reads these files when it starts.
     writeBoth();
-    ctx.log(
-      `[!] unbound is not running (${(running.stderr || running.stdout).trim().split("\n")[0]}); its files are written for its next start`,
-    );
+    ctx.log(`[!] unbound is not running (${why}); its files are written for its next start`);
     return ["unbound files"];
+  };
+  const liveEdit = settingsOnDisk === settings && zonesOnDisk !== undefined;
+  if (!liveEdit) {
+    const why = await notRunning();
+    if (why !== undefined) return filesOnly(why);
+    if (settingsOnDisk === undefined || listenLines(settingsOnDisk) !== listenLines(settings)) {
+      // `unbound-control reload` re-reads the config but keeps the sockets it has: new listen addresses
+      // need a restart. They only change on the first apply or when the private subnet changes.
+      writeBoth();
+      await runner.run(options.unboundRestartCommand[0], options.unboundRestartCommand.slice(1));
+      return ["unbound restart"];
+    }
+    return reload();
   }
-  if (settingsOnDisk === undefined || listenLines(settingsOnDisk) !== listenLines(settings)) {
-    // `unbound-control reload` re-reads the config but keeps the sockets it has: new listen addresses
-    // need a restart. They only change on the first apply or when the private subnet changes.
-    writeBoth();
-    await runner.run(options.unboundRestartCommand[0], options.unboundRestartCommand.slice(1));
-    return ["unbound restart"];
-  }
-  if (settingsOnDisk !== settings || zonesOnDisk === undefined) return reload();
   const change = diffZones(parseUnboundZones(zonesOnDisk), zones);
-  if (isEmptyChange(change)) return [];
   writeFileAtomic(options.paths.unboundZones, zonesText, 0o644);
+  if (isEmptyChange(change)) return [];
   try {
     const bulk = async (command: string, lines: string[]) => {
       if (lines.length === 0) return;
@@ -256,6 +264,8 @@ export async function reconcileUnbound(ctx: AgentContext, state: HubState): Prom
     await bulk("local_datas", change.datasAdd);
     return ["unbound zones"];
   } catch (e) {
+    const why = await notRunning();
+    if (why !== undefined) return filesOnly(why);
     // The file already holds the desired zones; a reload makes unbound match it whatever state the live edit left.
     ctx.log(`[!] live zone update failed (${(e as Error).message}); reloading unbound instead`);
     return reload();

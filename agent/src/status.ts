@@ -48,7 +48,9 @@ export async function collectStatus(ctx: AgentContext, state: HubState): Promise
       detail: wg.stderr.trim() || `${options.interface} is missing`,
     });
   }
-  const nft = await runner.run("nft", ["list", "table", "inet", options.nftTable], { allowFailure: true });
+  const nft = await runner.run("nft", ["-t", "list", "table", "inet", options.nftTable], {
+    allowFailure: true,
+  });
   services.push({
     name: "nftables",
     healthy: nft.code === 0,

@@ -10,8 +10,8 @@
  * Values reach these files only after validation (hostname labels, domains, IP addresses) and are still
  * quoted, so a value cannot open a new directive or clause.
  */
-import * as ipaddr from "ipaddr.js";
 import { hubAddresses } from "./addressing";
+import { canonicalIpv6 } from "./ip-text";
 import type { DnsFilter } from "./blocklist";
 import { LAYOUT, MANAGED_HEADER } from "./layout";
 import type { HubState } from "./state";
@@ -31,9 +31,7 @@ function q(value: string): string {
   return `"${value}"`;
 }
 
-function v6(a: string): string {
-  return ipaddr.IPv6.parse(a).toString();
-}
+const v6 = canonicalIpv6;
 
 export function renderUnboundSettings(state: HubState, options: UnboundOptions): string {
   const hub = hubAddresses(state.hub);

@@ -7,9 +7,10 @@
 import { MANAGED_HEADER } from "./layout";
 import type { HubState, PeerState } from "./state";
 import * as ipaddr from "ipaddr.js";
+import { canonicalIpv6 } from "./ip-text";
 
 export function peerAllowedIps(peer: { ipv4: string; ipv6: string }): string[] {
-  return [`${peer.ipv4}/32`, `${ipaddr.IPv6.parse(peer.ipv6).toString()}/128`];
+  return [`${peer.ipv4}/32`, `${canonicalIpv6(peer.ipv6)}/128`];
 }
 
 function byKey(a: { publicKey: string }, b: { publicKey: string }): number {
@@ -85,6 +86,11 @@ export function parseWgDump(text: string): WgDump {
   };
 }
 
+/** wg prints addresses canonically; ours are canonical too, so most need no parsing (which is slow in bulk). */
+function canonicalCidr(cidr: string): string {
+  return /^[0-9.]+\/32$/.test(cidr) ? cidr : ipaddr.parseCIDR(cidr).toString();
+}
+
 /** What `wg syncconf` would set, in a form comparable with the live dump. */
 function fingerprint(
   privateKey: string,
@@ -92,13 +98,7 @@ function fingerprint(
   peers: readonly { publicKey: string; presharedKey?: string; allowedIps: readonly string[] }[],
 ): string {
   const rows = peers
-    .map(
-      (p) =>
-        `${p.publicKey} ${p.presharedKey ?? "-"} ${[...p.allowedIps]
-          .map((a) => ipaddr.parseCIDR(a).toString())
-          .sort()
-          .join(",")}`,
-    )
+    .map((p) => `${p.publicKey} ${p.presharedKey ?? "-"} ${p.allowedIps.map(canonicalCidr).sort().join(",")}`)
     .sort();
   return [privateKey, String(listenPort), ...rows].join("\n");
 }
@@ -130,11 +130,7 @@ export interface PeerDiff {
  */
 export function diffPeers(state: HubState, live: WgDump): PeerDiff | undefined {
   if (live.privateKey !== state.hub.privateKey || live.listenPort !== state.hub.listenPort) return undefined;
-  const norm = (ips: readonly string[]) =>
-    [...ips]
-      .map((a) => ipaddr.parseCIDR(a).toString())
-      .sort()
-      .join(",");
+  const norm = (ips: readonly string[]) => ips.map(canonicalCidr).sort().join(",");
   const liveByKey = new Map(live.peers.map((p) => [p.publicKey, p]));
   const wanted = new Set(state.peers.map((p) => p.publicKey));
   const remove = live.peers.filter((p) => !wanted.has(p.publicKey)).map((p) => p.publicKey);

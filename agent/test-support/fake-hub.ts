@@ -124,7 +124,7 @@ export class FakeHub implements Runner {
         }
         break;
       case "nft":
-        if (a[0] === "list")
+        if (a[0] === "-t" && a[1] === "list")
           return this.nftTable !== undefined ? ok(this.nftTable) : fail("Error: No such file or directory");
         if (a[0] === "-f" && a[1] === "-") {
           this.nftTable = options.input;

@@ -83,6 +83,10 @@ export class Lab {
     return this.daemons.find((d) => d.name === name)?.output.join("") ?? "";
   }
 
+  daemonNames(): string[] {
+    return this.daemons.map((d) => d.name);
+  }
+
   async stopDaemon(name: string): Promise<void> {
     const d = this.daemons.find((x) => x.name === name);
     if (d) await stop(d.child);

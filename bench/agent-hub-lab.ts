@@ -1,0 +1,175 @@
+/**
+ * A hub in a network namespace for the agent benchmarks: wireguard-go, unbound (with a control socket), the
+ * real agent bundle, and optionally an "internet" namespace with an authoritative server for example.test.
+ * Built on the end-to-end test's Lab, so cleanup is by PID and name.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import * as path from "path";
+import { buildAgentBundle } from "../agent/build";
+import type { HubState } from "../agent/src/state";
+import { Lab, waitFor } from "../test/e2e/netns/lab";
+
+export const INTERNET_HUB = "198.51.100.1";
+export const INTERNET = "198.51.100.2";
+
+export class HubLab {
+  readonly lab = new Lab();
+  readonly dir = mkdtempSync(path.join(tmpdir(), `cloudpal-bench-${process.pid}-`));
+  readonly bundle = path.join(this.dir, "cloudpal-agent.js");
+  readonly hubIf = `wgb${this.lab.tag}`;
+  hubNs = "";
+  internetNs = "";
+  private readonly unboundDir = path.join(this.dir, "unbound-hub");
+
+  async start(options: { internet: boolean }): Promise<void> {
+    writeFileSync(this.bundle, buildAgentBundle().code);
+    this.hubNs = await this.lab.namespace("bhub");
+    await this.lab.wireguard(this.hubNs, this.hubIf);
+    mkdirSync(this.unboundDir);
+    writeFileSync(
+      path.join(this.unboundDir, "unbound.conf"),
+      [
+        "server:",
+        `  directory: "${this.unboundDir}"`,
+        '  username: ""',
+        '  chroot: ""',
+        `  pidfile: "${this.unboundDir}/unbound.pid"`,
+        "  do-daemonize: no",
+        "  use-syslog: no",
+        "remote-control:",
+        "  control-enable: yes",
+        `  control-interface: "${this.unboundDir}/control.sock"`,
+        "  control-use-cert: no",
+        `include-toplevel: "${this.dir}/hub/etc/unbound/unbound.conf.d/*.conf"`,
+        "",
+      ].join("\n"),
+    );
+    if (options.internet) {
+      this.internetNs = await this.lab.namespace("binet");
+      await this.lab.link(
+        { ns: this.hubNs, ifname: `vbh${this.lab.tag}`, cidr: `${INTERNET_HUB}/24` },
+        { ns: this.internetNs, ifname: `vbi${this.lab.tag}`, cidr: `${INTERNET}/24` },
+      );
+      mkdirSync(path.join(this.dir, "auth"));
+      writeFileSync(
+        path.join(this.dir, "auth", "unbound.conf"),
+        [
+          "server:",
+          `  directory: "${this.dir}/auth"`,
+          '  username: ""',
+          '  chroot: ""',
+          `  pidfile: "${this.dir}/auth/unbound.pid"`,
+          "  do-daemonize: no",
+          "  use-syslog: no",
+          `  interface: ${INTERNET}`,
+          "  access-control: 0.0.0.0/0 allow",
+          '  local-zone: "example.test." static',
+          '  local-data: "www.example.test. 3600 IN A 198.51.100.80"',
+          "remote-control:",
+          "  control-enable: no",
+          "",
+        ].join("\n"),
+      );
+      this.lab.daemon("auth-dns", this.internetNs, "unbound", [
+        "-d",
+        "-c",
+        path.join(this.dir, "auth", "unbound.conf"),
+      ]);
+    }
+  }
+
+  env(): string[] {
+    return [
+      `CLOUDPAL_ROOT=${this.dir}/hub`,
+      `CLOUDPAL_INTERFACE=${this.hubIf}`,
+      `CLOUDPAL_UNBOUND_CONTROL_CONFIG=${this.unboundDir}/unbound.conf`,
+      "CLOUDPAL_TEST_PLAIN_DNS=1",
+    ];
+  }
+
+  /** Runs the agent under GNU time: wall seconds and the agent's peak RSS. */
+  async agent(
+    args: string[],
+    input?: string,
+  ): Promise<{ seconds: number; rssKiB: number; stdout: string; stderr: string }> {
+    const started = process.hrtime.bigint();
+    const r = await this.lab.exec(
+      this.hubNs,
+      "env",
+      [...this.env(), "/usr/bin/time", "-f", "@@rss=%M", process.execPath, this.bundle, ...args],
+      {
+        input,
+        allowFailure: true,
+        timeoutMs: 900_000,
+      },
+    );
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const rss = /@@rss=(\d+)/.exec(r.stderr);
+    if (r.code !== 0) throw new Error(`agent ${args.join(" ")} failed: ${r.stderr.slice(-2000)}`);
+    return { seconds, rssKiB: Number(rss?.[1] ?? 0), stdout: r.stdout, stderr: r.stderr };
+  }
+
+  apply(state: HubState) {
+    return this.agent(["apply"], JSON.stringify(state));
+  }
+
+  /** Start the hub's unbound (as systemd would) and wait until it answers its control socket. */
+  async startUnbound(): Promise<number> {
+    const started = Date.now();
+    this.lab.daemon(`hub-dns-${started}`, this.hubNs, "unbound", [
+      "-d",
+      "-c",
+      path.join(this.unboundDir, "unbound.conf"),
+    ]);
+    await waitFor(
+      async () =>
+        (
+          await this.lab.exec(
+            this.hubNs,
+            "unbound-control",
+            ["-c", path.join(this.unboundDir, "unbound.conf"), "status"],
+            { allowFailure: true },
+          )
+        ).code === 0,
+      600_000,
+      "hub unbound",
+    );
+    return Date.now() - started;
+  }
+
+  async stopUnbound(): Promise<void> {
+    for (const name of this.lab.daemonNames().filter((n) => n.startsWith("hub-dns-")))
+      await this.lab.stopDaemon(name);
+  }
+
+  unboundPid(): number {
+    return Number(readFileSync(path.join(this.unboundDir, "unbound.pid"), "utf8").trim());
+  }
+
+  unboundControl(args: string[]) {
+    return this.lab.exec(this.hubNs, "unbound-control", [
+      "-c",
+      path.join(this.unboundDir, "unbound.conf"),
+      ...args,
+    ]);
+  }
+
+  async cleanup(): Promise<void> {
+    try {
+      await this.lab.cleanup();
+    } finally {
+      rmSync(this.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Resident memory of a process in KiB (VmRSS), read from /proc. */
+export function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m?.[1] ?? 0);
+}
+
+export function mib(kib: number): string {
+  return `${(kib / 1024).toFixed(1)} MiB`;
+}
