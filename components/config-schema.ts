@@ -6,16 +6,17 @@
  * ("is not a WireGuard public key: expected … Generate one with …"). ajv errors are translated into such
  * sentences in config.ts, never shown raw.
  */
+import {
+  DOMAIN_PATTERN,
+  NAME_PATTERN,
+  WIREGUARD_KEY_PATTERN as WG_KEY_PATTERN,
+} from "../agent/src/state-schema";
 import { CATALOG, IMAGE_FAMILIES, PROVIDERS, type CloudProvider } from "./catalog";
 
-/** Lower-case DNS label: a peer's name becomes `<name>.pal`, a group's name appears in nftables sets. */
-export const NAME_PATTERN = "^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$";
+// The agent validates the state it receives with the same patterns, so a name or domain the config accepts
+// can never be refused on the hub.
 const NAME_FIX =
   "is not a valid name: use 1-32 lower-case letters, digits and '-', starting and ending with a letter or digit";
-/** Same alphabet and padding rule as agent/src/keys.ts isWireGuardKey. */
-const WG_KEY_PATTERN = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$";
-const DOMAIN_PATTERN =
-  "^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
 const DOMAIN_FIX =
   "is not a domain name: write it in lower case without a scheme or path, e.g. 'example.com'";
 const CIDR_V4_OR_V6 = "^[0-9a-fA-F.:]+/[0-9]{1,3}$";

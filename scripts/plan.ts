@@ -17,7 +17,9 @@ const ROOT = path.join(__dirname, "..");
 const STACKS = path.join(ROOT, "stacks");
 const DEFAULT_STACK = "example-digitalocean";
 const NAMESPACE = "cloudpal";
-const PRIVATE_KEY_PLACEHOLDER = "(offline plan: no SSH private key needed)";
+/** Shaped like a key so the program's check passes; never used to log in anywhere. */
+const PRIVATE_KEY_PLACEHOLDER =
+  "-----BEGIN PRIVATE KEY-----\n(offline plan placeholder: no SSH private key is needed)\n-----END PRIVATE KEY-----\n";
 
 class PlanError extends Error {}
 

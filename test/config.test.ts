@@ -2,7 +2,15 @@
  * loadConfig: every field accepted when valid (with its default when left out) and rejected when not, with
  * the exact sentence the user sees; every problem reported at once; the result frozen.
  */
-import { ConfigError, DEFAULTS, type HubConfig, loadConfig, readStackConfig } from "../components/config";
+import { generateKeyPairSync } from "crypto";
+import {
+  checkSshPrivateKey,
+  ConfigError,
+  DEFAULTS,
+  type HubConfig,
+  loadConfig,
+  readStackConfig,
+} from "../components/config";
 import { minimalConfig, OPERATOR_CIDR, sshPublicKey, wireguardPublicKey } from "./helpers/fixtures";
 
 function problems(raw: Record<string, unknown>): string[] {
@@ -597,5 +605,62 @@ describe("readStackConfig", () => {
     expect(problems({ ...minimalConfig("vultr"), ...readStackConfig({ "cloudpal:sshport": "22" }) })).toEqual(
       [`'sshport' (22) is not a known setting: did you mean 'sshPort'?`],
     );
+  });
+});
+
+describe("checkSshPrivateKey (the text of the key is never shown)", () => {
+  const pem = (label: string, body: string) => `-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`;
+  const field = (bytes: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, bytes.length]), bytes]);
+  const openSsh = (cipher: string) =>
+    pem(
+      "OPENSSH PRIVATE KEY",
+      Buffer.concat([
+        Buffer.from("openssh-key-v1\0", "latin1"),
+        field(Buffer.from(cipher)),
+        field(Buffer.from("rest")),
+      ]).toString("base64"),
+    );
+  const real = generateKeyPairSync("ed25519").privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+  const SET = "'pulumi config set --secret cloudpal:sshPrivateKey < ~/.ssh/id_ed25519'";
+
+  it("accepts an unencrypted key in OpenSSH or PEM form", () => {
+    expect(checkSshPrivateKey(real)).toEqual([]);
+    expect(checkSshPrivateKey(openSsh("none"))).toEqual([]);
+  });
+
+  it.each([
+    [
+      "missing",
+      undefined,
+      `'sshPrivateKey' is missing: delivery logs in over SSH with it; set it with ${SET}.`,
+    ],
+    [
+      "a path",
+      "~/.ssh/id_ed25519",
+      `'sshPrivateKey' (not shown) is not an SSH private key (a file path instead of the file's content?): set it with ${SET}.`,
+    ],
+    [
+      "the public key",
+      KEY,
+      `'sshPrivateKey' (not shown) is a public key: give the private key, the same file without '.pub', with ${SET}.`,
+    ],
+  ])("rejects %s", (_what, value, message) => {
+    expect(checkSshPrivateKey(value)).toEqual([message]);
+  });
+
+  it.each([
+    ["an OpenSSH key with a passphrase", openSsh("aes256-ctr")],
+    [
+      "an encrypted PKCS#8 key",
+      generateKeyPairSync("ed25519")
+        .privateKey.export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase: "pw" })
+        .toString(),
+    ],
+  ])("rejects %s: delivery cannot type a passphrase", (_what, value) => {
+    const [line] = checkSshPrivateKey(value);
+    expect(line).toMatch(
+      /^'sshPrivateKey' \(not shown\) is protected by a passphrase, which delivery cannot type: /,
+    );
+    expect(line).not.toContain(value.split("\n")[1]);
   });
 });

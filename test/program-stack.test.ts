@@ -88,11 +88,16 @@ it("an invalid stack registers nothing and lists every problem, one line each", 
   expect(recorder.registered).toEqual([]);
 });
 
-it("a stack without the SSH private key fails before registering anything", async () => {
+it("a stack without the SSH private key fails before registering anything, with the other problems", async () => {
   const { config } = readStackFile("example-linode");
   delete config["cloudpal:sshPrivateKey"];
+  config["cloudpal:firewallMode"] = "open";
   const { recorder, error } = loadProgram(config, []);
-  expect(error?.message).toContain("cloudpal:sshPrivateKey");
+  expect(error?.message.split("\n")).toEqual([
+    "The cloudpal stack config has 2 problems:",
+    `  - 'firewallMode' ("open") is not a firewall mode: use "vpn" or "mesh-only".`,
+    "  - 'sshPrivateKey' is missing: delivery logs in over SSH with it; set it with 'pulumi config set --secret cloudpal:sshPrivateKey < ~/.ssh/id_ed25519'.",
+  ]);
   await new Promise((r) => setTimeout(r, 50));
   expect(recorder.registered).toEqual([]);
 });

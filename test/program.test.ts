@@ -17,6 +17,7 @@ import { isWireGuardKey, publicKeyFromPrivate } from "../agent/src/keys";
 import { renderUserData } from "../cloud-init/render";
 import { bootstrapSpec } from "../components/hub";
 import type { HubState } from "../agent/src/state";
+import { parseHubState } from "../agent/src/state-schema";
 
 const FAKE_AGENT = "// agent bundle stand-in\n";
 const SSH_PRIVATE_KEY =
@@ -332,6 +333,34 @@ describe.each(["digitalocean", "linode", "vultr"])(
       expect(machineInputs(after)).toEqual(machineInputs(before));
       // ...while the desired state the agent receives did change.
       expect(await valueOf(after.hub.state)).not.toEqual(await valueOf(before.hub.state));
+    });
+  },
+);
+
+describe.each(["digitalocean", "linode", "vultr", "existing"])(
+  "%s: the state sent to the agent",
+  (provider) => {
+    it("passes the agent's own validation, with every peer, group and DNS setting from the config", async () => {
+      const r = await run(
+        minimalConfig(provider, {
+          ...PEERS,
+          dns: { deny: ["ads.example.com"], allow: ["ok.example.com"], queryLog: true },
+          firewallMode: "mesh-only",
+        }),
+      );
+      const state = parseHubState(await valueOf(r.hub.state));
+      expect(state.peers.map((p) => [p.name, p.group])).toEqual([
+        ["laptop", "family"],
+        ["phone", "kids"],
+      ]);
+      expect(state.groups.map((g) => g.name)).toEqual(["family", "kids"]);
+      expect(state.dns).toMatchObject({
+        deny: ["ads.example.com"],
+        allow: ["ok.example.com"],
+        queryLog: true,
+      });
+      expect(state.mode).toBe("mesh-only");
+      expect(state.hub).toMatchObject({ listenPort: 51820, sshPort: 22, sshAllowedCidrs: [OPERATOR_CIDR] });
     });
   },
 );
