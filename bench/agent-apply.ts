@@ -25,7 +25,7 @@ async function main(): Promise<void> {
     const st = (peers: PeerState[]): HubState => ({
       ...base,
       peers,
-      dns: { ...base.dns, upstreams: [{ address: INTERNET, tlsName: "dns.example.test", port: 53 }] },
+      dns: { ...base.dns, upstreams: [{ address: INTERNET, tlsName: "dns.lab.example", port: 53 }] },
     });
     await hub.apply(st([]));
     await hub.startUnbound();

@@ -1,6 +1,6 @@
 /**
  * A hub in a network namespace for the agent benchmarks: wireguard-go, unbound (with a control socket), the
- * real agent bundle, and optionally an "internet" namespace with an authoritative server for example.test.
+ * real agent bundle, and optionally an "internet" namespace with an authoritative server for lab.example.
  * Built on the end-to-end test's Lab, so cleanup is by PID and name.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
@@ -64,8 +64,8 @@ export class HubLab {
           "  use-syslog: no",
           `  interface: ${INTERNET}`,
           "  access-control: 0.0.0.0/0 allow",
-          '  local-zone: "example.test." static',
-          '  local-data: "www.example.test. 3600 IN A 198.51.100.80"',
+          '  local-zone: "lab.example." static',
+          '  local-data: "www.lab.example. 3600 IN A 198.51.100.80"',
           "remote-control:",
           "  control-enable: no",
           "",

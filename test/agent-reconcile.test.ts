@@ -28,7 +28,7 @@ beforeEach(() => {
   root = mkdtempSync(path.join(tmpdir(), "cloudpal-agent-"));
   sysctlTree(path.join(root, "proc-sys"));
   options = defaultOptions(pathsUnder(root, path.join(root, "proc-sys")));
-  hub = new FakeHub({ zones: options.paths.unboundZones });
+  hub = new FakeHub({ zones: options.paths.unboundZones, blocklist: options.paths.unboundBlocklist });
   log = [];
 });
 afterEach(() => rmSync(root, { recursive: true, force: true }));
@@ -143,6 +143,22 @@ describe("cloudpal-agent apply", () => {
     expect(hub.lines()).toContain("[#] unbound-control reload");
     expect(hub.zones.has("track.example.net.")).toBe(false);
     expect(readFileSync(options.paths.unboundConfig, "utf8")).toContain('module-config: "iterator"');
+  });
+
+  it("reloads instead of editing live when thousands of zones change, and leaves unchanged blocklist zones alone", async () => {
+    await apply(testState());
+    const state = testState();
+    const many = Array.from({ length: 6000 }, (_, i) => `t${i}.example.net`);
+    hub.calls.length = 0;
+    await apply({ ...state, dns: { ...state.dns, deny: many } });
+    expect(hub.lines()).toContain("[#] unbound-control reload");
+    expect(hub.lines().join("\n")).not.toContain("local_zones");
+    expect(hub.zones.get("t5999.example.net.")).toBe("always_refuse");
+    hub.calls.length = 0;
+    await apply({ ...state, dns: { ...state.dns, deny: many }, peers: state.peers.slice(1) });
+    expect(hub.lines().filter((l) => l.includes("unbound-control"))).toEqual([
+      "[#] unbound-control local_datas_remove",
+    ]);
   });
 
   it("falls back to a reload when unbound rejects a live edit", async () => {

@@ -18,6 +18,8 @@ export interface AgentPaths {
   readonly unboundConfig: string;
   /** Peer names and blocklist zones: changes are applied live with `unbound-control local_zones/local_datas`. */
   readonly unboundZones: string;
+  /** Blocklist zones: large, so kept apart and rebuilt only when a list, 'allow' or 'deny' changed. */
+  readonly unboundBlocklist: string;
   /** Where IP forwarding is switched on (`/proc/sys`); per network namespace. */
   readonly sysctlDir: string;
 }
@@ -42,6 +44,7 @@ export interface AgentOptions {
 }
 
 export const UNBOUND_ZONES_FILE = "cloudpal-zones.conf";
+export const UNBOUND_BLOCKLIST_FILE = "cloudpal-blocklist.conf";
 
 export function productionPaths(): AgentPaths {
   return {
@@ -52,6 +55,7 @@ export function productionPaths(): AgentPaths {
     nftablesConfig: LAYOUT.nftablesConfig,
     unboundConfig: LAYOUT.unboundConfig,
     unboundZones: path.join(path.dirname(LAYOUT.unboundConfig), UNBOUND_ZONES_FILE),
+    unboundBlocklist: path.join(path.dirname(LAYOUT.unboundConfig), UNBOUND_BLOCKLIST_FILE),
     sysctlDir: "/proc/sys",
   };
 }
@@ -68,6 +72,7 @@ export function pathsUnder(root: string, sysctlDir = "/proc/sys"): AgentPaths {
     nftablesConfig: under(p.nftablesConfig),
     unboundConfig: under(p.unboundConfig),
     unboundZones: under(p.unboundZones),
+    unboundBlocklist: under(p.unboundBlocklist),
     sysctlDir,
   };
 }

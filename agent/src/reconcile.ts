@@ -12,18 +12,22 @@ import * as path from "path";
 import { hubAddresses } from "./addressing";
 import { readIfExists, writeFileAtomic } from "./atomic-file";
 import { buildDnsFilter } from "./blocklist";
-import { readStoredList } from "./blocklist-fetch";
+import { readStoredList, storedListPath } from "./blocklist-fetch";
+import { createHash } from "crypto";
 import { renderNftRuleset } from "./nftables-ruleset";
 import type { AgentOptions } from "./options";
 import type { Logger, Runner } from "./runner";
 import type { HubState } from "./state";
 import {
-  desiredZones,
+  blocklistZones,
   diffZones,
   isEmptyChange,
   parseUnboundZones,
+  peerZones,
   renderUnboundSettings,
   renderUnboundZones,
+  type ZoneChanges,
+  zonesInputs,
 } from "./unbound-config";
 import {
   diffPeers,
@@ -201,27 +205,52 @@ function currentFilter(ctx: AgentContext, state: HubState) {
   return buildDnsFilter(lists, state.dns.allow, state.dns.deny);
 }
 
+/** A digest of everything the blocklist zones derive from: the stored lists, 'allow' and 'deny'. */
+function blocklistInputs(ctx: AgentContext, state: HubState): string {
+  const hash = createHash("sha256");
+  hash.update(JSON.stringify([state.dns.allow, state.dns.deny, state.dns.blocklists]));
+  for (const url of state.dns.blocklists)
+    hash.update(readIfExists(storedListPath(ctx.options.paths.blocklistDir, url)) ?? "(none)");
+  return hash.digest("hex");
+}
+
+/**
+ * Above this many changed lines a reload beats live edits: unbound-control took about 10 s to add 100,000
+ * zones one by one, while a reload re-read a 100,000-zone file in well under a second (bench/README-agent.md).
+ * Peer changes stay far below it, so they never empty the cache.
+ */
+export const LIVE_EDIT_MAX_LINES = 5000;
+
 export async function reconcileUnbound(ctx: AgentContext, state: HubState): Promise<Change[]> {
   const { runner, options } = ctx;
+  const paths = options.paths;
   const control = (args: string[], input?: string) =>
     runner.run("unbound-control", [...options.unboundControlArgs, ...args], { input });
   const settings = renderUnboundSettings(state, {
     plainDnsUpstreamsForTests: options.plainDnsUpstreamsForTests,
   });
-  const zones = desiredZones(state, currentFilter(ctx, state));
-  const settingsOnDisk = readIfExists(options.paths.unboundConfig);
-  const zonesOnDisk = readIfExists(options.paths.unboundZones);
-  const zonesText = renderUnboundZones(zones);
-  const writeBoth = () => {
-    writeFileAtomic(options.paths.unboundZones, zonesText, 0o644);
-    writeFileAtomic(options.paths.unboundConfig, settings, 0o644);
+  const settingsOnDisk = readIfExists(paths.unboundConfig);
+  const peers = peerZones(state);
+  const peersText = renderUnboundZones(peers);
+  const peersOnDisk = readIfExists(paths.unboundZones);
+  const inputs = blocklistInputs(ctx, state);
+  const blockOnDisk = readIfExists(paths.unboundBlocklist);
+  const blockCurrent = blockOnDisk !== undefined && zonesInputs(blockOnDisk) === inputs;
+  // Only rebuilt when its inputs changed: with a million blocked names this is most of an apply's work.
+  const block = blockCurrent ? undefined : blocklistZones(currentFilter(ctx, state));
+  const blockText = block ? renderUnboundZones(block, inputs) : (blockOnDisk as string);
+  if (settingsOnDisk === settings && peersOnDisk === peersText && blockCurrent) return [];
+
+  const writeAll = () => {
+    writeFileAtomic(paths.unboundZones, peersText, 0o644);
+    writeFileAtomic(paths.unboundBlocklist, blockText, 0o644);
+    writeFileAtomic(paths.unboundConfig, settings, 0o644);
   };
   const reload = async (): Promise<Change[]> => {
-    writeBoth();
+    writeAll();
     await control(["reload"]);
     return ["unbound reload"];
   };
-  if (settingsOnDisk === settings && zonesOnDisk === zonesText) return [];
   const notRunning = async (): Promise<string | undefined> => {
     const r = await runner.run("unbound-control", [...options.unboundControlArgs, "status"], {
       allowFailure: true,
@@ -230,26 +259,32 @@ export async function reconcileUnbound(ctx: AgentContext, state: HubState): Prom
   };
   const filesOnly = (why: string): Change[] => {
     // Not started yet (boot order, first install): it reads these files when it starts.
-    writeBoth();
+    writeAll();
     ctx.log(`[!] unbound is not running (${why}); its files are written for its next start`);
     return ["unbound files"];
   };
-  const liveEdit = settingsOnDisk === settings && zonesOnDisk !== undefined;
+  const liveEdit = settingsOnDisk === settings && peersOnDisk !== undefined && blockOnDisk !== undefined;
   if (!liveEdit) {
     const why = await notRunning();
     if (why !== undefined) return filesOnly(why);
     if (settingsOnDisk === undefined || listenLines(settingsOnDisk) !== listenLines(settings)) {
       // `unbound-control reload` re-reads the config but keeps the sockets it has: new listen addresses
       // need a restart. They only change on the first apply or when the private subnet changes.
-      writeBoth();
+      writeAll();
       await runner.run(options.unboundRestartCommand[0], options.unboundRestartCommand.slice(1));
       return ["unbound restart"];
     }
     return reload();
   }
-  const change = diffZones(parseUnboundZones(zonesOnDisk), zones);
-  writeFileAtomic(options.paths.unboundZones, zonesText, 0o644);
-  if (isEmptyChange(change)) return [];
+  const changes = [diffZones(parseUnboundZones(peersOnDisk), peers)];
+  if (block) changes.push(diffZones(parseUnboundZones(blockOnDisk), block));
+  const size = changes.reduce(
+    (n, c) => n + c.zonesAdd.length + c.zonesRemove.length + c.datasAdd.length + c.datasRemove.length,
+    0,
+  );
+  if (size > LIVE_EDIT_MAX_LINES) return reload();
+  writeAll();
+  if (changes.every(isEmptyChange)) return [];
   try {
     const bulk = async (command: string, lines: string[]) => {
       if (lines.length === 0) return;
@@ -258,15 +293,28 @@ export async function reconcileUnbound(ctx: AgentContext, state: HubState): Prom
       if (/error/i.test(out.stdout))
         throw new Error(`unbound-control ${command}: ${out.stdout.trim().slice(0, 300)}`);
     };
-    await bulk("local_datas_remove", change.datasRemove);
-    await bulk("local_zones_remove", change.zonesRemove);
-    await bulk("local_zones", change.zonesAdd);
-    await bulk("local_datas", change.datasAdd);
+    const all = (pick: (c: ZoneChanges) => string[]) => changes.flatMap(pick);
+    await bulk(
+      "local_datas_remove",
+      all((c) => c.datasRemove),
+    );
+    await bulk(
+      "local_zones_remove",
+      all((c) => c.zonesRemove),
+    );
+    await bulk(
+      "local_zones",
+      all((c) => c.zonesAdd),
+    );
+    await bulk(
+      "local_datas",
+      all((c) => c.datasAdd),
+    );
     return ["unbound zones"];
   } catch (e) {
     const why = await notRunning();
     if (why !== undefined) return filesOnly(why);
-    // The file already holds the desired zones; a reload makes unbound match it whatever state the live edit left.
+    // The files already hold the desired zones; a reload makes unbound match them whatever the live edit left.
     ctx.log(`[!] live zone update failed (${(e as Error).message}); reloading unbound instead`);
     return reload();
   }

@@ -84,9 +84,9 @@ export interface UnboundZones {
   readonly datas: ReadonlyMap<string, readonly string[]>;
 }
 
-export function desiredZones(state: HubState, filter: DnsFilter): UnboundZones {
+/** `<peer>.pal` and `hub.pal`, A and AAAA. */
+export function peerZones(state: HubState): UnboundZones {
   const zone = `${LAYOUT.dnsZone}.`;
-  const zones = new Map<string, string>([[zone, "static"]]);
   const datas = new Map<string, string[]>();
   const hub = hubAddresses(state.hub);
   const named = [{ name: "hub", ipv4: hub.ipv4, ipv6: hub.ipv6 }, ...state.peers];
@@ -94,13 +94,27 @@ export function desiredZones(state: HubState, filter: DnsFilter): UnboundZones {
     const owner = `${p.name}.${zone}`;
     datas.set(owner, [`${owner} ${PEER_TTL} IN A ${p.ipv4}`, `${owner} ${PEER_TTL} IN AAAA ${v6(p.ipv6)}`]);
   }
-  for (const d of filter.blocked) zones.set(`${d}.`, "always_refuse");
-  for (const d of filter.exempt) zones.set(`${d}.`, "always_transparent");
-  return { zones, datas };
+  return { zones: new Map([[zone, "static"]]), datas };
 }
 
-export function renderUnboundZones(z: UnboundZones): string {
-  const lines = [MANAGED_HEADER, "server:"];
+/** Blocked names are refused (`always_refuse`: the answer says REFUSED); exempt ones resolve normally. */
+export function blocklistZones(filter: DnsFilter): UnboundZones {
+  const zones = new Map<string, string>();
+  for (const d of filter.blocked) zones.set(`${d}.`, "always_refuse");
+  for (const d of filter.exempt) zones.set(`${d}.`, "always_transparent");
+  return { zones, datas: new Map() };
+}
+
+/** Everything live-updatable, in one model (peer names and blocklist zones). */
+export function desiredZones(state: HubState, filter: DnsFilter): UnboundZones {
+  const a = peerZones(state);
+  const b = blocklistZones(filter);
+  return { zones: new Map([...a.zones, ...b.zones]), datas: a.datas };
+}
+
+/** `inputs` is recorded as a comment so the next apply can tell the file is current without rebuilding it. */
+export function renderUnboundZones(z: UnboundZones, inputs?: string): string {
+  const lines = [MANAGED_HEADER, ...(inputs ? [`# inputs: ${inputs}`] : []), "server:"];
   for (const [name, type] of [...z.zones].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
     lines.push(`    local-zone: ${q(name)} ${type}`);
   for (const owner of [...z.datas.keys()].sort())
@@ -155,4 +169,9 @@ export function diffZones(current: UnboundZones, desired: UnboundZones): ZoneCha
 
 export function isEmptyChange(c: ZoneChanges): boolean {
   return c.zonesRemove.length + c.zonesAdd.length + c.datasRemove.length + c.datasAdd.length === 0;
+}
+
+/** The `# inputs:` value renderUnboundZones recorded, if any. */
+export function zonesInputs(text: string): string | undefined {
+  return /^# inputs: (\S+)$/m.exec(text.slice(0, 1000))?.[1];
 }

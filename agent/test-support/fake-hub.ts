@@ -36,7 +36,7 @@ export class FakeHub implements Runner {
   /** Commands (joined with spaces, prefix match) that fail, to test error paths. */
   readonly failing: string[] = [];
 
-  constructor(private readonly unboundFiles: { zones: string }) {}
+  constructor(private readonly unboundFiles: { zones: string; blocklist: string }) {}
 
   lines(): string[] {
     return this.calls.map((c) => c.line);
@@ -147,9 +147,13 @@ export class FakeHub implements Runner {
   }
 
   private loadZoneFile(): void {
-    const z = parseUnboundZones(readFileSync(this.unboundFiles.zones, "utf8"));
-    this.zones = new Map(z.zones);
-    this.datas = new Map([...z.datas].map(([k, v]) => [k, [...v]]));
+    this.zones = new Map();
+    this.datas = new Map();
+    for (const file of [this.unboundFiles.zones, this.unboundFiles.blocklist]) {
+      const z = parseUnboundZones(readFileSync(file, "utf8"));
+      for (const [k, v] of z.zones) this.zones.set(k, v);
+      for (const [k, v] of z.datas) this.datas.set(k, [...v]);
+    }
   }
 
   private unbound(sub: string, input: string): string {

@@ -62,9 +62,9 @@ function state(
     peers: [...peers],
     dns: {
       blocklists: [blocklistUrl],
-      allow: ["fine.example.test"],
-      deny: ["denied.example.test"],
-      upstreams: [{ address: INTERNET, tlsName: "dns.example.test", port: 53 }],
+      allow: ["fine.lab.example"],
+      deny: ["denied.lab.example"],
+      upstreams: [{ address: INTERNET, tlsName: "dns.lab.example", port: 53 }],
       dnssec: false,
       queryLog: false,
     },
@@ -159,11 +159,12 @@ beforeAll(async () => {
   // The internet knows a route to the tunnel subnet through the hub, so "DNS from the internet" really reaches it.
   await lab.exec(internetNs, "ip", ["route", "add", TEST_SUBNETS.ipv4Subnet, "via", INTERNET_HUB]);
 
-  // The internet: an authoritative server for example.test and a web server with the fixture blocklist.
+  // The internet: an authoritative server for lab.example and a web server with the fixture blocklist.
+  // (Not *.test: unbound answers the RFC 6761 "test." zone itself unless told otherwise.)
   mkdirSync(path.join(dir, "www"));
   writeFileSync(
     path.join(dir, "www", "blocklist.txt"),
-    "# fixture\n0.0.0.0 ads.example.test\n0.0.0.0 fine.example.test\ntracker.example.test\n",
+    "# fixture\n0.0.0.0 ads.lab.example\n0.0.0.0 fine.lab.example\ntracker.lab.example\n",
   );
   mkdirSync(path.join(dir, "auth"));
   writeFileSync(
@@ -178,9 +179,9 @@ beforeAll(async () => {
       "  use-syslog: no",
       `  interface: ${INTERNET}`,
       "  access-control: 0.0.0.0/0 allow",
-      '  local-zone: "example.test." static',
+      '  local-zone: "lab.example." static',
       ...["www", "ads", "fine", "tracker", "denied"].map(
-        (n, i) => `  local-data: "${n}.example.test. 60 IN A 198.51.100.${80 + i}"`,
+        (n, i) => `  local-data: "${n}.lab.example. 60 IN A 198.51.100.${80 + i}"`,
       ),
       "remote-control:",
       "  control-enable: no",
@@ -316,15 +317,15 @@ describe("hub agent in network namespaces", () => {
   });
 
   it("refuses blocked and denied domains, and resolves allowed ones from the authoritative server", async () => {
-    expect((await dig(laptop().ns, HUB_V4, "ads.example.test")).status).toBe("REFUSED");
-    expect((await dig(laptop().ns, HUB_V4, "sub.tracker.example.test")).status).toBe("REFUSED");
-    expect((await dig(laptop().ns, HUB_V4, "denied.example.test")).status).toBe("REFUSED");
-    expect(await dig(laptop().ns, HUB_V4, "www.example.test")).toEqual({
+    expect((await dig(laptop().ns, HUB_V4, "ads.lab.example")).status).toBe("REFUSED");
+    expect((await dig(laptop().ns, HUB_V4, "sub.tracker.lab.example")).status).toBe("REFUSED");
+    expect((await dig(laptop().ns, HUB_V4, "denied.lab.example")).status).toBe("REFUSED");
+    expect(await dig(laptop().ns, HUB_V4, "www.lab.example")).toEqual({
       status: "NOERROR",
       answers: ["198.51.100.80"],
     });
     // on the fixture blocklist, but in 'dns.allow'
-    expect(await dig(laptop().ns, HUB_V4, "fine.example.test")).toEqual({
+    expect(await dig(laptop().ns, HUB_V4, "fine.lab.example")).toEqual({
       status: "NOERROR",
       answers: ["198.51.100.82"],
     });
@@ -335,12 +336,12 @@ describe("hub agent in network namespaces", () => {
     const r = await agent(["blocklists", "refresh"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/kept the last good copy \(3 domains\).*HTTP 404/);
-    expect((await dig(laptop().ns, HUB_V4, "ads.example.test")).status).toBe("REFUSED");
+    expect((await dig(laptop().ns, HUB_V4, "ads.lab.example")).status).toBe("REFUSED");
   });
 
   it("answers no DNS asked from the internet", async () => {
-    expect((await dig(internetNs, INTERNET_HUB, "www.example.test")).status).toBe("NO ANSWER");
-    expect((await dig(internetNs, HUB_V4, "www.example.test")).status).toBe("NO ANSWER");
+    expect((await dig(internetNs, INTERNET_HUB, "www.lab.example")).status).toBe("NO ANSWER");
+    expect((await dig(internetNs, HUB_V4, "www.lab.example")).status).toBe("NO ANSWER");
   });
 
   it("reports peers and healthy services", async () => {
