@@ -25,16 +25,24 @@ export const RESERVED_RANGES: readonly { readonly cidr: string; readonly what: s
 
 const RFC1918 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
 
-export function checkConfig(raw: RawConfig, cfg: UnallocatedConfig): string[] {
+/** `clean(fields)` says whether the schema accepted those fields; a check runs only on sound input. */
+export function checkConfig(
+  raw: RawConfig,
+  cfg: UnallocatedConfig,
+  clean: (...fields: string[]) => boolean = () => true,
+): string[] {
+  const when = (fields: string[], check: () => string[]) => (clean(...fields) ? check() : []);
   return [
-    ...checkTarget(raw),
-    ...checkSshKeys(cfg.sshPublicKeys),
-    ...checkSshCidrs(cfg.sshAllowedCidrs, cfg.allowWorldSsh),
-    ...checkIpv4Subnet(cfg.ipv4Subnet),
-    ...checkIpv6Prefix(cfg.ipv6Prefix),
-    ...checkGroups(cfg),
-    ...checkPeers(cfg),
-    ...checkDns(cfg),
+    ...when(["existing", "region", "size", "backups", "operatorUser"], () => checkTarget(raw)),
+    ...when(["sshPublicKeys"], () => checkSshKeys(cfg.sshPublicKeys)),
+    ...when(["sshAllowedCidrs", "allowWorldSsh"], () =>
+      checkSshCidrs(cfg.sshAllowedCidrs, cfg.allowWorldSsh),
+    ),
+    ...when(["ipv4Subnet"], () => checkIpv4Subnet(cfg.ipv4Subnet)),
+    ...when(["ipv6Prefix"], () => checkIpv6Prefix(cfg.ipv6Prefix)),
+    ...when(["groups"], () => checkGroups(cfg)),
+    ...when(["peers", "groups"], () => checkPeers(cfg)),
+    ...when(["dns"], () => checkDns(cfg)),
   ];
 }
 

@@ -262,17 +262,21 @@ const validateShape = ajv.compile(CONFIG_SCHEMA);
  * Pure: tests call it directly, and the program calls it before registering any resource.
  */
 export function loadConfig(input: unknown): HubConfig {
-  if (!validateShape(input)) {
-    const lines = (validateShape.errors ?? []).map(describeSchemaError).filter((l) => l !== "");
-    throw new ConfigError(unique(lines));
-  }
-  const resolved = withDefaults(input as unknown as RawConfig);
-  const problems = checkConfig(input as unknown as RawConfig, resolved);
+  const shapeOk = validateShape(input);
+  const errors = shapeOk ? [] : (validateShape.errors ?? []);
+  const problems = errors.map(describeSchemaError).filter((l) => l !== "");
+  const usable = usablePart(input, errors);
+  if (!usable) throw new ConfigError(unique(problems));
+  // Cross-field checks run on every top-level field the schema accepted, each only when all the fields it
+  // reads are sound, so the user sees every problem in one run without echoes of the schema's complaints.
+  const { raw, clean } = usable;
+  const resolved = withDefaults(raw);
+  problems.push(...checkConfig(raw, resolved, clean));
   let peers: PeerConfig[] = [];
   // Allocation needs valid subnets and unique names; otherwise it would only repeat those problems.
   const subnetsValid = !problems.some((p) => p.startsWith("'ipv4Subnet'") || p.startsWith("'ipv6Prefix'"));
   const namesUnique = new Set(resolved.peers.map((p) => p.name)).size === resolved.peers.length;
-  if (subnetsValid && namesUnique) {
+  if (subnetsValid && namesUnique && clean("peers", "ipv4Subnet", "ipv6Prefix")) {
     try {
       const addresses = allocateAddresses(resolved, resolved.peers);
       peers = resolved.peers.map((p) => ({ ...p, ...pick(addresses.get(p.name)) }));
@@ -283,6 +287,37 @@ export function loadConfig(input: unknown): HubConfig {
   }
   if (problems.length > 0) throw new ConfigError(unique(problems));
   return deepFreeze({ ...resolved, peers });
+}
+
+/**
+ * The input without the top-level fields the schema rejected (unknown keys dropped, rejected required lists
+ * emptied), and which fields are sound. Undefined when the provider itself is unusable: then nothing else
+ * can be judged.
+ */
+function usablePart(
+  input: unknown,
+  errors: readonly ErrorObject[],
+): { raw: RawConfig; clean: (...fields: string[]) => boolean } | undefined {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) return undefined;
+  const dirty = new Set<string>();
+  const unknown = new Set<string>();
+  for (const e of errors) {
+    const top = e.instancePath.split("/")[1];
+    if (top !== undefined) dirty.add(top);
+    else if (e.keyword === "required") dirty.add((e.params as { missingProperty: string }).missingProperty);
+    else if (e.keyword === "if")
+      continue; // its branch's own error names the field
+    else if (e.keyword === "additionalProperties")
+      unknown.add((e.params as { additionalProperty: string }).additionalProperty);
+    else return undefined;
+  }
+  if (dirty.has("provider")) return undefined;
+  const raw: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(input)) {
+    if (!dirty.has(key) && !unknown.has(key)) raw[key] = value;
+  }
+  for (const required of ["sshPublicKeys", "sshAllowedCidrs"]) raw[required] ??= [];
+  return { raw: raw as unknown as RawConfig, clean: (...fields) => fields.every((f) => !dirty.has(f)) };
 }
 
 /**

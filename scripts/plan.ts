@@ -23,22 +23,25 @@ const PRIVATE_KEY_PLACEHOLDER =
 
 class PlanError extends Error {}
 
-function availableStacks(): string[] {
-  return readdirSync(STACKS)
+function availableStacks(dir: string): string[] {
+  return readdirSync(dir)
     .map((f) => /^Pulumi\.(.+)\.ya?ml$/.exec(f)?.[1])
     .filter((s): s is string => s !== undefined)
     .sort();
 }
 
 /** The stack file's `config:` as Pulumi passes it to a program: flat keys, structured values as JSON. */
-export function readStackFile(stack: string): { config: Record<string, string>; secretKeys: string[] } {
-  const file = path.join(STACKS, `Pulumi.${stack}.yaml`);
+export function readStackFile(
+  stack: string,
+  dir: string = STACKS,
+): { config: Record<string, string>; secretKeys: string[] } {
+  const file = path.join(dir, `Pulumi.${stack}.yaml`);
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch {
     throw new PlanError(
-      `'--stack' (${JSON.stringify(stack)}) has no stack file ${path.relative(ROOT, file)}: use one of ${availableStacks().join(", ")}.`,
+      `'--stack' (${JSON.stringify(stack)}) has no stack file ${path.relative(ROOT, file)}: use one of ${availableStacks(dir).join(", ")}.`,
     );
   }
   const doc = (parse(text) ?? {}) as { config?: Record<string, unknown> };
@@ -120,10 +123,9 @@ async function outputsOf(program: Record<string, unknown>): Promise<string[]> {
   return lines;
 }
 
-async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { stack: { type: "string", default: DEFAULT_STACK } } });
-  const stack = values.stack ?? DEFAULT_STACK;
-  const { config, secretKeys } = readStackFile(stack);
+/** Plans one stack: the text to print and the exit code. Loads index.ts, so call it once per process. */
+export async function plan(stack: string, dir: string = STACKS): Promise<{ code: number; text: string }> {
+  const { config, secretKeys } = readStackFile(stack, dir);
   const recorder = installMocks(pulumi, { project: NAMESPACE, stack, preview: false });
   pulumi.runtime.setAllConfig(config, secretKeys);
   let program: Record<string, unknown>;
@@ -132,19 +134,26 @@ async function main(): Promise<number> {
     program = require("../index") as Record<string, unknown>;
   } catch (e) {
     if (e instanceof Error && (e.name === "ConfigError" || pulumi.RunError.isInstance(e))) {
-      process.stderr.write(`Stack ${stack}: nothing would be created.\n${e.message}\n`);
-      return 1;
+      return { code: 1, text: `Stack ${stack}: nothing would be created.\n${e.message}\n` };
     }
     throw e;
   }
   const outputs = await outputsOf(program);
   await settle(recorder);
-  process.stdout.write(
-    `Plan for stack ${stack} (offline, under mocks: ids and addresses are placeholders from documentation ranges)\n\n` +
+  return {
+    code: 0,
+    text:
+      `Plan for stack ${stack} (offline, under mocks: ids and addresses are placeholders from documentation ranges)\n\n` +
       `${renderTree(recorder.registered)}\n\n` +
       `${recorder.registered.length} resources\n\nOutputs:\n${outputs.join("\n")}\n`,
-  );
-  return 0;
+  };
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({ options: { stack: { type: "string", default: DEFAULT_STACK } } });
+  const { code, text } = await plan(values.stack ?? DEFAULT_STACK);
+  (code === 0 ? process.stdout : process.stderr).write(text);
+  return code;
 }
 
 if (require.main === module) {

@@ -564,6 +564,33 @@ describe("all problems at once", () => {
     ]);
   });
 
+  it("reports schema and cross-field problems in the same run, without echoes of a rejected field", () => {
+    const found = problems(
+      minimalConfig("digitalocean", {
+        region: "mars1",
+        sshAllowedCidrs: ["0.0.0.0/0"],
+        ipv4Subnet: "172.17.0.0/16",
+        groups: { Family: {} },
+        peers: [{ name: "tv", group: "Family" }],
+        sshport: 22,
+      }),
+    );
+    expect(found.map((l) => l.split(" ")[0])).toEqual([
+      "'region'",
+      "'sshport'",
+      "'peers[0].group'",
+      "'groups.Family'",
+      "'sshAllowedCidrs[0]'",
+      "'ipv4Subnet'",
+    ]);
+  });
+
+  it("judges nothing else when the provider itself is unusable", () => {
+    expect(problems(minimalConfig("hetzner", { sshAllowedCidrs: ["0.0.0.0/0"] }))).toEqual([
+      `'provider' ("hetzner") is not a supported provider: use one of "digitalocean", "linode", "vultr", "existing".`,
+    ]);
+  });
+
   it("reports pinned-address problems next to the others", () => {
     const found = problems(
       minimalConfig("vultr", { sshAllowedCidrs: ["::/0"], peers: [{ name: "nas", address: "10.77.0.1" }] }),

@@ -9,6 +9,9 @@ import { installMocks, settle } from "./helpers/pulumi-mocks";
 import { minimalConfig } from "./helpers/fixtures";
 import { stackViolations, violations } from "./helpers/policy-args";
 
+// Registering a resource under mocks costs tens of milliseconds (more on a busy machine); a hub is dozens.
+jest.setTimeout(60_000);
+
 const recorder = installMocks(pulumi);
 
 import {

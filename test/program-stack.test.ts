@@ -8,6 +8,9 @@ import type * as pulumiType from "@pulumi/pulumi";
 import { type MockRecorder, settle } from "./helpers/pulumi-mocks";
 import { readStackFile } from "../scripts/plan";
 
+// Registering a resource under mocks costs tens of milliseconds (more on a busy machine); a hub is dozens.
+jest.setTimeout(60_000);
+
 const EXAMPLES = readdirSync(path.join(__dirname, "..", "stacks"))
   .map((f) => /^Pulumi\.(example-.+)\.yaml$/.exec(f)?.[1])
   .filter((s): s is string => s !== undefined);

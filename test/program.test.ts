@@ -8,6 +8,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { installMocks, MOCK_ADDRESSES, type Registered, settle, valueOf } from "./helpers/pulumi-mocks";
 import { minimalConfig, OPERATOR_CIDR, wireguardPublicKey } from "./helpers/fixtures";
 
+// Registering a resource under mocks costs tens of milliseconds (more on a busy machine); a hub is dozens.
+jest.setTimeout(60_000);
+
 const recorder = installMocks(pulumi);
 
 // Imported after setMocks (STYLE.md); these modules register nothing at import time.

@@ -1,0 +1,79 @@
+/**
+ * `npm run plan`, in-process: the tree names every resource with its key properties, secrets show as
+ * [secret], and the hub's private key (known here because the mocks derive random bytes from the resource
+ * name) appears nowhere in the text.
+ */
+import { createHash } from "crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import * as path from "path";
+import { privateKeyFromBytes } from "../agent/src/keys";
+
+jest.setTimeout(60_000);
+
+type PlanModule = typeof import("../scripts/plan");
+
+/** Each plan loads the program, so each gets a fresh module registry. */
+function planIn(stack: string, dir?: string): Promise<{ code: number; text: string }> {
+  let result: Promise<{ code: number; text: string }> | undefined;
+  jest.isolateModules(() => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a fresh copy per plan
+    result = (require("../scripts/plan") as PlanModule).plan(stack, dir);
+  });
+  if (!result) throw new Error("isolateModules did not run");
+  return result;
+}
+
+it("prints the DigitalOcean example as a tree with key properties and masked secrets", async () => {
+  const { code, text } = await planIn("example-digitalocean");
+  expect(code).toBe(0);
+  expect(text).toContain("cloudpal:index:Hub  hub\n");
+  for (const line of [
+    "├─ digitalocean:index/droplet:Droplet  hub-droplet",
+    '│       size: "s-1vcpu-512mb-10gb"',
+    "│       monitoring: false",
+    '│       userData: "#cloud-config" (',
+    "├─ digitalocean:index/firewall:Firewall  hub-firewall",
+    '│         - {"portRange":"22","protocol":"tcp","sourceAddresses":["203.0.113.7/32"]}',
+    "└─ command:remote:Command  hub-state",
+    "        stdin: [secret]",
+    "  clientConfigs: [secret] (laptop, phone, nas)",
+  ]) {
+    expect(text).toContain(line);
+  }
+  expect(text).toMatch(/\n18 resources\n/);
+  // The mocks make the hub key from sha256("random:hub-wireguard-key"): it must not leak into the plan.
+  const hubPrivateKey = privateKeyFromBytes(createHash("sha256").update("random:hub-wireguard-key").digest());
+  expect(text).not.toContain(hubPrivateKey);
+  expect(text).not.toMatch(/PrivateKey = |PresharedKey = |PRIVATE KEY-----/);
+});
+
+it("prints every problem of a bad stack and exits 1, registering nothing", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "cloudpal-plan-"));
+  try {
+    const example = readFileSync(path.join(__dirname, "..", "stacks", "Pulumi.example-linode.yaml"), "utf8");
+    writeFileSync(
+      path.join(dir, "Pulumi.bad.yaml"),
+      example.replace("eu-central", "eu-centre").replace("- 203.0.113.7/32", "- 0.0.0.0/0"),
+    );
+    const { code, text } = await planIn("bad", dir);
+    expect(code).toBe(1);
+    expect(text.split("\n")).toEqual([
+      "Stack bad: nothing would be created.",
+      "The cloudpal stack config has 2 problems:",
+      expect.stringMatching(/^ {2}- 'region' \("eu-centre"\) is not a Linode \(Akamai\) region: use one of /),
+      expect.stringMatching(
+        /^ {2}- 'sshAllowedCidrs\[0\]' \("0\.0\.0\.0\/0"\) opens SSH to the whole internet/,
+      ),
+      "",
+    ]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it("names the stacks it knows when asked for one that does not exist", async () => {
+  await expect(planIn("no-such-stack")).rejects.toThrow(
+    "'--stack' (\"no-such-stack\") has no stack file stacks/Pulumi.no-such-stack.yaml: use one of example-digitalocean, example-existing, example-linode, example-vultr.",
+  );
+});
