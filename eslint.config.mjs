@@ -15,7 +15,8 @@ export default tseslint.config(
           paths: [
             {
               name: "child_process",
-              message: "Start processes only through agent/src/runner.ts (argument arrays, secrets on stdin).",
+              message:
+                "Start processes only through agent/src/runner.ts (argument arrays, secrets on stdin).",
             },
           ],
         },

@@ -11,7 +11,13 @@ module.exports = {
     {
       ...common,
       displayName: "unit",
-      testMatch: ["<rootDir>/test/**/*.test.ts", "<rootDir>/agent/**/*.test.ts", "<rootDir>/cloud-init/**/*.test.ts", "<rootDir>/components/**/*.test.ts", "<rootDir>/policies/**/*.test.ts"],
+      testMatch: [
+        "<rootDir>/test/**/*.test.ts",
+        "<rootDir>/agent/**/*.test.ts",
+        "<rootDir>/cloud-init/**/*.test.ts",
+        "<rootDir>/components/**/*.test.ts",
+        "<rootDir>/policies/**/*.test.ts",
+      ],
       testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/e2e/"],
     },
     {

@@ -31,10 +31,14 @@ export function parseConfigs(outputJson: string): Record<string, string> {
   try {
     parsed = JSON.parse(outputJson);
   } catch {
-    throw new DeviceError("'pulumi stack output clientConfigs --json' did not print JSON: has 'pulumi up' run?");
+    throw new DeviceError(
+      "'pulumi stack output clientConfigs --json' did not print JSON: has 'pulumi up' run?",
+    );
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new DeviceError("the stack output 'clientConfigs' is not a map of device name to config: has 'pulumi up' run?");
+    throw new DeviceError(
+      "the stack output 'clientConfigs' is not a map of device name to config: has 'pulumi up' run?",
+    );
   }
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(parsed)) if (typeof v === "string") out[k] = v;
@@ -64,7 +68,10 @@ async function main(argv: readonly string[], runner: Runner): Promise<void> {
     return;
   }
   const name = positionals[0];
-  if (!name) throw new DeviceError("name a device: 'npm run device -- laptop [--qr] [--out laptop.conf]', or '--list'.");
+  if (!name)
+    throw new DeviceError(
+      "name a device: 'npm run device -- laptop [--qr] [--out laptop.conf]', or '--list'.",
+    );
   const config = pickConfig(stdout, name);
   if (values.out) {
     writeFileAtomic(values.out, config, 0o600);

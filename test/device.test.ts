@@ -9,7 +9,7 @@ describe("npm run device", () => {
 
   it("names the known devices when asked for an unknown one", () => {
     expect(() => pickConfig(outputs, "tablet")).toThrow(
-      'device "tablet" is not in this stack\'s \'cloudpal:peers\': known devices are laptop, phone.',
+      "device \"tablet\" is not in this stack's 'cloudpal:peers': known devices are laptop, phone.",
     );
   });
 
