@@ -1,6 +1,10 @@
 import { renderNftRuleset } from "../agent/src/nftables-ruleset";
 import {
+  blocklistZones,
+  countZoneLines,
   desiredZones,
+  renderBlocklistZones,
+  zonesInputs,
   diffZones,
   parseUnboundZones,
   renderUnboundSettings,
@@ -171,6 +175,17 @@ describe("unbound", () => {
     // deny beats allow for names below a denied domain
     expect(text).not.toContain("cdn.ads.example.com");
     expect(parseUnboundZones(text)).toEqual(zones);
+  });
+
+  it("writes the blocklist file straight from the filter, identical to the zone model's rendering", () => {
+    const filter = buildDnsFilter(
+      [["b.example.org", "a.example.org", "x.ok.example.org", "ok.example.org"]],
+      ["cdn.a.example.org"],
+      ["d.example.org"],
+    );
+    expect(renderBlocklistZones(filter, "abc")).toBe(renderUnboundZones(blocklistZones(filter), "abc"));
+    expect(countZoneLines(renderBlocklistZones(filter, "abc"))).toBe(5);
+    expect(zonesInputs(renderBlocklistZones(filter, "abc"))).toBe("abc");
   });
 
   it("diffs zones so only what changed is sent to unbound", () => {

@@ -85,6 +85,15 @@ function parents(d: string): string[] {
   return labels.slice(1).map((_, i) => labels.slice(i + 1).join("."));
 }
 
+/** Whether any parent of d is in the set, without building arrays (this runs a million times per refresh). */
+function hasParentIn(d: string, set: ReadonlySet<string>): boolean {
+  if (set.size === 0) return false;
+  for (let dot = d.indexOf("."); dot !== -1; dot = d.indexOf(".", dot + 1)) {
+    if (set.has(d.slice(dot + 1))) return true;
+  }
+  return false;
+}
+
 export interface DnsFilter {
   /** Refused, with everything below them. */
   readonly blocked: string[];
@@ -104,11 +113,11 @@ export function buildDnsFilter(
   deny: readonly string[],
 ): DnsFilter {
   const allowSet = new Set(allow);
-  const allowedByParent = (d: string) => allowSet.has(d) || parents(d).some((p) => allowSet.has(p));
+  const allowedByParent = (d: string) => allowSet.has(d) || hasParentIn(d, allowSet);
   const candidates = new Set<string>();
   for (const list of lists) for (const d of list) if (!allowedByParent(d)) candidates.add(d);
   for (const d of deny) candidates.add(d);
-  const blocked = [...candidates].filter((d) => !parents(d).some((p) => candidates.has(p))).sort();
+  const blocked = [...candidates].filter((d) => !hasParentIn(d, candidates)).sort();
   const blockedSet = new Set(blocked);
   const exempt = allow
     .filter((a) => parents(a).some((p) => blockedSet.has(p)) && !deny.some((d) => isUnder(a, d)))

@@ -19,8 +19,9 @@ import type { AgentOptions } from "./options";
 import type { Logger, Runner } from "./runner";
 import type { HubState } from "./state";
 import {
-  blocklistZones,
+  countZoneLines,
   diffZones,
+  renderBlocklistZones,
   isEmptyChange,
   parseUnboundZones,
   peerZones,
@@ -237,8 +238,7 @@ export async function reconcileUnbound(ctx: AgentContext, state: HubState): Prom
   const blockOnDisk = readIfExists(paths.unboundBlocklist);
   const blockCurrent = blockOnDisk !== undefined && zonesInputs(blockOnDisk) === inputs;
   // Only rebuilt when its inputs changed: with a million blocked names this is most of an apply's work.
-  const block = blockCurrent ? undefined : blocklistZones(currentFilter(ctx, state));
-  const blockText = block ? renderUnboundZones(block, inputs) : (blockOnDisk as string);
+  const blockText = blockCurrent ? blockOnDisk : renderBlocklistZones(currentFilter(ctx, state), inputs);
   if (settingsOnDisk === settings && peersOnDisk === peersText && blockCurrent) return [];
 
   const writeAll = () => {
@@ -277,7 +277,11 @@ export async function reconcileUnbound(ctx: AgentContext, state: HubState): Prom
     return reload();
   }
   const changes = [diffZones(parseUnboundZones(peersOnDisk), peers)];
-  if (block) changes.push(diffZones(parseUnboundZones(blockOnDisk), block));
+  if (!blockCurrent) {
+    // Diffing two large lists costs more memory than a 512 MB hub can spare; a reload needs none of it.
+    if (countZoneLines(blockOnDisk) + countZoneLines(blockText) > 4 * LIVE_EDIT_MAX_LINES) return reload();
+    changes.push(diffZones(parseUnboundZones(blockOnDisk), parseUnboundZones(blockText)));
+  }
   const size = changes.reduce(
     (n, c) => n + c.zonesAdd.length + c.zonesRemove.length + c.datasAdd.length + c.datasRemove.length,
     0,
