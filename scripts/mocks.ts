@@ -125,6 +125,38 @@ export interface MockRecorder {
   reset(): void;
 }
 
+/** The mock handlers: record each registration; throw on any type not in KNOWN_TYPES and on any call. */
+export function createMocks(registered: Registered[]): pulumi.runtime.Mocks {
+  const known = new Set<string>(KNOWN_TYPES);
+  return {
+    newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, unknown> } {
+      if (!known.has(args.type)) {
+        throw new Error(
+          `unexpected resource type ${args.type} (${args.name}): add it to KNOWN_TYPES on purpose`,
+        );
+      }
+      const raw = args.inputs as Record<string, unknown>;
+      const inputs = unwrapSecrets(raw) as Record<string, unknown>;
+      registered.push({
+        type: args.type,
+        name: args.name,
+        inputs,
+        secretInputs: Object.entries(raw)
+          .filter(([, v]) => isSecretWrapper(v))
+          .map(([k]) => k),
+        masked: maskSecrets(raw) as Record<string, unknown>,
+      });
+      return {
+        id: mockId(args.type, args.name),
+        state: { ...raw, ...computed(args.type, args.name, inputs) },
+      };
+    },
+    call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
+      throw new Error(`unexpected function call ${args.token}`);
+    },
+  };
+}
+
 /**
  * Installs the mocks on the given @pulumi/pulumi instance (pass the one the program will load: under
  * jest.isolateModules that is a fresh copy). Call before creating any resource.
@@ -135,35 +167,8 @@ export function installMocks(
 ): MockRecorder {
   const registered: Registered[] = [];
   const seen = new Map<string, SeenOptions>();
-  const known = new Set<string>(KNOWN_TYPES);
   void p.runtime.setMocks(
-    {
-      newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, unknown> } {
-        if (!known.has(args.type)) {
-          throw new Error(
-            `unexpected resource type ${args.type} (${args.name}): add it to KNOWN_TYPES on purpose`,
-          );
-        }
-        const raw = args.inputs as Record<string, unknown>;
-        const inputs = unwrapSecrets(raw) as Record<string, unknown>;
-        registered.push({
-          type: args.type,
-          name: args.name,
-          inputs,
-          secretInputs: Object.entries(raw)
-            .filter(([, v]) => isSecretWrapper(v))
-            .map(([k]) => k),
-          masked: maskSecrets(raw) as Record<string, unknown>,
-        });
-        return {
-          id: mockId(args.type, args.name),
-          state: { ...raw, ...computed(args.type, args.name, inputs) },
-        };
-      },
-      call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
-        throw new Error(`unexpected function call ${args.token}`);
-      },
-    },
+    createMocks(registered),
     options.project ?? "cloudpal",
     options.stack ?? "test",
     options.preview ?? false,

@@ -41,7 +41,7 @@ it("prints the DigitalOcean example as a tree with key properties and masked sec
   ]) {
     expect(text).toContain(line);
   }
-  expect(text).toMatch(/\n18 resources\n/);
+  expect(text).toMatch(/\n19 resources\n/);
   // The mocks make the hub key from sha256("random:hub-wireguard-key"): it must not leak into the plan.
   const hubPrivateKey = privateKeyFromBytes(createHash("sha256").update("random:hub-wireguard-key").digest());
   expect(text).not.toContain(hubPrivateKey);

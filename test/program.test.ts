@@ -87,6 +87,8 @@ describe("DigitalOcean", () => {
     const r = await run(minimalConfig("digitalocean", PEERS));
     expect(inventory(r.resources)).toEqual({
       ...COMMON,
+      // one more: the seed of the droplet's own root key
+      "random:index/randomBytes:RandomBytes": COMMON["random:index/randomBytes:RandomBytes"] + 1,
       "digitalocean:index/droplet:Droplet": 1,
       "digitalocean:index/firewall:Firewall": 1,
       "digitalocean:index/reservedIp:ReservedIp": 1,
@@ -113,6 +115,18 @@ describe("DigitalOcean", () => {
     });
     expect(droplet.userData).toBe(renderUserData(bootstrapSpec(loadConfig(minimalConfig("digitalocean")))));
     expect(String(droplet.userData).startsWith("#cloud-config")).toBe(true);
+  });
+
+  it("gives the droplet an account key of its own, never the operator's (DigitalOcean refuses duplicates)", async () => {
+    const r = await run(minimalConfig("digitalocean"));
+    const key = r.one("digitalocean:index/sshKey:SshKey");
+    const publicKey = String(key.inputs.publicKey);
+    const operatorBlob = (minimalConfig("digitalocean").sshPublicKeys as string[])[0].split(" ")[1];
+    expect(publicKey.split(" ")[1]).not.toBe(operatorBlob);
+    // A well-formed OpenSSH key: the config's own SSH key check accepts it.
+    expect(() => loadConfig(minimalConfig("digitalocean", { sshPublicKeys: [publicKey] }))).not.toThrow();
+    expect(r.one("digitalocean:index/droplet:Droplet").inputs.sshKeys).toEqual([expect.any(String)]);
+    expect(key.secretInputs).toEqual([]);
   });
 
   it("honours region, size, image and backups", async () => {
@@ -466,6 +480,7 @@ describe("keys, state and client configs", () => {
       "same-peer-laptop-key",
       "same-peer-laptop-psk",
       "same-peer-phone-psk",
+      "same-root-key-seed",
       "same-wireguard-key",
     ]);
   });

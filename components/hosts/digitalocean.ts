@@ -2,9 +2,10 @@
  * DigitalOcean: a Droplet behind a Cloud Firewall, with reserved IPv4 and IPv6 and a state volume
  * (DigitalOcean encrypts volumes at rest; there is no switch for it).
  */
-import { createHash } from "crypto";
+import { createPrivateKey, createPublicKey } from "crypto";
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
 import { CATALOG } from "../catalog";
 import type { CloudHostTarget } from "../config";
 import { type Host, type HostArgs, inboundRules, RESERVED_IP_OPTIONS } from "./host";
@@ -15,15 +16,17 @@ export function digitalOceanHost(name: string, args: HostArgs, parent: pulumi.Re
   const { config, userData } = args;
   const target = config.host as CloudHostTarget;
   const opts = { parent };
-  // Without an account SSH key DigitalOcean e-mails a root password. Keys are named by their hash so
-  // reordering the list changes nothing.
-  const sshKeys = config.sshPublicKeys.map(
-    (publicKey) =>
-      new digitalocean.SshKey(
-        `${name}-ssh-${createHash("sha256").update(publicKey).digest("hex").slice(0, 12)}`,
-        { name: `${config.hostname}-operator`, publicKey },
-        opts,
-      ),
+  // Without an account SSH key DigitalOcean e-mails a root password, and it refuses to add a key the account
+  // already holds (the operator's usually is). A key made for this hub alone avoids both. Nobody logs in with
+  // it: cloud-init sets PermitRootLogin no, and the operator's own keys go in through user-data.
+  const rootKeySeed = new random.RandomBytes(`${name}-root-key-seed`, { length: 32 }, opts);
+  const rootKey = new digitalocean.SshKey(
+    `${name}-root-key`,
+    {
+      name: `${config.hostname}-cloudpal-root`,
+      publicKey: pulumi.unsecret(rootKeySeed.base64.apply((b) => ed25519PublicKeyLine(b, config.hostname))),
+    },
+    opts,
   );
   const droplet = new digitalocean.Droplet(
     `${name}-droplet`,
@@ -34,7 +37,7 @@ export function digitalOceanHost(name: string, args: HostArgs, parent: pulumi.Re
       image: String(CATALOG.digitalocean.images[config.image]),
       ipv6: true,
       userData,
-      sshKeys: sshKeys.map((k) => k.id),
+      sshKeys: [rootKey.id],
       // Privacy defaults: no metrics agent, no droplet agent (web console), no provider backups unless asked.
       monitoring: false,
       dropletAgent: false,
@@ -108,4 +111,22 @@ export function digitalOceanHost(name: string, args: HostArgs, parent: pulumi.Re
     ready: [droplet, firewall, ipv4Assignment, ipv6Assignment, attachment],
     machineId: droplet.id,
   };
+}
+
+/** An OpenSSH ed25519 public key line for a 32-byte seed (base64). */
+export function ed25519PublicKeyLine(seedBase64: string, comment: string): string {
+  const d = Buffer.from(seedBase64, "base64").toString("base64url");
+  const jwk = createPublicKey(
+    createPrivateKey({ key: { kty: "OKP", crv: "Ed25519", d, x: "" }, format: "jwk" }),
+  ).export({ format: "jwk" });
+  const field = (bytes: Buffer) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(bytes.length);
+    return Buffer.concat([length, bytes]);
+  };
+  const blob = Buffer.concat([
+    field(Buffer.from("ssh-ed25519")),
+    field(Buffer.from(String(jwk.x), "base64url")),
+  ]);
+  return `ssh-ed25519 ${blob.toString("base64")} ${comment}-cloudpal-root`;
 }
