@@ -471,6 +471,49 @@ const INVALID: [string, Record<string, unknown>, string[]][] = [
   ],
 ];
 
+INVALID.push(
+  [
+    "peers (address not IPv4)",
+    { peers: [{ name: "nas", address: "nas.local" }] },
+    [
+      `'peers[0].address' ("nas.local") is not an IPv4 address: write it like '10.77.0.23', or remove it to derive one from the name.`,
+    ],
+  ],
+  [
+    "dns.upstreams (port)",
+    { dns: { upstreams: [{ address: "9.9.9.9", tlsName: "dns.quad9.net", port: 99999 }] } },
+    [`'dns.upstreams[0].port' (99999) is not a port: DNS-over-TLS uses 853.`],
+  ],
+  [
+    "dns.upstreams (empty)",
+    { dns: { upstreams: [] } },
+    [
+      `'dns.upstreams' ([]) must list at least one DNS-over-TLS resolver, or be left out to use Quad9 and Cloudflare.`,
+    ],
+  ],
+  [
+    "autoReboot.enabled",
+    { autoReboot: { enabled: "yes" } },
+    [`'autoReboot.enabled' ("yes") must be true or false.`],
+  ],
+);
+
+describe("existing server fields", () => {
+  it.each([
+    [
+      { host: "my server" },
+      `'existing.host' ("my server") is not a host: use the server's IP address or DNS name.`,
+    ],
+    [
+      { host: "198.51.100.4", user: "Admin User" },
+      `'existing.user' ("Admin User") is not a Unix user name: use lower-case letters, digits, '_' and '-'.`,
+    ],
+    [{ user: "admin" }, `'existing.host' is missing: set it to the server's IP address or DNS name.`],
+  ])("rejects %j", (existing, message) => {
+    expect(problems(minimalConfig("existing", { existing }))).toEqual([message]);
+  });
+});
+
 describe("invalid values: one sentence naming the field, the value and the fix", () => {
   it.each(INVALID)("%s", (_field, extra, expected) => {
     expect(problems(minimalConfig("digitalocean", extra))).toEqual(expected);
