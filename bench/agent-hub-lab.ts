@@ -138,6 +138,18 @@ export class HubLab {
     return Date.now() - started;
   }
 
+  /** Until unbound answers its control socket again (after a reload it is busy re-reading its zones). */
+  async waitUnbound(): Promise<void> {
+    const conf = path.join(this.unboundDir, "unbound.conf");
+    await waitFor(
+      async () =>
+        (await this.lab.exec(this.hubNs, "unbound-control", ["-c", conf, "status"], { allowFailure: true }))
+          .code === 0,
+      600_000,
+      "hub unbound",
+    );
+  }
+
   async stopUnbound(): Promise<void> {
     for (const name of this.lab.daemonNames().filter((n) => n.startsWith("hub-dns-")))
       await this.lab.stopDaemon(name);

@@ -70,11 +70,14 @@ async function main(): Promise<void> {
       await hub.apply(st([url]));
       const refresh = await hub.agent(["blocklists", "refresh"]);
       out(
-        `${n} domains: 'blocklists refresh' (parse + live local_zones into running unbound) ${refresh.seconds.toFixed(1)} s, agent peak RSS ${mib(refresh.rssKiB)}`,
+        `${n} domains: 'blocklists refresh' (read file://, parse, store, unbound reload) ${refresh.seconds.toFixed(1)} s, agent peak RSS ${mib(refresh.rssKiB)} -> ${refresh.stdout.trim().split("\n").pop()}`,
       );
-      out(`${n} domains: unbound RSS after live add ${mib(rssKiB(hub.unboundPid()))}`);
+      // `unbound-control reload` returns before unbound has re-read everything; status answers once it has.
+      await hub.waitUnbound();
+      out(`${n} domains: unbound RSS after that reload ${mib(rssKiB(hub.unboundPid()))}`);
       const reloadStart = Date.now();
       await hub.unboundControl(["reload"]);
+      await hub.waitUnbound();
       out(
         `${n} domains: unbound-control reload (re-reads the zones file) ${((Date.now() - reloadStart) / 1000).toFixed(1)} s`,
       );

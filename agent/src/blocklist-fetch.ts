@@ -95,5 +95,14 @@ export async function refreshOne(dir: string, url: string, bounds: FetchBounds):
 export function readStoredList(dir: string, url: string): string[] {
   const text = readIfExists(storedListPath(dir, url));
   // Re-checked on read: the file is ours, but nothing unvalidated may reach unbound's config.
-  return text ? text.split("\n").filter((l) => l.length > 0 && normalizeDomain(l) === l) : [];
+  const out: string[] = [];
+  if (text === undefined) return out;
+  for (let start = 0; start < text.length;) {
+    let end = text.indexOf("\n", start);
+    if (end === -1) end = text.length;
+    const line = text.slice(start, end);
+    start = end + 1;
+    if (line.length > 0 && normalizeDomain(line) === line) out.push(line);
+  }
+  return out;
 }

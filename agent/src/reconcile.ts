@@ -10,7 +10,7 @@
 import { readdirSync, rmSync, writeFileSync } from "fs";
 import * as path from "path";
 import { hubAddresses } from "./addressing";
-import { readIfExists, writeFileAtomic } from "./atomic-file";
+import { readBytesIfExists, readHeadIfExists, readIfExists, writeFileAtomic } from "./atomic-file";
 import { buildDnsFilter } from "./blocklist";
 import { readStoredList, storedListPath } from "./blocklist-fetch";
 import { createHash } from "crypto";
@@ -210,8 +210,11 @@ function currentFilter(ctx: AgentContext, state: HubState) {
 function blocklistInputs(ctx: AgentContext, state: HubState): string {
   const hash = createHash("sha256");
   hash.update(JSON.stringify([state.dns.allow, state.dns.deny, state.dns.blocklists]));
-  for (const url of state.dns.blocklists)
-    hash.update(readIfExists(storedListPath(ctx.options.paths.blocklistDir, url)) ?? "(none)");
+  for (const url of state.dns.blocklists) {
+    // Bytes, not text: a million-name list decoded to a string costs memory a small hub does not have.
+    const bytes = readBytesIfExists(storedListPath(ctx.options.paths.blocklistDir, url));
+    hash.update(bytes ?? "(none)");
+  }
   return hash.digest("hex");
 }
 
@@ -235,15 +238,16 @@ export async function reconcileUnbound(ctx: AgentContext, state: HubState): Prom
   const peersText = renderUnboundZones(peers);
   const peersOnDisk = readIfExists(paths.unboundZones);
   const inputs = blocklistInputs(ctx, state);
-  const blockOnDisk = readIfExists(paths.unboundBlocklist);
-  const blockCurrent = blockOnDisk !== undefined && zonesInputs(blockOnDisk) === inputs;
+  // Only the header is read to see whether the (large) file is current.
+  const blockHead = readHeadIfExists(paths.unboundBlocklist, 1000);
+  const blockCurrent = blockHead !== undefined && zonesInputs(blockHead) === inputs;
   // Only rebuilt when its inputs changed: with a million blocked names this is most of an apply's work.
-  const blockText = blockCurrent ? blockOnDisk : renderBlocklistZones(currentFilter(ctx, state), inputs);
+  const blockText = blockCurrent ? undefined : renderBlocklistZones(currentFilter(ctx, state), inputs);
   if (settingsOnDisk === settings && peersOnDisk === peersText && blockCurrent) return [];
 
   const writeAll = () => {
     writeFileAtomic(paths.unboundZones, peersText, 0o644);
-    writeFileAtomic(paths.unboundBlocklist, blockText, 0o644);
+    if (blockText !== undefined) writeFileAtomic(paths.unboundBlocklist, blockText, 0o644);
     writeFileAtomic(paths.unboundConfig, settings, 0o644);
   };
   const reload = async (): Promise<Change[]> => {
@@ -263,7 +267,7 @@ export async function reconcileUnbound(ctx: AgentContext, state: HubState): Prom
     ctx.log(`[!] unbound is not running (${why}); its files are written for its next start`);
     return ["unbound files"];
   };
-  const liveEdit = settingsOnDisk === settings && peersOnDisk !== undefined && blockOnDisk !== undefined;
+  const liveEdit = settingsOnDisk === settings && peersOnDisk !== undefined && blockHead !== undefined;
   if (!liveEdit) {
     const why = await notRunning();
     if (why !== undefined) return filesOnly(why);
@@ -277,7 +281,8 @@ export async function reconcileUnbound(ctx: AgentContext, state: HubState): Prom
     return reload();
   }
   const changes = [diffZones(parseUnboundZones(peersOnDisk), peers)];
-  if (!blockCurrent) {
+  if (blockText !== undefined) {
+    const blockOnDisk = readIfExists(paths.unboundBlocklist) ?? "";
     // Diffing two large lists costs more memory than a 512 MB hub can spare; a reload needs none of it.
     if (countZoneLines(blockOnDisk) + countZoneLines(blockText) > 4 * LIVE_EDIT_MAX_LINES) return reload();
     changes.push(diffZones(parseUnboundZones(blockOnDisk), parseUnboundZones(blockText)));
