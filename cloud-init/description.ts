@@ -41,7 +41,8 @@ function commands(): Command[] {
   const bundleDir = posix.dirname(LAYOUT.agentBundle);
   return [
     ["nft", "-f", LAYOUT.nftablesConfig],
-    ["systemctl", "enable", "nftables.service"],
+    // Loads the same file again (harmless: the table is replaced, not added to), so the unit reports active.
+    ["systemctl", "enable", "--now", "nftables.service"],
     ["systemctl", "restart", "systemd-sysctl.service"],
     ["systemctl", "restart", "systemd-journald.service"],
     dir(LAYOUT.stateDir, "0700"),
@@ -83,6 +84,8 @@ export function bootstrapCloudConfig(spec: BootstrapSpec): CloudConfig {
   ];
   return {
     hostname: spec.hostname,
+    // Without it cloud-init takes the FQDN from the provider's metadata, and /etc/hosts would differ per cloud.
+    fqdn: spec.hostname,
     preserve_hostname: false,
     manage_etc_hosts: true,
     // The only locale every image has without generating one (en_US is missing on minimal images).

@@ -93,6 +93,8 @@ const steps: { readonly [K in keyof CloudConfig]: (value: CloudConfig[K], config
   {
     write_files: (files) => writeFiles(files),
     hostname: (name) => [argv(["hostnamectl", "set-hostname", name])],
+    // The host name is the FQDN too; /etc/hosts gets it below.
+    fqdn: () => [],
     preserve_hostname: () => [],
     manage_etc_hosts: (_on, config) => [
       // cloud-init rewrites /etc/hosts from a template; on a server someone already runs, only add our name.
@@ -116,6 +118,7 @@ const steps: { readonly [K in keyof CloudConfig]: (value: CloudConfig[K], config
 const ORDER: readonly (keyof CloudConfig)[] = [
   "write_files",
   "hostname",
+  "fqdn",
   "preserve_hostname",
   "manage_etc_hosts",
   "users",

@@ -33,6 +33,7 @@ export type Command = readonly string[];
 
 export interface CloudConfig {
   readonly hostname: string;
+  readonly fqdn: string;
   readonly preserve_hostname: false;
   readonly manage_etc_hosts: true;
   readonly locale: string;
@@ -60,6 +61,7 @@ export const FAIL_FAST = "set -eu";
  */
 export const CLOUD_CONFIG_MODULES: { readonly [K in keyof CloudConfig]: string } = {
   hostname: "set_hostname",
+  fqdn: "set_hostname",
   preserve_hostname: "set_hostname",
   manage_etc_hosts: "update_etc_hosts",
   locale: "locale",

@@ -108,11 +108,13 @@ describe("rendered user-data", () => {
       expect(config.packages).toEqual(HUB_PACKAGES);
       expect(config.runcmd[0]).toBe(FAIL_FAST);
       expect(config.runcmd[1]).toEqual(["nft", "-f", LAYOUT.nftablesConfig]);
+      expect(config.runcmd[2]).toEqual(["systemctl", "enable", "--now", "nftables.service"]);
       // Only the fixed fail-fast line is a shell string; every command is an argument vector.
       expect(config.runcmd.slice(1).every((c) => Array.isArray(c))).toBe(true);
       expect(config.locale).toBe("C.UTF-8");
       expect(config.manage_etc_hosts).toBe(true);
       expect(config.hostname).toBe(s.hostname);
+      expect(config.fqdn).toBe(s.hostname);
     });
   });
 });
