@@ -70,7 +70,7 @@ describe("deliverySteps", () => {
   it("installs the bundle through a temp file in the target directory, renamed into place", () => {
     const c = step(deliverySteps(cloud), "agent-bundle").command;
     const dir = LAYOUT.agentBundle.slice(0, LAYOUT.agentBundle.lastIndexOf("/"));
-    expect(c).toContain(`mktemp '\\''${dir}/.cloudpal-agent.XXXXXX'\\''`);
+    expect(c).toContain(`mktemp --suffix=.js '\\''${dir}/.cloudpal-agent.XXXXXX'\\''`);
     expect(c.indexOf("chmod 0755")).toBeLessThan(c.indexOf("mv -f"));
     expect(c.indexOf("node --check")).toBeLessThan(c.indexOf("mv -f"));
     expect(c).toContain(`mv -f "$tmp" '\\''${LAYOUT.agentBundle}'\\''`);

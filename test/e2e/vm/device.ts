@@ -8,6 +8,9 @@
  * control sockets in /var/run/wireguard are shared by all namespaces: only the interface created here is touched.
  */
 import { existsSync } from "fs";
+import { mkdtemp, rename, rm, writeFile } from "fs/promises";
+import { tmpdir } from "os";
+import { join } from "path";
 import { run, sleep, start, stopPid, type Background } from "./exec";
 
 export interface DeviceNames {
@@ -163,8 +166,17 @@ export class Device {
         ]);
       }
     }
-    // The private key goes on stdin, never in argv or a file.
-    await this.exec("wg", ["setconf", n.wgInterface, "/dev/stdin"], { stdin: setconfText(config, endpoint) });
+    // The private key never goes into argv. Not on stdin either: node's stdio pipes are sockets, which wg
+    // cannot fopen as /dev/stdin (ENXIO). So a 0600 file in a 0700 directory of our own, removed right after.
+    const keyDir = await mkdtemp(join(tmpdir(), `cloudpal-device-${process.pid}-`));
+    try {
+      const file = join(keyDir, "setconf.conf");
+      await writeFile(`${file}.tmp`, setconfText(config, endpoint), { mode: 0o600 });
+      await rename(`${file}.tmp`, file);
+      await this.exec("wg", ["setconf", n.wgInterface, file]);
+    } finally {
+      await rm(keyDir, { recursive: true, force: true });
+    }
     return config;
   }
 
