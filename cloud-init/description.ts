@@ -34,7 +34,7 @@ function dir(path: string, mode: string): Command {
  *    loopback only because its baseline was written before the package; nothing listens on the WireGuard port
  *    until the agent runs. The provider's own firewall, created with the VM, covers that window too. From the
  *    next boot on, nftables.service loads the same file before the network comes up.
- * 2. Settings that need a reload to apply: forwarding, journald.
+ * 2. Settings that need a reload to apply: forwarding, journald (and the journal files already on disk go).
  * 3. The agent's places and units; the agent itself starts only once its state exists (ConditionPathExists).
  */
 function commands(): Command[] {
@@ -45,6 +45,9 @@ function commands(): Command[] {
     ["systemctl", "enable", "--now", "nftables.service"],
     ["systemctl", "restart", "systemd-sysctl.service"],
     ["systemctl", "restart", "systemd-journald.service"],
+    // What journald wrote to disk before the restart (this boot so far); with Storage=volatile nothing
+    // recreates the directory.
+    ["rm", "-rf", "--one-file-system", "/var/log/journal"],
     dir(LAYOUT.stateDir, "0700"),
     dir(LAYOUT.blocklistDir, "0700"),
     dir(bundleDir, "0755"),

@@ -81,6 +81,10 @@ describe("rendered user-data", () => {
 
     it("keeps logs in RAM only and turns on forwarding", () => {
       expect(fileContent(config, JOURNALD_DROP_IN)).toContain("Storage=volatile\n");
+      const cmds = config.runcmd.map((c) => (typeof c === "string" ? c : c.join(" ")));
+      const restart = cmds.indexOf("systemctl restart systemd-journald.service");
+      expect(restart).toBeGreaterThan(0);
+      expect(cmds.indexOf("rm -rf --one-file-system /var/log/journal")).toBe(restart + 1);
       const sysctl = fileContent(config, SYSCTL_FILE);
       expect(sysctl).toContain("net.ipv4.ip_forward = 1\n");
       expect(sysctl).toContain("net.ipv6.conf.all.forwarding = 1\n");
