@@ -37,10 +37,10 @@ async function main(): Promise<void> {
       const first = await hub.apply(st(peers));
       const again = await hub.apply(st(peers));
       out(
-        `apply ${n} peers onto an empty hub: ${first.seconds.toFixed(2)} s, agent peak RSS ${mib(first.rssKiB)}`,
+        `apply ${n} peers onto an empty hub: ${first.seconds.toFixed(2)} s wall, ${first.cpuSeconds.toFixed(2)} s agent CPU, agent peak RSS ${mib(first.rssKiB)}`,
       );
       out(
-        `apply the same ${n} peers again (no change): ${again.seconds.toFixed(2)} s, agent peak RSS ${mib(again.rssKiB)} -> ${again.stdout.trim()}`,
+        `apply the same ${n} peers again (no change): ${again.seconds.toFixed(2)} s wall, ${again.cpuSeconds.toFixed(2)} s agent CPU, agent peak RSS ${mib(again.rssKiB)} -> ${again.stdout.trim()}`,
       );
     }
 
@@ -83,12 +83,14 @@ async function main(): Promise<void> {
     await lab.exec(probeNs, "ip", ["route", "add", SUBNETS.ipv4Subnet, "dev", probeIf]);
     const samples: number[] = [];
     const applies: number[] = [];
+    const cpu: number[] = [];
     for (let i = 0; i < 5; i++) {
       lab.daemon(`probe-ping-${i}`, probeNs, "ping", ["-n", "-D", "-i", "0.01", hubAddresses(SUBNETS).ipv4]);
       await new Promise((r) => setTimeout(r, 300));
       const t0 = Date.now();
       const r = await hub.apply(st([...peers, probe]));
       applies.push(r.seconds * 1000);
+      cpu.push(r.cpuSeconds * 1000);
       // A device whose handshake was ignored retries only every 5 s (WireGuard's REKEY_TIMEOUT); a device that
       // just got its config (a new phone) starts a fresh one. Start a fresh one now, so the figure is the hub's.
       await lab.exec(probeNs, "wg", ["set", probeIf, "peer", hubPublic, "remove"]);

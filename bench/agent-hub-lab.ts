@@ -92,12 +92,12 @@ export class HubLab {
   async agent(
     args: string[],
     input?: string,
-  ): Promise<{ seconds: number; rssKiB: number; stdout: string; stderr: string }> {
+  ): Promise<{ seconds: number; cpuSeconds: number; rssKiB: number; stdout: string; stderr: string }> {
     const started = process.hrtime.bigint();
     const r = await this.lab.exec(
       this.hubNs,
       "env",
-      [...this.env(), "/usr/bin/time", "-f", "@@rss=%M", process.execPath, this.bundle, ...args],
+      [...this.env(), "/usr/bin/time", "-f", "@@rss=%M cpu=%U+%S", process.execPath, this.bundle, ...args],
       {
         input,
         allowFailure: true,
@@ -105,9 +105,11 @@ export class HubLab {
       },
     );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const rss = /@@rss=(\d+)/.exec(r.stderr);
+    const rss = /@@rss=(\d+) cpu=([\d.]+)\+([\d.]+)/.exec(r.stderr);
     if (r.code !== 0) throw new Error(`agent ${args.join(" ")} failed: ${r.stderr.slice(-2000)}`);
-    return { seconds, rssKiB: Number(rss?.[1] ?? 0), stdout: r.stdout, stderr: r.stderr };
+    // CPU seconds (user + system) of the agent process: steadier than wall time on a shared machine.
+    const cpuSeconds = Number(rss?.[2] ?? 0) + Number(rss?.[3] ?? 0);
+    return { seconds, cpuSeconds, rssKiB: Number(rss?.[1] ?? 0), stdout: r.stdout, stderr: r.stderr };
   }
 
   apply(state: HubState) {

@@ -70,7 +70,7 @@ async function main(): Promise<void> {
       await hub.apply(st([url]));
       const refresh = await hub.agent(["blocklists", "refresh"]);
       out(
-        `${n} domains: 'blocklists refresh' (read file://, parse, store, unbound reload) ${refresh.seconds.toFixed(1)} s, agent peak RSS ${mib(refresh.rssKiB)} -> ${refresh.stdout.trim().split("\n").pop()}`,
+        `${n} domains: 'blocklists refresh' (read file://, parse, store, unbound reload) ${refresh.seconds.toFixed(1)} s wall, ${refresh.cpuSeconds.toFixed(1)} s agent CPU, agent peak RSS ${mib(refresh.rssKiB)} -> ${refresh.stdout.trim().split("\n").pop()}`,
       );
       // `unbound-control reload` returns before unbound has re-read everything; status answers once it has.
       await hub.waitUnbound();
@@ -88,7 +88,7 @@ async function main(): Promise<void> {
       );
       const peerChange = await hub.apply({ ...st([url]), peers: base.peers.slice(1) });
       out(
-        `${n} domains: apply of a one-peer change with this list loaded ${peerChange.seconds.toFixed(2)} s, agent peak RSS ${mib(peerChange.rssKiB)}`,
+        `${n} domains: apply of a one-peer change with this list loaded ${peerChange.seconds.toFixed(2)} s wall, ${peerChange.cpuSeconds.toFixed(2)} s agent CPU, agent peak RSS ${mib(peerChange.rssKiB)}`,
       );
 
       const blocked = await dnsLoad(
