@@ -54,6 +54,11 @@ function checkTarget(raw: RawConfig): string[] {
       out.push(
         `'existing' is missing: provider "existing" needs the server to use, e.g. { host: "203.0.113.7", user: "admin" }.`,
       );
+    // The bootstrap turns root login over SSH off, so root cannot stay the operator CloudPal logs in as.
+    else if (raw.existing.user === "root")
+      out.push(
+        `'existing.user' ("root") cannot be the operator: CloudPal turns root login over SSH off. Create a user with passwordless sudo and your SSH key, and set 'existing.user' to it.`,
+      );
     // `backups: false` is what the Pulumi CLI passes by default, so only `true` is a mistake here.
     const cloudOnly: [keyof RawConfig, string][] = [
       ["region", "a server you already have has no region to choose"],

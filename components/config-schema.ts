@@ -73,7 +73,7 @@ export const CONFIG_SCHEMA = {
     existing: {
       type: "object",
       additionalProperties: false,
-      required: ["host"],
+      required: ["host", "user"],
       description: "The server to use when provider is existing; its SSH port is 'sshPort'.",
       properties: {
         host: {
@@ -87,7 +87,10 @@ export const CONFIG_SCHEMA = {
         user: {
           type: "string",
           pattern: "^[a-z_][a-z0-9_-]{0,31}$",
-          description: "User to log in as; needs passwordless sudo.",
+          description:
+            "User to log in as; needs passwordless sudo. Not root: the bootstrap turns root login off.",
+          missing:
+            "set it to a user with passwordless sudo and your SSH key (not root: CloudPal turns root login off)",
           fix: "is not a Unix user name: use lower-case letters, digits, '_' and '-'",
         },
       },

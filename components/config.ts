@@ -140,7 +140,6 @@ export const DEFAULTS = {
   backups: false,
   autoReboot: { enabled: true, time: "04:00" },
   persistentKeepalive: 25,
-  existing: { user: "root" },
 } as const;
 
 /** The stack config as the user wrote it, after the schema accepted its shape. */
@@ -149,7 +148,7 @@ export interface RawConfig {
   region?: string;
   size?: string;
   image?: ImageFamily;
-  existing?: { host: string; user?: string };
+  existing?: { host: string; user: string };
   hostname?: string;
   sshPublicKeys: string[];
   sshAllowedCidrs: string[];
@@ -198,7 +197,7 @@ export function withDefaults(raw: RawConfig): UnallocatedConfig {
       ? {
           provider: "existing",
           host: raw.existing?.host ?? "",
-          user: raw.existing?.user ?? DEFAULTS.existing.user,
+          user: raw.existing?.user ?? "",
         }
       : {
           provider: raw.provider,

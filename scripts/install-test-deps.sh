@@ -7,7 +7,7 @@ packages=(
   cloud-init
   wireguard-go wireguard-tools
   nftables unbound nsd dnsutils
-  iproute2 iputils-ping procps
+  iproute2 iputils-ping procps time
   qemu-system-x86 qemu-utils debootstrap genisoimage openssh-client
 )
 missing=()

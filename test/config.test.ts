@@ -161,11 +161,14 @@ describe("valid values", () => {
     );
     expect(cfg.host).toEqual({ provider: "existing", host: "home.example.net", user: "me" });
     expect([cfg.sshPort, cfg.operatorUser]).toEqual([2200, "me"]);
-    expect(loadConfig(minimalConfig("existing", { existing: { host: "198.51.100.1" } })).host).toEqual({
-      provider: "existing",
-      host: "198.51.100.1",
-      user: "root",
-    });
+    expect(problems(minimalConfig("existing", { existing: { host: "198.51.100.1" } }))).toEqual([
+      `'existing.user' is missing: set it to a user with passwordless sudo and your SSH key (not root: CloudPal turns root login off).`,
+    ]);
+    expect(problems(minimalConfig("existing", { existing: { host: "198.51.100.1", user: "root" } }))).toEqual(
+      [
+        `'existing.user' ("root") cannot be the operator: CloudPal turns root login over SSH off. Create a user with passwordless sudo and your SSH key, and set 'existing.user' to it.`,
+      ],
+    );
   });
 });
 
@@ -501,7 +504,7 @@ INVALID.push(
 describe("existing server fields", () => {
   it.each([
     [
-      { host: "my server" },
+      { host: "my server", user: "admin" },
       `'existing.host' ("my server") is not a host: use the server's IP address or DNS name.`,
     ],
     [
@@ -543,8 +546,8 @@ describe("provider-specific fields", () => {
   });
 
   it("a cloud provider rejects an 'existing' block", () => {
-    expect(problems(minimalConfig("vultr", { existing: { host: "198.51.100.1" } }))).toEqual([
-      `'existing' ({"host":"198.51.100.1"}) only applies to provider "existing": remove it, or set 'provider' to "existing".`,
+    expect(problems(minimalConfig("vultr", { existing: { host: "198.51.100.1", user: "admin" } }))).toEqual([
+      `'existing' ({"host":"198.51.100.1","user":"admin"}) only applies to provider "existing": remove it, or set 'provider' to "existing".`,
     ]);
   });
 
