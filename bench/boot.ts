@@ -16,7 +16,13 @@ import { privateKeyFromBytes, publicKeyFromPrivate } from "../agent/src/keys";
 import { Device, deviceNames } from "../test/e2e/vm/device";
 import { bootHubVm, deliver, stepMs, type HubVm } from "../test/e2e/vm/hub-vm";
 import { runProgram } from "../test/e2e/vm/program";
-import { formatTimings, moduleSeconds, readCloudInitTimings } from "../test/e2e/vm/timings";
+import {
+  formatTimings,
+  moduleSeconds,
+  PACKAGE_MODULE,
+  readCloudInitTimings,
+  RUNCMD_MODULE,
+} from "../test/e2e/vm/timings";
 import { ensureImage, makeRunDir, makeSshKey, removeRunDir, sleep, tail } from "../test/e2e/vm/vm";
 
 /** Limits the providers document for user-data (see ../shared/notes/pulumi.md). */
@@ -94,9 +100,9 @@ async function main(): Promise<void> {
       `state applied:    +${s(stepMs(delivery, "state"))}  (delivery done ${s(delivery.totalMs)})`,
       `hub ready:        ${s(readyMs)} after QEMU start (device handshake + DNS answer through the tunnel)`,
       "split:",
-      `  package install   ${moduleSeconds(t, "package_update_upgrade_install").toFixed(1)} s (cloud-init package_update_upgrade_install)`,
-      `  bootstrap cmds    ${moduleSeconds(t, "scripts-user").toFixed(1)} s (cloud-init runcmd script)`,
-      `  other cloud-init  ${(t.stages.reduce((a, x) => a + x.seconds, 0) - moduleSeconds(t, "package_update_upgrade_install") - moduleSeconds(t, "scripts-user")).toFixed(1)} s`,
+      `  package install   ${moduleSeconds(t, PACKAGE_MODULE).toFixed(1)} s (cloud-init package_update_upgrade_install)`,
+      `  bootstrap cmds    ${moduleSeconds(t, RUNCMD_MODULE).toFixed(1)} s (cloud-init runcmd script)`,
+      `  other cloud-init  ${(t.stages.reduce((a, x) => a + x.seconds, 0) - moduleSeconds(t, PACKAGE_MODULE) - moduleSeconds(t, RUNCMD_MODULE)).toFixed(1)} s`,
       `  agent install     ${(stepMs(delivery, "agent-bundle") / 1000).toFixed(1)} s`,
       `  agent apply       ${(stepMs(delivery, "state") / 1000).toFixed(1)} s`,
       formatTimings(t, 12),

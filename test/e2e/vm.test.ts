@@ -26,7 +26,14 @@ import {
 import { dnsOverTcp, HTTP_REQUEST, probeTcp, probeUdpDns } from "./vm/probe";
 import { runProgram, type RenderedStack } from "./vm/program";
 import { bootId } from "./vm/ssh";
-import { formatTimings, moduleSeconds, readCloudInitTimings, type CloudInitTimings } from "./vm/timings";
+import {
+  formatTimings,
+  moduleSeconds,
+  PACKAGE_MODULE,
+  readCloudInitTimings,
+  RUNCMD_MODULE,
+  type CloudInitTimings,
+} from "./vm/timings";
 import {
   ensureImage,
   makeRunDir,
@@ -374,8 +381,8 @@ function report(f: Figures): string {
   if (f.firstTimings) {
     const t = f.firstTimings;
     lines.push(
-      `split (first boot): package install ${moduleSeconds(t, "package_update_upgrade_install").toFixed(1)} s, ` +
-        `bootstrap commands ${moduleSeconds(t, "scripts-user").toFixed(1)} s, ` +
+      `split (first boot): package install ${moduleSeconds(t, PACKAGE_MODULE).toFixed(1)} s, ` +
+        `bootstrap commands ${moduleSeconds(t, RUNCMD_MODULE).toFixed(1)} s, ` +
         `agent apply ${seconds(f.first ? stepMs(f.first, "state") : undefined)}`,
     );
     lines.push(formatTimings(t));

@@ -11,7 +11,7 @@ export interface StageTiming {
 }
 
 export interface ModuleTiming {
-  /** e.g. "modules-final/config-package_update_upgrade_install" */
+  /** e.g. "modules-final/config-package-update-upgrade-install" */
   readonly module: string;
   readonly seconds: number;
 }
@@ -63,9 +63,16 @@ export async function readCloudInitTimings(ssh: Ssh): Promise<CloudInitTimings> 
   };
 }
 
-/** Seconds spent in one module, 0 if it did not run. */
-export function moduleSeconds(t: CloudInitTimings, suffix: string): number {
-  return t.modules.filter((m) => m.module.endsWith(suffix)).reduce((sum, m) => sum + m.seconds, 0);
+/** The module that installs the hub's packages, and the one that runs the bootstrap commands (runcmd). */
+export const PACKAGE_MODULE = "package_update_upgrade_install";
+export const RUNCMD_MODULE = "scripts_user";
+
+/** Seconds spent in one module, 0 if it did not run. cloud-init 22.4 spells module names with dashes here. */
+export function moduleSeconds(t: CloudInitTimings, name: string): number {
+  const dashed = (x: string) => x.replace(/_/g, "-");
+  return t.modules
+    .filter((m) => dashed(m.module).endsWith(dashed(name)))
+    .reduce((sum, m) => sum + m.seconds, 0);
 }
 
 export function formatTimings(t: CloudInitTimings, top = 8): string {
