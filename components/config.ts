@@ -31,7 +31,7 @@ export interface CloudHostTarget {
 export interface ExistingHostTarget {
   readonly provider: "existing";
   readonly host: string;
-  /** Defaults to "root". Also the operator user. */
+  /** Required, not root (the bootstrap turns root login off). Also the operator user. */
   readonly user: string;
 }
 
