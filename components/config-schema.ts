@@ -57,7 +57,7 @@ export const CONFIG_SCHEMA = {
     region: {
       type: "string",
       description: "Provider region slug, e.g. fra1 (DigitalOcean), eu-central (Linode), fra (Vultr).",
-      fix: "is not a region slug: see docs/providers.md for each provider's list",
+      fix: "is not a region slug: see components/catalog.ts for each provider's list",
     },
     size: {
       type: "string",
