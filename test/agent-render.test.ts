@@ -73,8 +73,13 @@ describe("nftables ruleset", () => {
       "table inet cloudpal {",
     ]);
     expect(text).not.toContain("flush ruleset");
-    expect(text).toContain("type filter hook input priority filter; policy drop;");
-    expect(text).toContain("type filter hook forward priority filter; policy drop;");
+    // Default deny is the last rule of each filter chain, not the policy: see nftables-ruleset.ts for why.
+    for (const chain of ["input", "forward"]) {
+      const body = text.slice(text.indexOf(`  chain ${chain} {`));
+      const lines = body.slice(0, body.indexOf("\n  }")).split("\n");
+      expect(lines[1]).toBe(`    type filter hook ${chain} priority filter; policy accept;`);
+      expect(lines[lines.length - 1]).toBe('    drop comment "default deny"');
+    }
   });
 
   it("keeps SSH open from the allowed CIDRs and WireGuard open to all; DNS only from the tunnel", () => {
