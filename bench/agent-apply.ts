@@ -78,6 +78,20 @@ async function main(): Promise<void> {
       "allowed-ips",
       "10.77.0.0/16",
     ]);
+    /** Forget the probe's session with the hub, so its next packet needs a new handshake. */
+    const freshProbeSession = async () => {
+      await lab.exec(probeNs, "wg", ["set", probeIf, "peer", hubPublic, "remove"]);
+      await lab.exec(probeNs, "wg", [
+        "set",
+        probeIf,
+        "peer",
+        hubPublic,
+        "endpoint",
+        "192.0.2.1:51820",
+        "allowed-ips",
+        "10.77.0.0/16",
+      ]);
+    };
     await lab.exec(probeNs, "ip", ["addr", "add", `${probe.ipv4}/32`, "dev", probeIf]);
     await lab.exec(probeNs, "ip", ["link", "set", probeIf, "up"]);
     await lab.exec(probeNs, "ip", ["route", "add", SUBNETS.ipv4Subnet, "dev", probeIf]);
@@ -93,17 +107,7 @@ async function main(): Promise<void> {
       cpu.push(r.cpuSeconds * 1000);
       // A device whose handshake was ignored retries only every 5 s (WireGuard's REKEY_TIMEOUT); a device that
       // just got its config (a new phone) starts a fresh one. Start a fresh one now, so the figure is the hub's.
-      await lab.exec(probeNs, "wg", ["set", probeIf, "peer", hubPublic, "remove"]);
-      await lab.exec(probeNs, "wg", [
-        "set",
-        probeIf,
-        "peer",
-        hubPublic,
-        "endpoint",
-        "192.0.2.1:51820",
-        "allowed-ips",
-        "10.77.0.0/16",
-      ]);
+      await freshProbeSession();
       await waitFor(
         async () => /\[(\d+\.\d+)\] \d+ bytes from/.test(lab.daemonOutput(`probe-ping-${i}`)),
         10_000,
@@ -114,17 +118,7 @@ async function main(): Promise<void> {
       await lab.stopDaemon(`probe-ping-${i}`);
       await hub.apply(st(peers));
       // Drop the probe's session so the next round needs a new handshake.
-      await lab.exec(probeNs, "wg", ["set", probeIf, "peer", hubPublic, "remove"]);
-      await lab.exec(probeNs, "wg", [
-        "set",
-        probeIf,
-        "peer",
-        hubPublic,
-        "endpoint",
-        "192.0.2.1:51820",
-        "allowed-ips",
-        "10.77.0.0/16",
-      ]);
+      await freshProbeSession();
     }
     const fmt = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(", ");
     out(
