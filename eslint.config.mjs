@@ -16,7 +16,7 @@ export default tseslint.config(
             {
               name: "child_process",
               message:
-                "Start processes only through agent/src/runner.ts (argument arrays, secrets on stdin).",
+                "Start processes only through lib/runner.ts (argument arrays, secrets on stdin).",
             },
           ],
         },

@@ -4,7 +4,12 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { buildAgentBundle } from "./agent/build";
-import { CONFIG_NAMESPACE, ConfigError, loadStackConfig, SSH_PRIVATE_KEY_KEY } from "./components/config";
+import {
+  CONFIG_NAMESPACE,
+  ConfigError,
+  loadStackConfig,
+  SSH_PRIVATE_KEY_KEY,
+} from "./components/config/index";
 import { Hub } from "./components/hub";
 
 function load() {

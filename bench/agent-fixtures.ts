@@ -3,9 +3,9 @@
  * one allocator, split over a few groups.
  */
 import { randomBytes } from "crypto";
-import { allocateAddresses } from "../agent/src/addressing";
-import { privateKeyFromBytes, publicKeyFromPrivate } from "../agent/src/keys";
-import type { HubState, PeerState } from "../agent/src/state";
+import { allocateAddresses } from "../model/addressing";
+import { privateKeyFromBytes, publicKeyFromPrivate } from "../model/keys";
+import type { HubState, PeerState } from "../model/state";
 
 export const SUBNETS = { ipv4Subnet: "10.77.0.0/16", ipv6Prefix: "fd7a:c10d:9a1::/64" } as const;
 

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs"
 import { tmpdir } from "os";
 import * as path from "path";
 import { buildAgentBundle } from "../agent/build";
-import type { HubState } from "../agent/src/state";
+import type { HubState } from "../model/state";
 import { Lab, waitFor } from "../test/e2e/netns/lab";
 
 export const INTERNET_HUB = "198.51.100.1";

@@ -12,7 +12,7 @@
 import { createHash } from "crypto";
 import { readFile } from "fs/promises";
 import { gzipSync } from "zlib";
-import { privateKeyFromBytes, publicKeyFromPrivate } from "../agent/src/keys";
+import { privateKeyFromBytes, publicKeyFromPrivate } from "../model/keys";
 import { Device, deviceNames } from "../test/e2e/vm/device";
 import { bootHubVm, deliver, stepMs, type HubVm } from "../test/e2e/vm/hub-vm";
 import { runProgram } from "../test/e2e/vm/program";

@@ -8,7 +8,7 @@
 import { createWriteStream } from "fs";
 import { cpus, loadavg } from "os";
 import * as path from "path";
-import type { HubState } from "../agent/src/state";
+import type { HubState } from "../model/state";
 import { syntheticPeers, syntheticState } from "./agent-fixtures";
 import { HubLab, INTERNET, mib, rssKiB } from "./agent-hub-lab";
 

@@ -1,6 +1,6 @@
 import { posix } from "node:path";
-import { LAYOUT } from "../agent/src/layout";
-import { AGENT_WRAPPER, agentUnits } from "../agent/src/units";
+import { LAYOUT } from "../model/layout";
+import { AGENT_WRAPPER, agentUnits } from "./units";
 import { renderNftablesBaseline } from "./nftables-baseline";
 import { HUB_PACKAGES } from "./packages";
 import type { BootstrapSpec } from "./spec";

@@ -1,4 +1,4 @@
-import { LAYOUT, MANAGED_HEADER } from "../agent/src/layout";
+import { LAYOUT, MANAGED_HEADER } from "../model/layout";
 
 /**
  * The default-deny firewall the hub starts with, written to LAYOUT.nftablesConfig so Debian's

@@ -1,4 +1,4 @@
-import { MANAGED_HEADER } from "../agent/src/layout";
+import { MANAGED_HEADER } from "../model/layout";
 import { FAIL_FAST, type CloudConfig, type CloudUser, type WriteFile } from "./types";
 
 /** Quotes one word for bash: single quotes, with embedded quotes closed, escaped and reopened. */

@@ -1,4 +1,4 @@
-import { MANAGED_HEADER } from "../agent/src/layout";
+import { MANAGED_HEADER } from "../model/layout";
 
 /** Where the sshd drop-in goes. sshd keeps the FIRST value it reads for most keywords, and Debian/Ubuntu include
  * sshd_config.d/*.conf at the top of sshd_config, so a low number beats cloud-init's own 50-cloud-init.conf. */

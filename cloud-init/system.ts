@@ -1,4 +1,4 @@
-import { MANAGED_HEADER } from "../agent/src/layout";
+import { MANAGED_HEADER } from "../model/layout";
 import type { ImageFamily } from "./spec";
 
 export const SYSCTL_FILE = "/etc/sysctl.d/90-cloudpal.conf";

@@ -1,4 +1,4 @@
-import { MANAGED_HEADER } from "../agent/src/layout";
+import { MANAGED_HEADER } from "../model/layout";
 
 /**
  * unbound's first configuration, written to LAYOUT.unboundConfig before the package is installed, so the

@@ -1,4 +1,4 @@
-import { LAYOUT } from "../agent/src/layout";
+import { LAYOUT } from "../model/layout";
 import type { BootstrapSpec, ImageFamily } from "./spec";
 
 const IMAGES: readonly ImageFamily[] = ["debian-12", "ubuntu-24.04"];

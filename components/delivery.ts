@@ -7,7 +7,7 @@
  * is POSIX sh: `command.remote.Command` runs it through the login shell of the operator user, which cloud-init
  * leaves at /bin/sh unless told otherwise.
  */
-import { LAYOUT } from "../agent/src/layout";
+import { LAYOUT } from "../model/layout";
 
 export type StdinPayload = "agentBundle" | "state" | "bootstrapScript";
 

@@ -7,12 +7,12 @@ import { createHash } from "crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { hubAddresses } from "../agent/src/addressing";
-import { renderClientConfig } from "../agent/src/client-config";
-import { privateKeyFromBytes, publicKeyFromPrivate } from "../agent/src/keys";
+import { hubAddresses } from "../model/addressing";
+import { renderClientConfig } from "../model/client-config";
+import { privateKeyFromBytes, publicKeyFromPrivate } from "../model/keys";
 import { renderBootstrapScript, renderUserData } from "../cloud-init/render";
 import type { BootstrapSpec } from "../cloud-init/spec";
-import type { HubConfig } from "./config";
+import type { HubConfig } from "./config/index";
 import {
   DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS,
   deliverySteps,

@@ -8,8 +8,8 @@
  */
 import { parseArgs } from "util";
 import * as QRCode from "qrcode";
-import { writeFileAtomic } from "../agent/src/atomic-file";
-import { realRunner, type Runner } from "../agent/src/runner";
+import { writeFileAtomic } from "../lib/atomic-file";
+import { realRunner, type Runner } from "../lib/runner";
 
 export class DeviceError extends Error {}
 

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import * as ipaddr from "ipaddr.js";
-import { allocateAddresses, AllocationError, hubAddresses } from "../agent/src/addressing";
+import { allocateAddresses, AllocationError, hubAddresses } from "../model/addressing";
 
 const SUBNETS = { ipv4Subnet: "10.77.0.0/16", ipv6Prefix: "fd7a:c10d:9a1::/64" };
 const names = fc.uniqueArray(fc.stringMatching(/^[a-z][a-z0-9-]{0,12}$/), { minLength: 1, maxLength: 40 });

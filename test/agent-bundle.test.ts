@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import { buildAgentBundle } from "../agent/build";
-import { realRunner } from "../agent/src/runner";
+import { realRunner } from "../lib/runner";
 
 describe("agent bundle", () => {
   it("is one deterministic file that runs with plain node", async () => {

@@ -4,7 +4,7 @@ import * as path from "path";
 import { runCli } from "../agent/src/commands";
 import { defaultOptions, pathsUnder, type AgentOptions } from "../agent/src/options";
 import type { AgentContext } from "../agent/src/reconcile";
-import type { HubState } from "../agent/src/state";
+import type { HubState } from "../model/state";
 import { FakeHub } from "../agent/test-support/fake-hub";
 import { fixedKeyPair, testPeer, testState } from "../agent/test-support/state-fixtures";
 

@@ -12,7 +12,7 @@ import {
 } from "../agent/src/unbound-config";
 import { parseWgDump, renderWireguardConfig, wireguardMatches } from "../agent/src/wireguard-config";
 import { buildDnsFilter } from "../agent/src/blocklist";
-import type { HubState } from "../agent/src/state";
+import type { HubState } from "../model/state";
 import { fixedKeyPair, testState } from "../agent/test-support/state-fixtures";
 
 const nft = (s: HubState) => renderNftRuleset(s, { table: "cloudpal", interface: "wg0" });

@@ -1,4 +1,4 @@
-import { CommandError, describeCommand, realRunner } from "../agent/src/runner";
+import { CommandError, describeCommand, realRunner } from "../lib/runner";
 
 describe("process runner", () => {
   it("logs each command, masks secret arguments and passes stdin", async () => {

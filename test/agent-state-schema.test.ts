@@ -1,5 +1,5 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- these tests build deliberately malformed documents field by field. */
-import { parseHubState, StateError, validateHubState } from "../agent/src/state-schema";
+import { parseHubState, StateError, validateHubState } from "../model/state-schema";
 import { testPeer, testState } from "../agent/test-support/state-fixtures";
 
 function problems(input: unknown): string[] {

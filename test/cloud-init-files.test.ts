@@ -4,7 +4,7 @@
  */
 import { copyFileSync, readFileSync, writeFileSync } from "fs";
 import { join } from "path";
-import { LAYOUT } from "../agent/src/layout";
+import { LAYOUT } from "../model/layout";
 import { renderUserData } from "../cloud-init/render";
 import { JOURNALD_DROP_IN, SYSCTL_FILE, UNATTENDED_UPGRADES_FILE } from "../cloud-init/system";
 import { fileContent, parseUserData, run, runOk, spec, withNetns, withTempDir } from "./cloud-init-helpers";

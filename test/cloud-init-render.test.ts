@@ -1,8 +1,8 @@
 import { generateKeyPairSync, randomBytes } from "crypto";
-import { LAYOUT } from "../agent/src/layout";
-import { privateKeyFromBytes, publicKeyFromPrivate } from "../agent/src/keys";
-import { AGENT_WRAPPER, agentUnits } from "../agent/src/units";
-import { loadConfig, readStackConfig } from "../components/config";
+import { LAYOUT } from "../model/layout";
+import { privateKeyFromBytes, publicKeyFromPrivate } from "../model/keys";
+import { AGENT_WRAPPER, agentUnits } from "../cloud-init/units";
+import { loadConfig, readStackConfig } from "../components/config/index";
 import { buildHubState } from "../components/state";
 import { bootstrapSpec } from "../components/hub";
 import { HUB_PACKAGES } from "../cloud-init/packages";

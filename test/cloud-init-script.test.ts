@@ -5,7 +5,7 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "fs";
 import { join } from "path";
-import { LAYOUT } from "../agent/src/layout";
+import { LAYOUT } from "../model/layout";
 import { renderBootstrapScript, renderUserData } from "../cloud-init/render";
 import { shellQuote } from "../cloud-init/script";
 import { FAIL_FAST } from "../cloud-init/types";

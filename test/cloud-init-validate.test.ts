@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from "crypto";
-import { LAYOUT } from "../agent/src/layout";
+import { LAYOUT } from "../model/layout";
 import { renderBootstrapScript, renderUserData, validateBootstrapSpec } from "../cloud-init/render";
 import type { BootstrapSpec } from "../cloud-init/spec";
 import { ED25519_KEY, spec } from "./cloud-init-helpers";

@@ -5,8 +5,8 @@
 import { readFileSync } from "fs";
 import * as path from "path";
 import { parse } from "yaml";
-import { CONFIG_KEYS, loadConfig, readStackConfig } from "../components/config";
-import { CONFIG_SCHEMA } from "../components/config-schema";
+import { CONFIG_KEYS, loadConfig, readStackConfig } from "../components/config/index";
+import { CONFIG_SCHEMA } from "../components/config/schema";
 import { minimalConfig } from "./helpers/fixtures";
 
 interface Declared {

@@ -10,7 +10,7 @@ import {
   type HubConfig,
   loadConfig,
   readStackConfig,
-} from "../components/config";
+} from "../components/config/index";
 import { minimalConfig, OPERATOR_CIDR, sshPublicKey, wireguardPublicKey } from "./helpers/fixtures";
 
 function problems(raw: Record<string, unknown>): string[] {

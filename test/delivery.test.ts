@@ -8,7 +8,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import { join } from "path";
 import { deliverySteps, DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS, type RemoteStep } from "../components/delivery";
-import { LAYOUT } from "../agent/src/layout";
+import { LAYOUT } from "../model/layout";
 
 const cloud = { bootstrapOverSsh: false, cloudInitTimeoutSeconds: 600 };
 const existing = { bootstrapOverSsh: true, cloudInitTimeoutSeconds: 600 };

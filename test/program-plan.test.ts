@@ -7,7 +7,7 @@ import { createHash } from "crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
-import { privateKeyFromBytes } from "../agent/src/keys";
+import { privateKeyFromBytes } from "../model/keys";
 
 jest.setTimeout(60_000);
 

@@ -14,13 +14,13 @@ jest.setTimeout(60_000);
 const recorder = installMocks(pulumi);
 
 // Imported after setMocks (STYLE.md); these modules register nothing at import time.
-import { loadConfig } from "../components/config";
+import { loadConfig } from "../components/config/index";
 import { Hub } from "../components/hub";
-import { isWireGuardKey, publicKeyFromPrivate } from "../agent/src/keys";
+import { isWireGuardKey, publicKeyFromPrivate } from "../model/keys";
 import { renderUserData } from "../cloud-init/render";
 import { bootstrapSpec } from "../components/hub";
-import type { HubState } from "../agent/src/state";
-import { parseHubState } from "../agent/src/state-schema";
+import type { HubState } from "../model/state";
+import { parseHubState } from "../model/state-schema";
 
 const FAKE_AGENT = "// agent bundle stand-in\n";
 const SSH_PRIVATE_KEY =

@@ -7,7 +7,7 @@ import { createHash } from "crypto";
 import { readFileSync, statSync } from "fs";
 import * as path from "path";
 import { fileURLToPath } from "url";
-import { writeFileAtomic, readIfExists } from "./atomic-file";
+import { writeFileAtomic, readIfExists } from "../../lib/atomic-file";
 import { normalizeDomain, parseBlocklist, rejectReason } from "./blocklist";
 
 export interface FetchBounds {

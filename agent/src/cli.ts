@@ -2,7 +2,7 @@
 /** Entry point of the bundle: real runner, options from the environment, process stdio. */
 import { runCli } from "./commands";
 import { optionsFromEnv } from "./options";
-import { realRunner } from "./runner";
+import { realRunner } from "../../lib/runner";
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];

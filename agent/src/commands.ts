@@ -13,7 +13,7 @@ import {
   reconcile,
   reconcileUnbound,
 } from "./reconcile";
-import { parseHubState, StateError } from "./state-schema";
+import { parseHubState, StateError } from "../../model/state-schema";
 import { collectStatus, formatStatus } from "./status";
 
 export interface CliIo {

@@ -25,10 +25,10 @@
  *   eth0 or enp1s0, or adds a second one; the forward chain already decides what may leave.
  */
 import * as ipaddr from "ipaddr.js";
-import { hubAddresses } from "./addressing";
-import { canonicalIpv6 } from "./ip-text";
-import { MANAGED_HEADER } from "./layout";
-import type { HubState } from "./state";
+import { hubAddresses } from "../../model/addressing";
+import { canonicalIpv6 } from "../../model/ip-text";
+import { MANAGED_HEADER } from "../../model/layout";
+import type { HubState } from "../../model/state";
 
 export interface NftOptions {
   readonly table: string;

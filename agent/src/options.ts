@@ -6,7 +6,7 @@
  * variables the CLI reads. Nothing else in the agent consults the environment.
  */
 import * as path from "path";
-import { LAYOUT } from "./layout";
+import { LAYOUT } from "../../model/layout";
 
 export interface AgentPaths {
   readonly stateDir: string;

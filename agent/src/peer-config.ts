@@ -2,10 +2,10 @@
  * `cloudpal-agent peer config NAME`: the same wg-quick text the Pulumi program outputs, built from the
  * persisted state. The hub never holds a device's private key, so the PrivateKey line is the placeholder.
  */
-import { hubAddresses } from "./addressing";
-import { renderClientConfig } from "./client-config";
-import { publicKeyFromPrivate } from "./keys";
-import type { HubState } from "./state";
+import { hubAddresses } from "../../model/addressing";
+import { renderClientConfig } from "../../model/client-config";
+import { publicKeyFromPrivate } from "../../model/keys";
+import type { HubState } from "../../model/state";
 
 export const DEFAULT_KEEPALIVE_SECONDS = 25;
 

@@ -9,15 +9,15 @@
  */
 import { readdirSync, rmSync, writeFileSync } from "fs";
 import * as path from "path";
-import { hubAddresses } from "./addressing";
-import { readBytesIfExists, readHeadIfExists, readIfExists, writeFileAtomic } from "./atomic-file";
+import { hubAddresses } from "../../model/addressing";
+import { readBytesIfExists, readHeadIfExists, readIfExists, writeFileAtomic } from "../../lib/atomic-file";
 import { buildDnsFilter } from "./blocklist";
 import { readStoredList, storedListPath } from "./blocklist-fetch";
 import { createHash } from "crypto";
 import { renderNftRuleset } from "./nftables-ruleset";
 import type { AgentOptions } from "./options";
-import type { Logger, Runner } from "./runner";
-import type { HubState } from "./state";
+import type { Logger, Runner } from "../../lib/runner";
+import type { HubState } from "../../model/state";
 import {
   countZoneLines,
   diffZones,

@@ -3,7 +3,7 @@
  * with peers named from the persisted state.
  */
 import type { AgentContext } from "./reconcile";
-import type { HubState } from "./state";
+import type { HubState } from "../../model/state";
 import { parseWgDump } from "./wireguard-config";
 
 export interface PeerStatus {

@@ -10,11 +10,11 @@
  * Values reach these files only after validation (hostname labels, domains, IP addresses) and are still
  * quoted, so a value cannot open a new directive or clause.
  */
-import { hubAddresses } from "./addressing";
-import { canonicalIpv6 } from "./ip-text";
+import { hubAddresses } from "../../model/addressing";
+import { canonicalIpv6 } from "../../model/ip-text";
 import type { DnsFilter } from "./blocklist";
-import { LAYOUT, MANAGED_HEADER } from "./layout";
-import type { HubState } from "./state";
+import { LAYOUT, MANAGED_HEADER } from "../../model/layout";
+import type { HubState } from "../../model/state";
 
 export const CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
 /** Seconds; short, because a peer's address only changes when the user re-pins it. */

@@ -4,10 +4,10 @@
  * exactly its /32 and /128: WireGuard's cryptokey routing then drops any packet from a peer whose source is
  * not its own address, which is the first layer of anti-spoofing (nftables adds the second).
  */
-import { MANAGED_HEADER } from "./layout";
-import type { HubState, PeerState } from "./state";
+import { MANAGED_HEADER } from "../../model/layout";
+import type { HubState, PeerState } from "../../model/state";
 import * as ipaddr from "ipaddr.js";
-import { canonicalIpv6 } from "./ip-text";
+import { canonicalIpv6 } from "../../model/ip-text";
 
 export function peerAllowedIps(peer: { ipv4: string; ipv6: string }): string[] {
   return [`${peer.ipv4}/32`, `${canonicalIpv6(peer.ipv6)}/128`];

@@ -5,8 +5,14 @@
  * The real commands run in test/e2e/netns.test.ts.
  */
 import { readFileSync } from "fs";
-import { publicKeyFromPrivate } from "../src/keys";
-import { type RunOptions, type RunResult, type Runner, CommandError, describeCommand } from "../src/runner";
+import { publicKeyFromPrivate } from "../../model/keys";
+import {
+  type RunOptions,
+  type RunResult,
+  type Runner,
+  CommandError,
+  describeCommand,
+} from "../../lib/runner";
 import { parseUnboundZones } from "../src/unbound-config";
 
 export interface Call {

@@ -1,8 +1,8 @@
 /** A small, fixed hub state for unit tests: three groups, four peers, keys from fixed bytes. */
 import { createHash } from "crypto";
-import { allocateAddresses } from "../src/addressing";
-import { privateKeyFromBytes, publicKeyFromPrivate } from "../src/keys";
-import type { HubState, PeerState } from "../src/state";
+import { allocateAddresses } from "../../model/addressing";
+import { privateKeyFromBytes, publicKeyFromPrivate } from "../../model/keys";
+import type { HubState, PeerState } from "../../model/state";
 
 export function fixedKeyPair(seed: string): { privateKey: string; publicKey: string } {
   const privateKey = privateKeyFromBytes(createHash("sha256").update(seed).digest());

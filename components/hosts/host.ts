@@ -3,7 +3,7 @@
  * over the provider and never looks inside it.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { HubConfig } from "../config";
+import type { HubConfig } from "../config/index";
 
 export interface HostArgs {
   readonly config: HubConfig;

@@ -12,7 +12,7 @@
  * the benchmark's numbers too: bench/boot.ts runs the first half on its own).
  */
 import { createHash } from "crypto";
-import { privateKeyFromBytes, publicKeyFromPrivate } from "../../agent/src/keys";
+import { privateKeyFromBytes, publicKeyFromPrivate } from "../../model/keys";
 import { Device, deviceNames, parseClientConfig } from "./vm/device";
 import {
   bootHubVm,

@@ -1,6 +1,6 @@
 /** Valid keys and minimal configs for config, program and plan tests: derived from fixed seeds. */
 import { createHash, createPrivateKey, createPublicKey } from "crypto";
-import { privateKeyFromBytes, publicKeyFromPrivate } from "../../agent/src/keys";
+import { privateKeyFromBytes, publicKeyFromPrivate } from "../../model/keys";
 
 function seed(label: string): Buffer {
   return createHash("sha256").update(label).digest();

@@ -7,7 +7,7 @@
 // eslint-disable-next-line no-restricted-imports -- daemons (wireguard-go, unbound) must be spawned and kept by PID; short commands use the agent's runner.
 import { spawn, type ChildProcess } from "child_process";
 import { existsSync } from "fs";
-import { realRunner, type RunOptions, type RunResult } from "../../../agent/src/runner";
+import { realRunner, type RunOptions, type RunResult } from "../../../lib/runner";
 
 export class Lab {
   readonly tag = String(process.pid);

@@ -10,8 +10,8 @@ import {
   DOMAIN_PATTERN,
   NAME_PATTERN,
   WIREGUARD_KEY_PATTERN as WG_KEY_PATTERN,
-} from "../agent/src/state-schema";
-import { CATALOG, IMAGE_FAMILIES, PROVIDERS, type CloudProvider } from "./catalog";
+} from "../../model/state-schema";
+import { CATALOG, IMAGE_FAMILIES, PROVIDERS, type CloudProvider } from "../catalog";
 
 // The agent validates the state it receives with the same patterns, so a name or domain the config accepts
 // can never be refused on the hub.

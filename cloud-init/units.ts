@@ -2,7 +2,7 @@
  * systemd units for the hub. The bootstrap (cloud-init, or the same script on an existing server) writes them
  * once; they only name commands of the agent, so they never change when the desired state changes.
  */
-import { LAYOUT } from "./layout";
+import { LAYOUT } from "../model/layout";
 
 export interface UnitFile {
   readonly path: string;

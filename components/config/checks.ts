@@ -4,8 +4,8 @@
  * every problem it finds as one STYLE.md sentence; config.ts reports them all together.
  */
 import * as ipaddr from "ipaddr.js";
-import type { RawConfig, UnallocatedConfig } from "./config";
-import { show } from "./config-format";
+import type { RawConfig, UnallocatedConfig } from "./index";
+import { show } from "../../model/messages";
 
 type Net = [ipaddr.IPv4 | ipaddr.IPv6, number];
 

@@ -6,13 +6,13 @@
  */
 import Ajv, { type ErrorObject } from "ajv";
 import * as pulumi from "@pulumi/pulumi";
-import { allocateAddresses, AllocationError } from "../agent/src/addressing";
-import type { DnsState, FirewallMode } from "../agent/src/state";
-import type { ImageFamily } from "../cloud-init/spec";
-import { CATALOG, type CloudProvider } from "./catalog";
-import { checkConfig } from "./config-checks";
-import { fieldPath, show } from "./config-format";
-import { CONFIG_KEYS, CONFIG_SCHEMA } from "./config-schema";
+import { allocateAddresses, AllocationError } from "../../model/addressing";
+import type { DnsState, FirewallMode } from "../../model/state";
+import type { ImageFamily } from "../../cloud-init/spec";
+import { CATALOG, type CloudProvider } from "../catalog";
+import { checkConfig } from "./checks";
+import { fieldPath, show } from "../../model/messages";
+import { CONFIG_KEYS, CONFIG_SCHEMA } from "./schema";
 
 export const CONFIG_NAMESPACE = "cloudpal";
 /** Secret config holding the operator's SSH private key for delivery; not part of HubConfig. */
