@@ -3,13 +3,8 @@
  * before anything is registered; a bad config ends the run with every problem listed, and creates nothing.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { buildAgentBundle } from "./agent/build";
-import {
-  CONFIG_NAMESPACE,
-  ConfigError,
-  loadStackConfig,
-  SSH_PRIVATE_KEY_KEY,
-} from "./components/config/index";
+import { buildAgentBundle } from "./components/agent-bundle";
+import { CONFIG_NAMESPACE, ConfigError, loadStackConfig, SSH_PRIVATE_KEY_KEY } from "./components/config";
 import { Hub } from "./components/hub";
 
 function load() {

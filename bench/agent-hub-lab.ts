@@ -6,7 +6,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
-import { buildAgentBundle } from "../agent/build";
+import { buildAgentBundle } from "../components/agent-bundle";
 import type { HubState } from "../model/state";
 import { Lab, waitFor } from "../test/e2e/netns/lab";
 

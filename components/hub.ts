@@ -12,7 +12,7 @@ import { renderClientConfig } from "../model/client-config";
 import { privateKeyFromBytes, publicKeyFromPrivate } from "../model/keys";
 import { renderBootstrapScript, renderUserData } from "../cloud-init/render";
 import type { BootstrapSpec } from "../cloud-init/spec";
-import type { HubConfig } from "./config/index";
+import type { HubConfig } from "./config";
 import {
   DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS,
   deliverySteps,
@@ -34,11 +34,11 @@ export interface AgentBundle {
 }
 
 export interface HubArgs {
-  /** Validated config (components/config.ts loadConfig). */
+  /** Validated config (components/config loadConfig). */
   readonly config: HubConfig;
   /** The operator's SSH private key for delivery; kept secret. */
   readonly sshPrivateKey: pulumi.Input<string>;
-  /** The agent bundle (agent/build.ts buildAgentBundle). */
+  /** The agent bundle (components/agent-bundle.ts buildAgentBundle). */
   readonly agentBundle: AgentBundle;
 }
 

@@ -1,9 +1,9 @@
 /**
- * The desired state the hub's agent receives on stdin (agent/src/state.ts), built from the validated config
+ * The desired state the hub's agent receives on stdin (model/state.ts), built from the validated config
  * and the keys Pulumi holds. Pure: the Hub calls it inside an apply, tests call it directly.
  */
 import type { HubState } from "../model/state";
-import type { HubConfig } from "./config/index";
+import type { HubConfig } from "./config";
 
 /** WireGuard material per peer, by peer name. */
 export interface PeerKeys {

@@ -1,4 +1,4 @@
-/** How config messages name a field and show a value (STYLE.md: field in quotes, then the bad value). */
+/** How config messages name a field and show a value (the field in quotes, then the bad value, then the fix). */
 
 /** '/peers/2/publicKey' → 'peers[2].publicKey' */
 export function fieldPath(instancePath: string, child?: string): string {

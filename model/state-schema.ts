@@ -1,5 +1,5 @@
 /**
- * The edge of the agent: the JSON Schema of HubState (agent/src/state.ts) plus the checks a schema cannot
+ * The edge of the agent: the JSON Schema of HubState (model/state.ts) plus the checks a schema cannot
  * express (references between groups and peers, addresses inside the subnets and unique). Every problem becomes
  * one sentence naming the field in quotes, the bad value and the fix; nothing is written before this passes.
  *
@@ -242,11 +242,11 @@ function describeAjvError(e: ErrorObject): string {
   switch (e.keyword) {
     case "required": {
       const missing = (e.params as { missingProperty: string }).missingProperty;
-      return `'${fieldName(e.instancePath, missing)}' is missing: add it (see agent/src/state.ts for its meaning).`;
+      return `'${fieldName(e.instancePath, missing)}' is missing: add it (see model/state.ts for its meaning).`;
     }
     case "additionalProperties": {
       const extra = (e.params as { additionalProperty: string }).additionalProperty;
-      return `'${fieldName(e.instancePath, extra)}' is not a known field: remove it or check its spelling against agent/src/state.ts.`;
+      return `'${fieldName(e.instancePath, extra)}' is not a known field: remove it or check its spelling against model/state.ts.`;
     }
     case "type":
       return `'${fieldName(e.instancePath)}' (${shown(e.data)}) must be ${(e.params as { type: string }).type}${fix ? `: ${fix}` : "."}`;
@@ -333,13 +333,13 @@ function crossCheck(state: HubState): string[] {
       );
     if (!inV4Subnet(p.ipv4, v4net) || p.ipv4 === network || p.ipv4 === broadcast || p.ipv4 === hubIpv4) {
       problems.push(
-        `'${f}.ipv4' (${shown(p.ipv4)}) is not a peer address of ${state.hub.ipv4Subnet}: use the address allocateAddresses() gives (agent/src/addressing.ts); the network, broadcast and hub (${hubIpv4}) addresses are reserved.`,
+        `'${f}.ipv4' (${shown(p.ipv4)}) is not a peer address of ${state.hub.ipv4Subnet}: use the address allocateAddresses() gives (model/addressing.ts); the network, broadcast and hub (${hubIpv4}) addresses are reserved.`,
       );
     } else dup("v4", p.ipv4, "ipv4", "use the address allocateAddresses() gives, or pin a free one");
     const { inside, normalized: v6 } = inV6Prefix(p.ipv6, v6net);
     if (!inside || v6 === hubIpv6) {
       problems.push(
-        `'${f}.ipv6' (${shown(p.ipv6)}) is not a peer address of ${state.hub.ipv6Prefix}: use the address allocateAddresses() gives (agent/src/addressing.ts); ${hubIpv6} is the hub's.`,
+        `'${f}.ipv6' (${shown(p.ipv6)}) is not a peer address of ${state.hub.ipv6Prefix}: use the address allocateAddresses() gives (model/addressing.ts); ${hubIpv6} is the hub's.`,
       );
     } else dup("v6", v6, "ipv6", "use the address allocateAddresses() gives, or pin a free one");
   });

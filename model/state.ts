@@ -3,7 +3,7 @@
  * and that the agent persists (0600) and reconciles WireGuard, nftables and unbound against.
  *
  * The Pulumi side builds it with `buildHubState()` (components/state.ts); the agent validates it at the edge
- * with the JSON Schema in agent/src/state-schema.ts. Addresses are already allocated (agent/src/addressing.ts):
+ * with the JSON Schema in model/state-schema.ts. Addresses are already allocated (model/addressing.ts):
  * the agent never invents one, so the client configs made by Pulumi and the hub always agree.
  */
 export type FirewallMode = "vpn" | "mesh-only";

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
-import { buildAgentBundle } from "../agent/build";
+import { buildAgentBundle } from "../components/agent-bundle";
 import { realRunner } from "../lib/runner";
 
 describe("agent bundle", () => {

@@ -2,7 +2,7 @@ import { generateKeyPairSync, randomBytes } from "crypto";
 import { LAYOUT } from "../model/layout";
 import { privateKeyFromBytes, publicKeyFromPrivate } from "../model/keys";
 import { AGENT_WRAPPER, agentUnits } from "../cloud-init/units";
-import { loadConfig, readStackConfig } from "../components/config/index";
+import { loadConfig, readStackConfig } from "../components/config";
 import { buildHubState } from "../components/state";
 import { bootstrapSpec } from "../components/hub";
 import { HUB_PACKAGES } from "../cloud-init/packages";

@@ -1,11 +1,11 @@
 /**
  * Pulumi.yaml declares the config keys (the Pulumi CLI checks types, and requires a default for each optional
- * key). These tests keep it in step with components/config.ts, where the defaults really live.
+ * key). These tests keep it in step with components/config/defaults.ts, where the defaults really live.
  */
 import { readFileSync } from "fs";
 import * as path from "path";
 import { parse } from "yaml";
-import { CONFIG_KEYS, loadConfig, readStackConfig } from "../components/config/index";
+import { CONFIG_KEYS, loadConfig, readStackConfig } from "../components/config";
 import { CONFIG_SCHEMA } from "../components/config/schema";
 import { minimalConfig } from "./helpers/fixtures";
 
@@ -59,7 +59,7 @@ it("declares the same type as the schema for every typed key", () => {
 });
 
 it.each(["digitalocean", "linode", "vultr", "existing"])(
-  "%s: the defaults Pulumi.yaml hands the program change nothing (config.ts applies the same ones)",
+  "%s: the defaults Pulumi.yaml hands the program change nothing (defaults.ts applies the same ones)",
   (provider) => {
     const flat: Record<string, string> = {};
     for (const [key, d] of Object.entries(project.config)) {

@@ -10,7 +10,7 @@ import {
   type HubConfig,
   loadConfig,
   readStackConfig,
-} from "../components/config/index";
+} from "../components/config";
 import { minimalConfig, OPERATOR_CIDR, sshPublicKey, wireguardPublicKey } from "./helpers/fixtures";
 
 function problems(raw: Record<string, unknown>): string[] {

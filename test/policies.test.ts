@@ -23,7 +23,7 @@ import {
   storageEncryptionUnavailable,
   userDataNoKeyMaterial,
 } from "../policies/policies";
-import { loadConfig } from "../components/config/index";
+import { loadConfig } from "../components/config";
 import { Hub } from "../components/hub";
 import { wireguardPublicKey } from "./helpers/fixtures";
 

@@ -1,6 +1,6 @@
 /** The pure pieces of the Hub: the desired state it builds, the endpoint it advertises, the bootstrap spec. */
 import { parseHubState } from "../model/state-schema";
-import { loadConfig } from "../components/config/index";
+import { loadConfig } from "../components/config";
 import { bootstrapSpec, endpointOf } from "../components/hub";
 import { buildHubState } from "../components/state";
 import { minimalConfig, wireguardPublicKey } from "./helpers/fixtures";

@@ -13,8 +13,8 @@ jest.setTimeout(60_000);
 
 const recorder = installMocks(pulumi);
 
-// Imported after setMocks (STYLE.md); these modules register nothing at import time.
-import { loadConfig } from "../components/config/index";
+// Imported after setMocks (the project rule: mocks before the program); these modules register nothing at import time.
+import { loadConfig } from "../components/config";
 import { Hub } from "../components/hub";
 import { isWireGuardKey, publicKeyFromPrivate } from "../model/keys";
 import { renderUserData } from "../cloud-init/render";

@@ -2,7 +2,7 @@
  * A fake Runner for unit tests that behaves like a tiny hub: it keeps the live state the real commands would
  * change (WireGuard peers, addresses, the nft table, unbound's zones) and answers the probes from it. So a test
  * can apply twice and see that the second apply runs nothing, without root. Every call is recorded.
- * The real commands run in test/e2e/netns.test.ts.
+ * The real commands run in test/e2e/netns-agent.test.ts.
  */
 import { readFileSync } from "fs";
 import { publicKeyFromPrivate } from "../../model/keys";

@@ -1,10 +1,10 @@
 /**
  * Checks the JSON Schema cannot express: they look at several fields at once (overlaps, references,
  * provider-specific fields) or at what a value means (an SSH key's blob, a CIDR's host bits). Each returns
- * every problem it finds as one STYLE.md sentence; config.ts reports them all together.
+ * every problem it finds as one sentence (field in quotes, value, fix); load.ts reports them all together.
  */
 import * as ipaddr from "ipaddr.js";
-import type { RawConfig, UnallocatedConfig } from "./index";
+import type { RawConfig, UnallocatedConfig } from "./types";
 import { show } from "../../model/messages";
 
 type Net = [ipaddr.IPv4 | ipaddr.IPv6, number];

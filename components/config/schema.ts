@@ -1,10 +1,10 @@
 /**
  * The JSON Schema of the `cloudpal:` stack config: shapes, types and formats. Checks that need more than
- * one field (overlaps, references, allocation) live in config-checks.ts.
+ * one field (overlaps, references, allocation) live in checks.ts.
  *
  * Each property may carry `fix`: the tail of the sentence shown when that property's value is wrong
  * ("is not a WireGuard public key: expected … Generate one with …"). ajv errors are translated into such
- * sentences in config.ts, never shown raw.
+ * sentences in messages.ts, never shown raw.
  */
 import {
   DOMAIN_PATTERN,

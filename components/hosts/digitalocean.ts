@@ -7,7 +7,7 @@ import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { CATALOG } from "../catalog";
-import type { CloudHostTarget } from "../config/index";
+import type { CloudHostTarget } from "../config";
 import { type Host, type HostArgs, inboundRules, RESERVED_IP_OPTIONS } from "./host";
 
 const ANYWHERE = ["0.0.0.0/0", "::/0"];

@@ -4,7 +4,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as ipaddr from "ipaddr.js";
-import type { ExistingHostTarget } from "../config/index";
+import type { ExistingHostTarget } from "../config";
 import type { Host, HostArgs } from "./host";
 
 export function existingHost(args: HostArgs): Host {

@@ -6,7 +6,7 @@
 import * as linode from "@pulumi/linode";
 import * as pulumi from "@pulumi/pulumi";
 import { CATALOG } from "../catalog";
-import type { CloudHostTarget } from "../config/index";
+import type { CloudHostTarget } from "../config";
 import { type Host, type HostArgs, inboundRules, RESERVED_IP_OPTIONS } from "./host";
 
 export function linodeHost(name: string, args: HostArgs, parent: pulumi.Resource): Host {

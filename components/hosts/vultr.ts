@@ -5,7 +5,7 @@
 import * as vultr from "@ediri/vultr";
 import * as pulumi from "@pulumi/pulumi";
 import { CATALOG } from "../catalog";
-import type { CloudHostTarget } from "../config/index";
+import type { CloudHostTarget } from "../config";
 import { type Host, type HostArgs, inboundRules, RESERVED_IP_OPTIONS } from "./host";
 
 export function vultrHost(name: string, args: HostArgs, parent: pulumi.Resource): Host {

@@ -9,7 +9,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
-import { buildAgentBundle } from "../../agent/build";
+import { buildAgentBundle } from "../../components/agent-bundle";
 import { publicKeyFromPrivate } from "../../model/keys";
 import type { HubState, PeerState } from "../../model/state";
 import { parseWgDump } from "../../agent/src/wireguard-config";

@@ -54,7 +54,7 @@ export async function runProgram(
     pulumi.runtime.setAllConfig({ ...flatConfig(config), "cloudpal:sshPrivateKey": sshPrivateKey }, [
       "cloudpal:sshPrivateKey",
     ]);
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded after setMocks (STYLE.md).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded after setMocks (the project rule: mocks before the program).
     program = require("../../../index") as Record<string, unknown>;
   });
   if (!pulumi || !recorder) throw new Error("the program did not load");

@@ -9,7 +9,8 @@ import { createHash } from "crypto";
 import { mkdirSync, writeFileSync } from "fs";
 import * as path from "path";
 
-export const AGENT_ENTRY = path.join(__dirname, "src", "cli.ts");
+// The agent is bundled by path, never imported: the program must not depend on the agent's code.
+export const AGENT_ENTRY = path.join(__dirname, "..", "agent", "src", "cli.ts");
 
 export function buildAgentBundle(): { code: string; sha256: string } {
   const result = buildSync({

@@ -1,0 +1,139 @@
+/**
+ * The validated stack config (HubConfig) and the shapes on the way to it: what the user wrote (RawConfig)
+ * and the config before addresses are allocated. Types only, and the error every config problem is reported in.
+ */
+import type { ImageFamily } from "../../cloud-init/spec";
+import type { DnsState, FirewallMode } from "../../model/state";
+import type { CloudProvider } from "../catalog";
+
+export const CONFIG_NAMESPACE = "cloudpal";
+
+export interface CloudHostTarget {
+  readonly provider: CloudProvider;
+  /** Defaults to the provider's Frankfurt region (components/catalog.ts). */
+  readonly region: string;
+  /** Defaults to the provider's cheapest size (components/catalog.ts). */
+  readonly size: string;
+  /** Defaults to false: no copies of the hub on the provider's backup systems. */
+  readonly backups: boolean;
+}
+
+export interface ExistingHostTarget {
+  readonly provider: "existing";
+  readonly host: string;
+  /** Required, not root (the bootstrap turns root login off). Also the operator user. */
+  readonly user: string;
+}
+
+export type HostTarget = CloudHostTarget | ExistingHostTarget;
+
+export interface PeerConfig {
+  readonly name: string;
+  /** Absent: CloudPal makes the device's key pair and puts the private key in its client config. */
+  readonly publicKey?: string;
+  /** Defaults to "family". */
+  readonly group: string;
+  /** Pinned IPv4 address, if any. */
+  readonly address?: string;
+  /** Allocated tunnel addresses (model/addressing.ts). */
+  readonly ipv4: string;
+  readonly ipv6: string;
+}
+
+export interface GroupConfig {
+  readonly name: string;
+  /** Defaults to []. */
+  readonly reaches: readonly string[];
+  /** Defaults to false. */
+  readonly internet: boolean;
+}
+
+export interface AutoRebootConfig {
+  /** Defaults to true: kernel security fixes only take effect after a reboot. */
+  readonly enabled: boolean;
+  /** Defaults to "04:00" (UTC). */
+  readonly time: string;
+}
+
+export interface HubConfig {
+  readonly host: HostTarget;
+  /** Defaults to "debian-12". */
+  readonly image: ImageFamily;
+  /** Defaults to "cloudpal-hub". */
+  readonly hostname: string;
+  readonly sshPublicKeys: readonly string[];
+  /** Required: no default can know where the operator runs `pulumi up` from. */
+  readonly sshAllowedCidrs: readonly string[];
+  /** Defaults to false. */
+  readonly allowWorldSsh: boolean;
+  /** Defaults to 22. For `existing`, the port the server's sshd already listens on. */
+  readonly sshPort: number;
+  /** Defaults to "cloudpal-admin" (for `existing`: existing.user). */
+  readonly operatorUser: string;
+  /** Defaults to 51820. */
+  readonly wireguardPort: number;
+  /** Defaults to "10.77.0.0/16". */
+  readonly ipv4Subnet: string;
+  /** Defaults to "fd7a:c10d:9a1::/64". */
+  readonly ipv6Prefix: string;
+  /** Defaults to []. */
+  readonly peers: readonly PeerConfig[];
+  /** Defaults to one group, "family", which reaches itself and the internet. */
+  readonly groups: readonly GroupConfig[];
+  /** Defaults: one blocklist, no allow/deny entries, Quad9 and Cloudflare over TLS, DNSSEC on, no query log. */
+  readonly dns: DnsState;
+  /** Defaults to "vpn". */
+  readonly firewallMode: FirewallMode;
+  readonly endpointHostname?: string;
+  readonly autoReboot: AutoRebootConfig;
+  /** Defaults to 25 seconds. */
+  readonly persistentKeepalive: number;
+}
+
+/** The stack config as the user wrote it, after the schema accepted its shape. */
+export interface RawConfig {
+  provider: HostTarget["provider"];
+  region?: string;
+  size?: string;
+  image?: ImageFamily;
+  existing?: { host: string; user: string };
+  hostname?: string;
+  sshPublicKeys: string[];
+  sshAllowedCidrs: string[];
+  allowWorldSsh?: boolean;
+  sshPort?: number;
+  operatorUser?: string;
+  wireguardPort?: number;
+  ipv4Subnet?: string;
+  ipv6Prefix?: string;
+  peers?: { name: string; publicKey?: string; group?: string; address?: string }[];
+  groups?: Record<string, { reaches?: string[]; internet?: boolean }>;
+  dns?: {
+    blocklists?: string[];
+    allow?: string[];
+    deny?: string[];
+    upstreams?: { address: string; tlsName: string; port?: number }[];
+    dnssec?: boolean;
+    queryLog?: boolean;
+  };
+  firewallMode?: FirewallMode;
+  endpointHostname?: string;
+  backups?: boolean;
+  autoReboot?: { enabled?: boolean; time?: string };
+  persistentKeepalive?: number;
+}
+
+/** HubConfig before addresses are allocated. */
+export type UnallocatedConfig = Omit<HubConfig, "peers"> & {
+  readonly peers: readonly Omit<PeerConfig, "ipv4" | "ipv6">[];
+};
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(
+      `The ${CONFIG_NAMESPACE} stack config has ${problems.length} problem${problems.length === 1 ? "" : "s"}:\n` +
+        problems.map((p) => `  - ${p}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
