@@ -10,7 +10,9 @@ import { readdirSync, readFileSync } from "fs";
 import * as path from "path";
 import { parseArgs } from "util";
 import * as pulumi from "@pulumi/pulumi";
-import { parse } from "yaml";
+import { parse, YAMLError } from "yaml";
+import { ConfigError, readStackConfig } from "../components/config";
+import { ChangeError, planChange } from "../simulate/report";
 import { installMocks, type Registered, settle, valueOf } from "./mocks";
 
 const ROOT = path.join(__dirname, "..");
@@ -44,7 +46,20 @@ export function readStackFile(
       `'--stack' (${JSON.stringify(stack)}) has no stack file ${path.relative(ROOT, file)}: use one of ${availableStacks(dir).join(", ")}.`,
     );
   }
-  const doc = (parse(text) ?? {}) as { config?: Record<string, unknown> };
+  let doc: { config?: Record<string, unknown> };
+  try {
+    doc = (parse(text) ?? {}) as { config?: Record<string, unknown> };
+  } catch (e) {
+    // One line naming the file and the line: the YAML library's own message says what it expected there.
+    if (e instanceof YAMLError) {
+      const at = e.linePos?.[0];
+      const where = at ? `:${at.line}:${at.col}` : "";
+      throw new PlanError(
+        `${path.relative(process.cwd(), file)}${where}: not valid YAML: ${e.message.split("\n")[0]}. Fix that line, then run the plan again.`,
+      );
+    }
+    throw e;
+  }
   const config: Record<string, string> = {};
   for (const [key, value] of Object.entries(doc.config ?? {})) {
     config[key] = typeof value === "string" ? value : JSON.stringify(value);
@@ -149,9 +164,53 @@ export async function plan(stack: string, dir: string = STACKS): Promise<{ code:
   };
 }
 
+const USAGE =
+  "usage: npm run plan -- [--stack NAME] [--change KEY=VALUE ...] [--replace RESOURCE ...]  (or: npm run plan NAME)";
+
+/** The stack to plan: `--stack NAME`, a bare `NAME` (`npm run plan example-linode`), or npm's own `--stack`. */
+function parseCli(argv: readonly string[]): { stack: string; change: string[]; replace: string[] } {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        stack: { type: "string" },
+        change: { type: "string", multiple: true },
+        replace: { type: "string", multiple: true },
+      },
+    });
+  } catch (e) {
+    throw new PlanError(`${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length > 1 || (positionals.length === 1 && values.stack !== undefined)) {
+    throw new PlanError(
+      `name one stack, not ${JSON.stringify([values.stack, ...positionals].filter(Boolean))}.\n${USAGE}`,
+    );
+  }
+  // `npm run plan --stack x` (no `--`) hands --stack to npm, which exports it as npm_config_stack.
+  const stack = values.stack ?? positionals[0] ?? process.env.npm_config_stack ?? DEFAULT_STACK;
+  return { stack, change: values.change ?? [], replace: values.replace ?? [] };
+}
+
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { stack: { type: "string", default: DEFAULT_STACK } } });
-  const { code, text } = await plan(values.stack ?? DEFAULT_STACK);
+  const cli = parseCli(process.argv.slice(2));
+  if (cli.change.length > 0 || cli.replace.length > 0) {
+    const { config } = readStackFile(cli.stack);
+    try {
+      const { code, text } = await planChange(cli.stack, readStackConfig(config), cli.change, cli.replace);
+      (code === 0 ? process.stdout : process.stderr).write(text);
+      return code;
+    } catch (e) {
+      if (e instanceof ConfigError || e instanceof ChangeError) {
+        process.stderr.write(`Stack ${cli.stack}: the change cannot be planned.\n${e.message}\n`);
+        return 1;
+      }
+      throw e;
+    }
+  }
+  const { code, text } = await plan(cli.stack);
   (code === 0 ? process.stdout : process.stderr).write(text);
   return code;
 }

@@ -1,0 +1,213 @@
+/**
+ * What the providers enforce, per resource type the program registers: which inputs force a new resource,
+ * which names must be unique, and what attaches to one resource at a time. Mocks accept anything; these rules
+ * are what makes the scenario simulation (simulate/engine.ts) fail where a real `pulumi up` would.
+ *
+ * Every rule cites the upstream source it was read from, at the version our lockfile bridges:
+ * - @pulumi/digitalocean 4.80.1 bridges digitalocean/terraform-provider-digitalocean (see DO below);
+ * - @pulumi/linode 5.1.1 bridges linode/terraform-provider-linode;
+ * - @ediri/vultr 2.21.0 bridges vultr/terraform-provider-vultr;
+ * - @pulumi/command 1.2.1 and @pulumi/random 4.21.2 are read in their own repositories.
+ * Input names are the Pulumi (camelCase) names.
+ */
+
+export interface UniqueRule {
+  /** The input whose value must be unique among live resources of the type. */
+  readonly input: string;
+  /** "account": across the whole account; "region": among those whose `regionInput` is the same. */
+  readonly scope: "account" | "region";
+  readonly regionInput?: string;
+  /** The provider's answer on a clash. */
+  readonly error: string;
+}
+
+export interface ExclusiveRule {
+  /** At most one live resource of the type may hold a given value of this input at a time. */
+  readonly input: string;
+  /** What the value names, for the message ("volume", "reserved IP"). */
+  readonly what: string;
+  readonly error: string;
+}
+
+export interface ResourceRule {
+  readonly type: string;
+  /** Inputs whose change makes the provider replace the resource (ForceNew / RequiresReplace). */
+  readonly forceNew: readonly string[];
+  readonly unique?: readonly UniqueRule[];
+  readonly exclusive?: readonly ExclusiveRule[];
+  /** The provider itself asks the engine to delete before it replaces (the engine honours it). */
+  readonly alwaysDeleteBeforeReplace?: boolean;
+  /** Where the rule was read: repository, path, version. */
+  readonly source: string;
+}
+
+const TF_DO = "digitalocean/terraform-provider-digitalocean v2.x";
+const TF_LINODE = "linode/terraform-provider-linode";
+const TF_VULTR = "vultr/terraform-provider-vultr";
+
+export const RULES: readonly ResourceRule[] = [
+  // Components have no provider: the engine never replaces them on their own.
+  { type: "cloudpal:index:Hub", forceNew: [], source: "component resource (no provider)" },
+  {
+    type: "random:index/randomBytes:RandomBytes",
+    forceNew: ["length", "keepers"],
+    source: "pulumi/pulumi-random, terraform-provider-random internal/provider/resource_bytes.go",
+  },
+  {
+    type: "command:remote:Command",
+    forceNew: ["triggers"],
+    source: "pulumi/pulumi-command v1.2.1 provider/pkg/provider/remote/command.go",
+  },
+  {
+    type: "digitalocean:index/sshKey:SshKey",
+    forceNew: [],
+    unique: [{ input: "publicKey", scope: "account", error: "SSH Key is already in use on your account" }],
+    source: `${TF_DO} digitalocean/sshkey/resource_ssh_key.go`,
+  },
+  {
+    type: "digitalocean:index/droplet:Droplet",
+    forceNew: [
+      "image",
+      "region",
+      "userData",
+      "sshKeys",
+      "monitoring",
+      "dropletAgent",
+      "vpcUuid",
+      "ipv6Address",
+    ],
+    source: `${TF_DO} digitalocean/droplet/resource_droplet.go`,
+  },
+  {
+    type: "digitalocean:index/firewall:Firewall",
+    forceNew: [],
+    source: `${TF_DO} digitalocean/firewall/resource_firewall.go`,
+  },
+  {
+    type: "digitalocean:index/reservedIp:ReservedIp",
+    forceNew: ["region"],
+    source: `${TF_DO} digitalocean/reservedip/resource_reserved_ip.go`,
+  },
+  {
+    type: "digitalocean:index/reservedIpAssignment:ReservedIpAssignment",
+    forceNew: ["ipAddress", "dropletId"],
+    source: `${TF_DO} digitalocean/reservedip/resource_reserved_ip_assignment.go`,
+  },
+  {
+    type: "digitalocean:index/reservedIpv6:ReservedIpv6",
+    forceNew: ["regionSlug"],
+    source: `${TF_DO} digitalocean/reservedipv6/resource_reserved_ipv6.go`,
+  },
+  {
+    type: "digitalocean:index/reservedIpv6Assignment:ReservedIpv6Assignment",
+    forceNew: ["ip", "dropletId"],
+    source: `${TF_DO} digitalocean/reservedipv6/resource_reserved_ipv6_assignment.go`,
+  },
+  {
+    type: "digitalocean:index/volume:Volume",
+    forceNew: ["region", "name", "initialFilesystemType", "initialFilesystemLabel", "snapshotId"],
+    unique: [
+      {
+        input: "name",
+        scope: "region",
+        regionInput: "region",
+        error: "a volume with that name already exists in the region",
+      },
+    ],
+    source: `${TF_DO} digitalocean/volume/resource_volume.go`,
+  },
+  {
+    type: "digitalocean:index/volumeAttachment:VolumeAttachment",
+    forceNew: ["dropletId", "volumeId"],
+    exclusive: [
+      {
+        input: "volumeId",
+        what: "volume",
+        error:
+          "a volume attaches to one droplet at a time (the attach action fails while it is attached elsewhere)",
+      },
+    ],
+    source: `${TF_DO} digitalocean/volume/resource_volume_attachment.go`,
+  },
+  {
+    type: "linode:index/instance:Instance",
+    forceNew: [
+      "image",
+      "metadatas",
+      "diskEncryption",
+      "privateIp",
+      "rootPass",
+      "authorizedKeys",
+      "stackscriptId",
+    ],
+    unique: [{ input: "label", scope: "account", error: "[400] Label must be unique among your Linodes" }],
+    source: `${TF_LINODE} linode/instance/schema_resource.go`,
+  },
+  {
+    type: "linode:index/firewall:Firewall",
+    forceNew: [],
+    unique: [{ input: "label", scope: "account", error: "[400] Label must be unique among your Firewalls" }],
+    source: `${TF_LINODE} linode/firewall/schema_resource.go`,
+  },
+  {
+    type: "linode:index/firewallDevice:FirewallDevice",
+    forceNew: ["firewallId", "entityId", "entityType"],
+    source: `${TF_LINODE} linode/firewalldevice/framework_resource_schema.go`,
+  },
+  {
+    type: "linode:index/networkingIp:NetworkingIp",
+    forceNew: ["region", "type", "public", "reserved", "linodeId"],
+    source: `${TF_LINODE} linode/networkingip/framework_resource_schema.go`,
+  },
+  {
+    type: "linode:index/reservedIpAssignment:ReservedIpAssignment",
+    forceNew: ["linodeId", "address", "public"],
+    source: `${TF_LINODE} linode/networkreservedipassignment`,
+  },
+  {
+    type: "vultr:index/instance:Instance",
+    forceNew: ["region", "osId", "userData", "reservedIpId", "sshKeyIds", "imageId", "appId", "snapshotId"],
+    exclusive: [
+      {
+        input: "reservedIpId",
+        what: "reserved IP",
+        error:
+          "Floating IPv4 address is already attached (the provider retries for about an hour, then fails)",
+      },
+    ],
+    source: `${TF_VULTR} vultr/resource_vultr_instance.go`,
+  },
+  {
+    type: "vultr:index/firewallGroup:FirewallGroup",
+    forceNew: [],
+    source: `${TF_VULTR} vultr/resource_vultr_firewall_group.go`,
+  },
+  {
+    type: "vultr:index/firewallRule:FirewallRule",
+    forceNew: ["firewallGroupId", "protocol", "ipType", "subnet", "subnetSize", "port", "source", "notes"],
+    source: `${TF_VULTR} vultr/resource_vultr_firewall_rule.go`,
+  },
+  {
+    type: "vultr:index/reservedIp:ReservedIp",
+    forceNew: ["region", "ipType"],
+    source: `${TF_VULTR} vultr/resource_vultr_reserved_ip.go`,
+  },
+  {
+    type: "vultr:index/blockStorage:BlockStorage",
+    forceNew: ["region", "blockType"],
+    source: `${TF_VULTR} vultr/resource_vultr_block_storage.go`,
+  },
+];
+
+const BY_TYPE = new Map(RULES.map((r) => [r.type, r]));
+
+/** The rule for a type; a type with no rule is a mistake to fix here, never a silent pass. */
+export function ruleFor(type: string): ResourceRule {
+  const rule = BY_TYPE.get(type);
+  if (!rule) {
+    throw new Error(
+      `no provider rule for ${type}: add one to simulate/rules.ts, read from the provider's source, before the program registers it`,
+    );
+  }
+  return rule;
+}
