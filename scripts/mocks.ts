@@ -53,6 +53,9 @@ export interface Registered {
 /** Options seen by a transformation (mocks do not receive them): protect and dependsOn, by resource name. */
 export interface SeenOptions {
   readonly protect: boolean;
+  readonly retainOnDelete: boolean;
+  readonly deleteBeforeReplace: boolean;
+  readonly replaceOnChanges: readonly string[];
   readonly dependsOn: readonly pulumi.Resource[];
 }
 
@@ -105,7 +108,12 @@ function computed(type: string, name: string, inputs: Record<string, unknown>): 
     case "linode:index/networkingIp:NetworkingIp":
       return { address: MOCK_ADDRESSES.linode.ipv4 };
     case "linode:index/instance:Instance":
-      return { ipv6: `${MOCK_ADDRESSES.linode.ipv6}/128`, ipAddress: "198.51.100.20" };
+      // `ipv4s` echoes a reserved address handed in at creation, else the instance's own.
+      return {
+        ipv6: `${MOCK_ADDRESSES.linode.ipv6}/128`,
+        ipAddress: "198.51.100.20",
+        ipv4s: (inputs.ipv4s as string[] | undefined) ?? ["198.51.100.20"],
+      };
     case "vultr:index/reservedIp:ReservedIp":
       return { subnet: MOCK_ADDRESSES.vultr.ipv4 };
     case "vultr:index/instance:Instance":
@@ -180,6 +188,9 @@ export function installMocks(
       const dependsOn = args.opts.dependsOn;
       seen.set(args.name, {
         protect: Boolean(args.opts.protect),
+        retainOnDelete: Boolean(args.opts.retainOnDelete),
+        deleteBeforeReplace: Boolean((args.opts as pulumi.CustomResourceOptions).deleteBeforeReplace),
+        replaceOnChanges: [...(args.opts.replaceOnChanges ?? [])],
         dependsOn: Array.isArray(dependsOn) ? (dependsOn as pulumi.Resource[]) : [],
       });
       return undefined;

@@ -280,7 +280,11 @@ export function simulate(before: Snapshot, after: Snapshot, replace: readonly st
           });
           break;
         }
-        if (r.deleteBeforeReplace || rule.alwaysDeleteBeforeReplace === true) {
+        const providerAsks =
+          rule.alwaysDeleteBeforeReplace === true ||
+          (rule.deleteBeforeReplaceWhenSet !== undefined &&
+            r.inputs[rule.deleteBeforeReplaceWhenSet] !== undefined);
+        if (r.deleteBeforeReplace || providerAsks) {
           const doomed = dependentsOf(r.urn, before.resources).filter(
             (dep) => !current.has(dep.urn) || isReplaced(dep, after, old, replace),
           );

@@ -37,13 +37,22 @@ export interface ResourceRule {
   readonly exclusive?: readonly ExclusiveRule[];
   /** The provider itself asks the engine to delete before it replaces (the engine honours it). */
   readonly alwaysDeleteBeforeReplace?: boolean;
+  /**
+   * The provider asks for delete-before-replace when the program sets this input itself: the bridge does so
+   * for an auto-named `name` that the autonamer did not fill (pulumi/pulumi-terraform-bridge
+   * pkg/tfbridge/provider.go Diff → schema.go nameRequiresDeleteBeforeReplace).
+   */
+  readonly deleteBeforeReplaceWhenSet?: string;
   /** Where the rule was read: repository, path, version. */
   readonly source: string;
 }
 
-const TF_DO = "digitalocean/terraform-provider-digitalocean v2.x";
-const TF_LINODE = "linode/terraform-provider-linode";
-const TF_VULTR = "vultr/terraform-provider-vultr";
+// @pulumi/digitalocean 4.80.1 bridges a v2.9x release; read at v2.99.1, identical to v2.96.0 for these files
+// except gpuPartitionMode. Its provider/resources.go calls SetAutonaming, so every resource with a `name`
+// input set by the program is replaced delete-before-replace (deleteBeforeReplaceWhenSet below).
+const TF_DO = "digitalocean/terraform-provider-digitalocean v2.99.1";
+const TF_LINODE = "linode/terraform-provider-linode v3.1.1";
+const TF_VULTR = "vultr/terraform-provider-vultr e300edfa103a (v2.21.0)";
 
 export const RULES: readonly ResourceRule[] = [
   // Components have no provider: the engine never replaces them on their own.
@@ -60,27 +69,33 @@ export const RULES: readonly ResourceRule[] = [
   },
   {
     type: "digitalocean:index/sshKey:SshKey",
-    forceNew: [],
+    forceNew: ["publicKey"],
+    deleteBeforeReplaceWhenSet: "name",
     unique: [{ input: "publicKey", scope: "account", error: "SSH Key is already in use on your account" }],
     source: `${TF_DO} digitalocean/sshkey/resource_ssh_key.go`,
   },
   {
     type: "digitalocean:index/droplet:Droplet",
+    // `ipv6` forces a new droplet only from true to false (CustomizeDiff ForceNewIfChange): the hub never
+    // turns it off. `name` and `size` change in place (rename, resize).
     forceNew: [
       "image",
       "region",
-      "userData",
+      "publicNetworking",
       "sshKeys",
+      "userData",
       "monitoring",
       "dropletAgent",
       "vpcUuid",
-      "ipv6Address",
+      "gpuPartitionMode",
     ],
+    deleteBeforeReplaceWhenSet: "name",
     source: `${TF_DO} digitalocean/droplet/resource_droplet.go`,
   },
   {
     type: "digitalocean:index/firewall:Firewall",
     forceNew: [],
+    deleteBeforeReplaceWhenSet: "name",
     source: `${TF_DO} digitalocean/firewall/resource_firewall.go`,
   },
   {
@@ -91,6 +106,12 @@ export const RULES: readonly ResourceRule[] = [
   {
     type: "digitalocean:index/reservedIpAssignment:ReservedIpAssignment",
     forceNew: ["ipAddress", "dropletId"],
+    // A reserved IP is on one droplet, and a droplet holds one reserved IP ("Droplets cannot have more than
+    // one Reserved IP address assigned to them at a time": docs.digitalocean.com/products/droplets/details/limits/).
+    exclusive: [
+      { input: "ipAddress", what: "reserved IP", error: "the reserved IP is assigned to another droplet" },
+      { input: "dropletId", what: "droplet", error: "the droplet already has a reserved IP" },
+    ],
     source: `${TF_DO} digitalocean/reservedip/resource_reserved_ip_assignment.go`,
   },
   {
@@ -101,11 +122,23 @@ export const RULES: readonly ResourceRule[] = [
   {
     type: "digitalocean:index/reservedIpv6Assignment:ReservedIpv6Assignment",
     forceNew: ["ip", "dropletId"],
+    exclusive: [
+      { input: "ip", what: "reserved IPv6", error: "the reserved IPv6 is assigned to another droplet" },
+    ],
     source: `${TF_DO} digitalocean/reservedipv6/resource_reserved_ipv6_assignment.go`,
   },
   {
     type: "digitalocean:index/volume:Volume",
-    forceNew: ["region", "name", "initialFilesystemType", "initialFilesystemLabel", "snapshotId"],
+    forceNew: [
+      "region",
+      "name",
+      "description",
+      "initialFilesystemType",
+      "initialFilesystemLabel",
+      "snapshotId",
+    ],
+    deleteBeforeReplaceWhenSet: "name",
+    // Name uniqueness is neither in the provider's source nor in DigitalOcean's docs: kept as the cautious reading.
     unique: [
       {
         input: "name",
@@ -131,23 +164,35 @@ export const RULES: readonly ResourceRule[] = [
   },
   {
     type: "linode:index/instance:Instance",
+    // Not `region` (an in-place migration: resource.go → helpers.go applyInstanceMigration; the program asks
+    // for a replacement with replaceOnChanges), not `label`, `type`, `backupsEnabled` or `privateIp` (in place).
     forceNew: [
       "image",
+      "backupId",
+      "stackscriptId",
+      "stackscriptData",
+      "ipv4s",
+      "authorizedKeys",
+      "authorizedUsers",
+      "rootPass",
+      "firewallId",
       "metadatas",
       "diskEncryption",
-      "privateIp",
-      "rootPass",
-      "authorizedKeys",
-      "stackscriptId",
     ],
     unique: [{ input: "label", scope: "account", error: "[400] Label must be unique among your Linodes" }],
+    // A reserved IPv4 given at creation must be unassigned: "Address must be currently unassigned." (recorded
+    // API answer, linode/linodego test/integration/fixtures/TestInstance_CreateWithAlreadyAssignedReservedIP.yaml).
+    exclusive: [
+      { input: "ipv4s", what: "reserved IPv4", error: "[400] Address must be currently unassigned." },
+    ],
     source: `${TF_LINODE} linode/instance/schema_resource.go`,
   },
   {
     type: "linode:index/firewall:Firewall",
     forceNew: [],
+    // Unique labels: the API's description ("Must be unique"), not checked in the provider.
     unique: [{ input: "label", scope: "account", error: "[400] Label must be unique among your Firewalls" }],
-    source: `${TF_LINODE} linode/firewall/schema_resource.go`,
+    source: `${TF_LINODE} linode/firewall/framework_schema_resource.go`,
   },
   {
     type: "linode:index/firewallDevice:FirewallDevice",
@@ -156,17 +201,34 @@ export const RULES: readonly ResourceRule[] = [
   },
   {
     type: "linode:index/networkingIp:NetworkingIp",
-    forceNew: ["region", "type", "public", "reserved", "linodeId"],
+    // No RequiresReplace at all: a `region` change is planned as an update that changes nothing in the API
+    // (Update ignores it), which is why the program names reserved addresses by region. ModifyPlan adds
+    // RequiresReplace on `linodeId` only for an address that is not reserved (framework_resource.go).
+    forceNew: [],
     source: `${TF_LINODE} linode/networkingip/framework_resource_schema.go`,
   },
   {
     type: "linode:index/reservedIpAssignment:ReservedIpAssignment",
-    forceNew: ["linodeId", "address", "public"],
-    source: `${TF_LINODE} linode/networkreservedipassignment`,
+    // `address` has no RequiresReplace: changing it is a silent no-op in the API (Update keeps the plan).
+    forceNew: ["linodeId", "public"],
+    source: `${TF_LINODE} linode/instancereservedipassignment/framework_schema.go`,
   },
   {
     type: "vultr:index/instance:Instance",
-    forceNew: ["region", "osId", "userData", "reservedIpId", "sshKeyIds", "imageId", "appId", "snapshotId"],
+    forceNew: [
+      "region",
+      "appId",
+      "imageId",
+      "osId",
+      "scriptId",
+      "disablePublicIpv4",
+      "sshKeyIds",
+      "snapshotId",
+      "userData",
+      "hostname",
+      "reservedIpId",
+      "appVariables",
+    ],
     exclusive: [
       {
         input: "reservedIpId",

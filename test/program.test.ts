@@ -165,14 +165,30 @@ describe("DigitalOcean", () => {
     ]);
   });
 
-  it("protects the reserved addresses and nothing else", async () => {
-    const r = await run(minimalConfig("digitalocean"));
-    const protectedNames = [...recorder.options].filter(([, o]) => o.protect).map(([n]) => n);
+  it("keeps the reserved addresses in the account (named by region, retained, never protected)", async () => {
+    const r = await run(minimalConfig("digitalocean", { region: "ams3" }), "hub");
     const names = r.resources
       .filter((x) => x.type.includes("reservedIp:") || x.type.includes("reservedIpv6:"))
-      .map((x) => x.name);
-    expect(protectedNames.sort()).toEqual(names.sort());
-    expect(names).toHaveLength(2);
+      .map((x) => x.name)
+      .sort();
+    expect(names).toEqual(["hub-ipv4-ams3", "hub-ipv6-ams3"]);
+    const retained = [...recorder.options].filter(([, o]) => o.retainOnDelete).map(([n]) => n);
+    expect(retained.sort()).toEqual(names);
+    // protect would stop a move: the engine refuses to delete a protected resource even with retainOnDelete.
+    expect([...recorder.options].filter(([, o]) => o.protect)).toEqual([]);
+  });
+
+  it("replaces the droplet and its IP assignments delete-first, and assigns IPv4 before IPv6", async () => {
+    const r = await run(minimalConfig("digitalocean"));
+    const byName = (type: string) => r.one(type).name;
+    const droplet = byName("digitalocean:index/droplet:Droplet");
+    const v4 = byName("digitalocean:index/reservedIpAssignment:ReservedIpAssignment");
+    const v6 = byName("digitalocean:index/reservedIpv6Assignment:ReservedIpv6Assignment");
+    for (const name of [droplet, v4, v6]) expect(recorder.options.get(name)?.deleteBeforeReplace).toBe(true);
+    const v6After = await Promise.all(
+      (recorder.options.get(v6)?.dependsOn ?? []).map((d) => valueOf((d as pulumi.CustomResource).urn)),
+    );
+    expect(v6After.some((urn) => urn.endsWith(`::${v4}`))).toBe(true);
   });
 
   it("reports the reserved addresses as the hub's addresses and endpoint", async () => {
@@ -184,15 +200,13 @@ describe("DigitalOcean", () => {
 });
 
 describe("Linode", () => {
-  it("registers exactly the instance, firewall + device, reserved IPv4, keys and delivery", async () => {
+  it("registers exactly the instance, firewall + device, keys and delivery (no reservation by default)", async () => {
     const r = await run(minimalConfig("linode", PEERS));
     expect(inventory(r.resources)).toEqual({
       ...COMMON,
       "linode:index/firewall:Firewall": 1,
       "linode:index/firewallDevice:FirewallDevice": 1,
       "linode:index/instance:Instance": 1,
-      "linode:index/networkingIp:NetworkingIp": 1,
-      "linode:index/reservedIpAssignment:ReservedIpAssignment": 1,
     });
   });
 
@@ -243,15 +257,44 @@ describe("Linode", () => {
     });
   });
 
-  it("reserves a public IPv4 (protected) and uses the instance's own IPv6 without its prefix length", async () => {
+  it("without reservation, uses the instance's own IPv4 and IPv6 (without its prefix length)", async () => {
     const r = await run(minimalConfig("linode"));
-    const ip = r.one("linode:index/networkingIp:NetworkingIp");
-    expect(ip.inputs).toMatchObject({ type: "ipv4", public: true, reserved: true, region: "eu-central" });
-    expect(recorder.options.get(ip.name)?.protect).toBe(true);
-    expect(r.one("linode:index/reservedIpAssignment:ReservedIpAssignment").inputs.address).toBe(
-      MOCK_ADDRESSES.linode.ipv4,
-    );
+    expect(r.byType("linode:index/networkingIp:NetworkingIp")).toEqual([]);
+    expect(r.one("linode:index/instance:Instance").inputs.ipv4s).toBeUndefined();
+    expect(await valueOf(r.hub.ipv4)).toBe("198.51.100.20");
+    expect(await valueOf(r.hub.endpoint)).toBe("198.51.100.20:51820");
     expect(await valueOf(r.hub.ipv6)).toBe(MOCK_ADDRESSES.linode.ipv6);
+  });
+
+  it("with 'linodeReservedIpv4', gives the instance the reservation at creation: no assignment, no reboot", async () => {
+    const r = await run(minimalConfig("linode", { linodeReservedIpv4: true, region: "nl-ams" }), "hub");
+    const ip = r.one("linode:index/networkingIp:NetworkingIp");
+    expect(ip.name).toBe("hub-ipv4-nl-ams");
+    expect(ip.inputs).toMatchObject({ type: "ipv4", public: true, reserved: true, region: "nl-ams" });
+    expect(recorder.options.get(ip.name)).toMatchObject({ retainOnDelete: true, protect: false });
+    const instance = r.one("linode:index/instance:Instance");
+    // The only public IPv4 of the instance: egress leaves from it. A private IP would be read back into
+    // `ipv4s` (ForceNew) and replace the hub on every `pulumi up`.
+    expect(instance.inputs).toMatchObject({ ipv4s: [MOCK_ADDRESSES.linode.ipv4], privateIp: false });
+    expect(r.byType("linode:index/reservedIpAssignment:ReservedIpAssignment")).toEqual([]);
+    expect(await valueOf(r.hub.endpoint)).toBe(`${MOCK_ADDRESSES.linode.ipv4}:51820`);
+  });
+
+  it("rebuilds delete-first (unique label, one holder of the address) and treats a region change as a rebuild", async () => {
+    const r = await run(minimalConfig("linode"));
+    const instance = r.one("linode:index/instance:Instance");
+    expect(recorder.options.get(instance.name)).toMatchObject({
+      deleteBeforeReplace: true,
+      replaceOnChanges: ["region"],
+    });
+  });
+
+  it("labels the firewall within Linode's 32 characters, whatever hostname the config accepts", async () => {
+    const r = await run(minimalConfig("linode", { hostname: "a".repeat(29) }));
+    const label = String(r.one("linode:index/firewall:Firewall").inputs.label);
+    expect(label).toBe(`${"a".repeat(29)}-fw`);
+    expect(label.length).toBeLessThanOrEqual(32);
+    expect(String(r.one("linode:index/instance:Instance").inputs.label).length).toBeLessThanOrEqual(50);
   });
 });
 
@@ -283,10 +326,25 @@ describe("Vultr", () => {
     expect(instance.userData).toBe(renderUserData(bootstrapSpec(loadConfig(minimalConfig("vultr")))));
     const ip = r.one("vultr:index/reservedIp:ReservedIp");
     expect(ip.inputs).toMatchObject({ ipType: "v4", region: "fra" });
-    expect(recorder.options.get(ip.name)?.protect).toBe(true);
+    expect(ip.name.endsWith("-ipv4-fra")).toBe(true);
+    expect(recorder.options.get(ip.name)).toMatchObject({ retainOnDelete: true, protect: false });
+    expect(instance.backupsSchedule).toBeUndefined();
     expect(r.one("vultr:index/blockStorage:BlockStorage").inputs).toMatchObject({
       region: "fra",
       live: true,
+    });
+  });
+
+  it("replaces the instance delete-first, so the new one can take the reserved IP the old one held", async () => {
+    const r = await run(minimalConfig("vultr"));
+    expect(recorder.options.get(r.one("vultr:index/instance:Instance").name)?.deleteBeforeReplace).toBe(true);
+  });
+
+  it("gives enabled backups the schedule the provider requires", async () => {
+    const r = await run(minimalConfig("vultr", { backups: true }));
+    expect(r.one("vultr:index/instance:Instance").inputs).toMatchObject({
+      backups: "enabled",
+      backupsSchedule: { type: "daily", hour: 3 },
     });
   });
 

@@ -6,6 +6,7 @@
 import * as ipaddr from "ipaddr.js";
 import type { RawConfig, UnallocatedConfig } from "./types";
 import { show } from "../../model/messages";
+import { checkProviderLimits } from "../hosts/limits";
 
 type Net = [ipaddr.IPv4 | ipaddr.IPv6, number];
 
@@ -34,6 +35,7 @@ export function checkConfig(
   const when = (fields: string[], check: () => string[]) => (clean(...fields) ? check() : []);
   return [
     ...when(["existing", "region", "size", "backups", "operatorUser"], () => checkTarget(raw)),
+    ...when(["size", "hostname", "linodeReservedIpv4"], () => checkProviderLimits(raw, cfg)),
     ...when(["sshPublicKeys"], () => checkSshKeys(cfg.sshPublicKeys)),
     ...when(["sshAllowedCidrs", "allowWorldSsh"], () =>
       checkSshCidrs(cfg.sshAllowedCidrs, cfg.allowWorldSsh),

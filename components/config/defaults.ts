@@ -44,6 +44,7 @@ export const DEFAULTS = {
   upstreamPort: 853,
   firewallMode: "vpn" as FirewallMode,
   backups: false,
+  linodeReservedIpv4: false,
   autoReboot: { enabled: true, time: "04:00" },
   persistentKeepalive: 25,
 } as const;
@@ -62,6 +63,9 @@ export function withDefaults(raw: RawConfig): UnallocatedConfig {
           region: raw.region ?? CATALOG[raw.provider].defaultRegion,
           size: raw.size ?? CATALOG[raw.provider].defaultSize,
           backups: raw.backups ?? DEFAULTS.backups,
+          ...(raw.provider === "linode" && (raw.linodeReservedIpv4 ?? DEFAULTS.linodeReservedIpv4)
+            ? { reservedIpv4: true as const }
+            : {}),
         };
   const dns = raw.dns ?? {};
   return {

@@ -16,6 +16,11 @@ export interface CloudHostTarget {
   readonly size: string;
   /** Defaults to false: no copies of the hub on the provider's backup systems. */
   readonly backups: boolean;
+  /**
+   * Linode only, from 'linodeReservedIpv4' (default false; present only when true): the account has IP
+   * reservation, so the hub keeps one IPv4 across rebuilds. DigitalOcean and Vultr always reserve.
+   */
+  readonly reservedIpv4?: true;
 }
 
 export interface ExistingHostTarget {
@@ -119,6 +124,7 @@ export interface RawConfig {
   firewallMode?: FirewallMode;
   endpointHostname?: string;
   backups?: boolean;
+  linodeReservedIpv4?: boolean;
   autoReboot?: { enabled?: boolean; time?: string };
   persistentKeepalive?: number;
 }

@@ -8,7 +8,14 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { CATALOG } from "../catalog";
 import type { CloudHostTarget } from "../config";
-import { type Host, type HostArgs, inboundRules, RESERVED_IP_OPTIONS } from "./host";
+import {
+  type Host,
+  type HostArgs,
+  inboundRules,
+  MACHINE_OPTIONS,
+  RESERVED_IP_OPTIONS,
+  reservedIpName,
+} from "./host";
 
 const ANYWHERE = ["0.0.0.0/0", "::/0"];
 
@@ -43,7 +50,10 @@ export function digitalOceanHost(name: string, args: HostArgs, parent: pulumi.Re
       dropletAgent: false,
       backups: target.backups,
     },
-    opts,
+    // The bridge already asks for delete-before-replace because `name` is set explicitly
+    // (pulumi/pulumi-terraform-bridge pkg/tfbridge/schema.go nameRequiresDeleteBeforeReplace); saying it here
+    // keeps that true if the name ever goes (host.ts, MACHINE_OPTIONS).
+    { ...opts, ...MACHINE_OPTIONS },
   );
   const dropletId = droplet.id.apply(Number);
   const firewall = new digitalocean.Firewall(
@@ -69,24 +79,30 @@ export function digitalOceanHost(name: string, args: HostArgs, parent: pulumi.Re
     opts,
   );
   const ipv4 = new digitalocean.ReservedIp(
-    `${name}-ipv4`,
+    reservedIpName(name, "ipv4", target.region),
     { region: target.region },
     { ...opts, ...RESERVED_IP_OPTIONS },
   );
   const ipv4Assignment = new digitalocean.ReservedIpAssignment(
     `${name}-ipv4-assignment`,
     { ipAddress: ipv4.ipAddress, dropletId },
-    opts,
+    // One reserved IP per droplet, one droplet per reserved IP: the old assignment goes first.
+    { ...opts, ...MACHINE_OPTIONS },
   );
   const ipv6 = new digitalocean.ReservedIpv6(
-    `${name}-ipv6`,
+    reservedIpName(name, "ipv6", target.region),
     { regionSlug: target.region },
     { ...opts, ...RESERVED_IP_OPTIONS },
   );
   const ipv6Assignment = new digitalocean.ReservedIpv6Assignment(
     `${name}-ipv6-assignment`,
     { ip: ipv6.ip, dropletId },
-    opts,
+    // One action at a time on the droplet: DigitalOcean refuses an action while another is pending ("Droplet
+    // already has a pending event"), and only some resources cope. The IPv4 assignment waits for the droplet's
+    // actions to finish before it assigns (digitalocean/reservedip/reserved_ip_actions.go waitOnDroplet) and
+    // then polls its own action to completion; the IPv6 assignment neither waits nor retries
+    // (digitalocean/reservedipv6/resource_reserved_ipv6_assignment.go), so it runs after the IPv4 one.
+    { ...opts, ...MACHINE_OPTIONS, dependsOn: [ipv4Assignment] },
   );
   const volume = new digitalocean.Volume(
     `${name}-state-volume`,

@@ -14,7 +14,10 @@ export interface HostArgs {
 export interface Host {
   /** The address delivery connects to over SSH: the reserved IPv4, or the existing server's host. */
   readonly sshHost: pulumi.Output<string>;
-  /** Public IPv4/IPv6 that stay with the hub across rebuilds (undefined where there is none). */
+  /**
+   * Public IPv4/IPv6 of the hub (undefined where there is none). The IPv4 is a reserved one that stays across
+   * rebuilds, except on Linode without 'linodeReservedIpv4', where it is the instance's own.
+   */
   readonly ipv4: pulumi.Output<string | undefined>;
   readonly ipv6: pulumi.Output<string | undefined>;
   /** Everything that must exist before SSH can reach the operator user (VM, firewall, IP assignment). */
@@ -41,5 +44,26 @@ export function inboundRules(config: HubConfig): InboundRule[] {
   ];
 }
 
-/** Reserved addresses outlive the VM: losing one means every device config points nowhere. */
-export const RESERVED_IP_OPTIONS: pulumi.CustomResourceOptions = { protect: true };
+/**
+ * Reserved addresses outlive the VM: losing one means every device config points nowhere. They are not
+ * `protect`ed: the engine refuses to replace a protected resource (pulumi/pulumi
+ * pkg/resource/deploy/step_generator.go) and checks `protect` before `retainOnDelete` on a delete
+ * (pkg/resource/deploy/step.go), so a region move or a provider switch would stop half-way. Instead each address is named after its region (reservedIpName) and kept in the account when the
+ * program stops registering it: a move builds new addresses and leaves the old ones for the operator to
+ * release by hand once every device uses the new endpoint (README, "Move the hub").
+ */
+export const RESERVED_IP_OPTIONS: pulumi.CustomResourceOptions = { retainOnDelete: true };
+
+/** The logical name of a region-bound reserved address: a new region is a new resource, never a replace. */
+export function reservedIpName(name: string, family: "ipv4" | "ipv6", region: string): string {
+  return `${name}-${family}-${region}`;
+}
+
+/**
+ * The machine, and anything that attaches one thing to it, is replaced delete-before-replace on every cloud.
+ * There is one hub, one reserved address that only one machine may hold, and a label some clouds want
+ * unique (Linode: "Label must be unique among your Linodes", pulumi/pulumi-linode#882; Vultr: the new
+ * instance waits for a reserved IP the old one still holds, vultr/resource_vultr_instance.go). A rebuild is
+ * down for one boot anyway, so building the new machine second costs nothing.
+ */
+export const MACHINE_OPTIONS: pulumi.CustomResourceOptions = { deleteBeforeReplace: true };

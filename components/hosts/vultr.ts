@@ -6,7 +6,14 @@ import * as vultr from "@ediri/vultr";
 import * as pulumi from "@pulumi/pulumi";
 import { CATALOG } from "../catalog";
 import type { CloudHostTarget } from "../config";
-import { type Host, type HostArgs, inboundRules, RESERVED_IP_OPTIONS } from "./host";
+import {
+  type Host,
+  type HostArgs,
+  inboundRules,
+  MACHINE_OPTIONS,
+  RESERVED_IP_OPTIONS,
+  reservedIpName,
+} from "./host";
 
 export function vultrHost(name: string, args: HostArgs, parent: pulumi.Resource): Host {
   const { config, userData } = args;
@@ -40,7 +47,7 @@ export function vultrHost(name: string, args: HostArgs, parent: pulumi.Resource)
     }
   }
   const ipv4 = new vultr.ReservedIp(
-    `${name}-ipv4`,
+    reservedIpName(name, "ipv4", target.region),
     { region: target.region, ipType: "v4", label: `${config.hostname}-ipv4` },
     { ...opts, ...RESERVED_IP_OPTIONS },
   );
@@ -57,10 +64,19 @@ export function vultrHost(name: string, args: HostArgs, parent: pulumi.Resource)
       firewallGroupId: group.id,
       userData,
       backups: target.backups ? "enabled" : "disabled",
+      // The provider refuses enabled backups without a schedule, and a schedule with backups disabled
+      // (vultr/resource_vultr_instance.go, "Backups are set to enabled please provide a backups_schedule").
+      // Daily at the hour before the default auto-reboot window (04:00 UTC).
+      ...(target.backups ? { backupsSchedule: { type: "daily", hour: 3 } } : {}),
       ddosProtection: false,
       activationEmail: false,
     },
-    { ...opts, dependsOn: rules },
+    // `reservedIpId` (and `userData`, `hostname`, `region`, `osId`) force a new instance
+    // (vultr/resource_vultr_instance.go). Created first, the new instance would wait for the reserved IP the
+    // old one still holds, retrying "Floating IPv4 address is already attached to another server" for 59
+    // minutes, then fail; deleted first, the provider's retry covers the API's asynchronous detach
+    // (vultr/terraform-provider-vultr#77, #322).
+    { ...opts, ...MACHINE_OPTIONS, dependsOn: rules },
   );
   const storage = new vultr.BlockStorage(
     `${name}-state-volume`,
