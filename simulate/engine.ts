@@ -280,11 +280,7 @@ export function simulate(before: Snapshot, after: Snapshot, replace: readonly st
           });
           break;
         }
-        const providerAsks =
-          rule.alwaysDeleteBeforeReplace === true ||
-          (rule.deleteBeforeReplaceWhenSet !== undefined &&
-            r.inputs[rule.deleteBeforeReplaceWhenSet] !== undefined);
-        if (r.deleteBeforeReplace || providerAsks) {
+        if (r.deleteBeforeReplace || providerAsksDeleteFirst(rule, r)) {
           const doomed = dependentsOf(r.urn, before.resources).filter(
             (dep) => !current.has(dep.urn) || isReplaced(dep, after, old, replace),
           );
@@ -319,6 +315,13 @@ export function simulate(before: Snapshot, after: Snapshot, replace: readonly st
     else removeOld(r, "delete", "no longer in the program");
   }
   return { steps, violations, decisions, removed: removed.map((r) => r.urn) };
+}
+
+/** Whether the provider itself asks the engine for delete-before-replace (rules.ts). */
+function providerAsksDeleteFirst(rule: ResourceRule, r: ResourceRecord): boolean {
+  if (rule.alwaysDeleteBeforeReplace === true) return true;
+  const input = rule.deleteBeforeReplaceWhenSet;
+  return input !== undefined && r.inputs[input] !== undefined;
 }
 
 function isReplaced(
