@@ -15,8 +15,7 @@ export default tseslint.config(
           paths: [
             {
               name: "child_process",
-              message:
-                "Start processes only through lib/runner.ts (argument arrays, secrets on stdin).",
+              message: "Start processes only through lib/runner.ts (argument arrays, secrets on stdin).",
             },
           ],
         },

@@ -1,4 +1,5 @@
-import { LAYOUT } from "../model/layout";
+import { show } from "../model/messages";
+import { SSH_KEY_FIX, sshPublicKeyProblem, userNameProblem } from "../model/rules";
 import type { BootstrapSpec, ImageFamily } from "./spec";
 
 const IMAGES: readonly ImageFamily[] = ["debian-12", "ubuntu-24.04"];
@@ -6,65 +7,7 @@ const IMAGES: readonly ImageFamily[] = ["debian-12", "ubuntu-24.04"];
 /** One DNS label (RFC 1123): what `hostname` accepts and what /etc/hosts can hold without surprises. */
 const HOSTNAME = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 
-/** Debian's adduser default NAME_REGEX, restricted to lower case, at most 32 characters. */
-const USER_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
-
-/** Names the image or CloudPal already use; an operator with one of these would fight the system. */
-const RESERVED_USERS = new Set([
-  "root",
-  LAYOUT.user,
-  "daemon",
-  "bin",
-  "sys",
-  "sync",
-  "nobody",
-  "sshd",
-  "unbound",
-  "messagebus",
-  "systemd-network",
-  "systemd-resolve",
-  "systemd-timesync",
-  "_apt",
-]);
-
-/** Public key algorithms OpenSSH 9.2 (Debian 12) and 9.6 (Ubuntu 24.04) accept for user authentication. */
-const SSH_KEY_TYPES = new Set([
-  "ssh-ed25519",
-  "ssh-rsa",
-  "ecdsa-sha2-nistp256",
-  "ecdsa-sha2-nistp384",
-  "ecdsa-sha2-nistp521",
-  "sk-ssh-ed25519@openssh.com",
-  "sk-ecdsa-sha2-nistp256@openssh.com",
-]);
-
 const REBOOT_TIME = /^([01][0-9]|2[0-3]):[0-5][0-9]$/;
-
-function show(value: unknown): string {
-  const text = JSON.stringify(value);
-  if (text === undefined) return String(value);
-  return text.length > 60 ? `${text.slice(0, 57)}..."` : text;
-}
-
-/**
- * Why an authorized_keys line is not a usable public key, or undefined when it is. The key blob is decoded and
- * its embedded algorithm name compared with the declared one, which catches truncated or mixed-up pastes.
- */
-function sshKeyProblem(line: string): string | undefined {
-  if (/[\r\n\0]/.test(line)) return "spans several lines";
-  const parts = line.trim().split(/\s+/);
-  if (parts.length < 2) return "is not '<type> <base64> [comment]'";
-  const [type, blob] = parts as [string, string];
-  if (!SSH_KEY_TYPES.has(type)) return `has unsupported key type "${type}"`;
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(blob) || blob.length % 4 !== 0)
-    return "has a key part that is not base64";
-  const bytes = Buffer.from(blob, "base64");
-  if (bytes.length < 4) return "has a key part that is too short";
-  const nameLength = bytes.readUInt32BE(0);
-  const embedded = bytes.subarray(4, 4 + nameLength).toString("latin1");
-  if (embedded !== type) return `declares "${type}" but the key part encodes "${embedded}"`;
-  return undefined;
-}
 
 function checkPort(field: "sshPort" | "wireguardPort", value: unknown, proto: string): void {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 65535) {
@@ -89,17 +32,11 @@ export function validateBootstrapSpec(spec: BootstrapSpec): void {
       `'image' (${show(spec.image)}) is not a supported image: use one of ${IMAGES.join(", ")}.`,
     );
   }
+  // The stack config applies the same rule to 'operatorUser' and 'existing.user' (model/rules.ts), so a
+  // config that passed never fails here; this check guards callers that build a spec by hand.
   const user = spec.operator?.user;
-  if (typeof user !== "string" || !USER_NAME.test(user)) {
-    throw new Error(
-      `'operator.user' (${show(user)}) is not a valid user name: start with a lower-case letter, then up to 31 lower-case letters, digits, '_' or '-'.`,
-    );
-  }
-  if (RESERVED_USERS.has(user)) {
-    throw new Error(
-      `'operator.user' (${show(user)}) is reserved for the system or for CloudPal: choose another name, e.g. "admin" (root cannot be the operator because the hub refuses root logins over SSH).`,
-    );
-  }
+  const userProblem = userNameProblem(user);
+  if (userProblem !== undefined) throw new Error(`'operator.user' (${show(user)}) ${userProblem}.`);
   const keys = spec.operator.sshPublicKeys;
   if (!Array.isArray(keys) || keys.length === 0) {
     throw new Error(
@@ -113,11 +50,9 @@ export function validateBootstrapSpec(spec: BootstrapSpec): void {
         `'operator.sshPublicKeys[${i}]' holds a private key (not shown): paste the public half instead, the one line of your .pub file, e.g. "ssh-ed25519 AAAAC3... me@laptop".`,
       );
     }
-    const problem = typeof key === "string" ? sshKeyProblem(key) : "is not a string";
+    const problem = typeof key === "string" ? sshPublicKeyProblem(key) : "is not a string";
     if (problem !== undefined) {
-      throw new Error(
-        `'operator.sshPublicKeys[${i}]' (${show(key)}) ${problem}: paste one line of a .pub file, e.g. "ssh-ed25519 AAAAC3... me@laptop".`,
-      );
+      throw new Error(`'operator.sshPublicKeys[${i}]' (${show(key)}) ${problem}: ${SSH_KEY_FIX}.`);
     }
   });
   checkPort("sshPort", spec.sshPort, "TCP");

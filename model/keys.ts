@@ -3,8 +3,9 @@
  * Node's crypto does the X25519 maths; it matched `wg pubkey` on every key tried (see ../shared/notes/pulumi.md).
  */
 import { createPrivateKey, createPublicKey } from "crypto";
+import { WIREGUARD_KEY_PATTERN } from "./rules";
 
-const KEY_PATTERN = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
+const KEY_PATTERN = new RegExp(WIREGUARD_KEY_PATTERN);
 
 /** True for a well-formed WireGuard key (public, private or preshared): 32 bytes in standard base64. */
 export function isWireGuardKey(value: string): boolean {

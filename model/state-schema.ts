@@ -6,53 +6,45 @@
  * The patterns are also the injection defence: names are hostname labels, domains are dotted labels, keys are
  * base64, so no value can carry a newline, quote, brace or semicolon into the wg, nft or unbound files.
  */
-import Ajv, { type ErrorObject } from "ajv";
+import Ajv from "ajv";
 import * as ipaddr from "ipaddr.js";
 import { hubAddresses } from "./addressing";
 import { isWireGuardKey, publicKeyFromPrivate } from "./keys";
+import { describeAjvError, MESSAGE_KEYWORDS, show } from "./messages";
+import { DOMAIN_PATTERN, NAME_FIX, NAME_PATTERN, WIREGUARD_KEY_PATTERN } from "./rules";
 import type { HubState } from "./state";
 
-export const NAME_PATTERN = "^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$";
-/** Dotted hostname labels; '_' is allowed because real blocklists name such hosts (e.g. _dmarc). */
-export const DOMAIN_PATTERN =
-  "^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$";
-const KEY_PATTERN = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$";
-
+// Each `fix` is the tail of the sentence after the field and its value (model/messages.ts).
 const name = (what: string) => ({
   type: "string",
   pattern: NAME_PATTERN,
-  is: `a valid ${what} name`,
-  fix: `use 1 to 32 lowercase letters, digits or '-' for the ${what} name, starting and ending with a letter or digit`,
+  fix: `is not a valid ${what} name: ${NAME_FIX}`,
 });
 const key = (what: string, generate: string) => ({
   type: "string",
-  pattern: KEY_PATTERN,
-  is: `a WireGuard ${what}`,
-  fix: `expected 44 base64 characters ending in '='; generate one with '${generate}'`,
+  pattern: WIREGUARD_KEY_PATTERN,
+  fix: `is not a WireGuard ${what}: expected 44 base64 characters ending in '='; generate one with '${generate}'`,
 });
 const domain = {
   type: "string",
-  is: "a domain name",
   pattern: DOMAIN_PATTERN,
-  fix: "use a lowercase domain name such as ads.example.com, without scheme, wildcard or trailing dot",
+  fix: "is not a domain name: use a lowercase domain name such as ads.example.com, without scheme, wildcard or trailing dot",
 };
 const port = {
   type: "integer",
-  is: "a port number",
   minimum: 1,
   maximum: 65535,
-  fix: "use a port number from 1 to 65535",
+  fix: "is not a port number: use a port number from 1 to 65535",
 };
 const ipv4 = {
   type: "string",
-  is: "an IPv4 address",
   format: "cloudpal-ipv4",
-  fix: "use a dotted IPv4 address such as 10.77.0.23",
+  fix: "is not an IPv4 address: use a dotted IPv4 address such as 10.77.0.23",
 };
 const ipv6 = {
   type: "string",
   format: "cloudpal-ipv6",
-  fix: "use an IPv6 address such as fd7a:c10d:9a1::17",
+  fix: "is not an IPv6 address: use an IPv6 address such as fd7a:c10d:9a1::17",
 };
 
 export const HUB_STATE_SCHEMA = {
@@ -62,7 +54,7 @@ export const HUB_STATE_SCHEMA = {
   properties: {
     version: {
       const: 1,
-      fix: "this agent reads state version 1; update the agent or the Pulumi program so they match",
+      fix: "is not a state version this agent reads: it reads version 1; update the agent or the Pulumi program so they match",
     },
     hub: {
       type: "object",
@@ -74,7 +66,7 @@ export const HUB_STATE_SCHEMA = {
         endpoint: {
           type: "string",
           pattern: "^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]{1,253}):[0-9]{1,5}$",
-          fix: "use host:port, e.g. vpn.example.com:51820 or [2001:db8::1]:51820",
+          fix: "is not an endpoint: use host:port, e.g. vpn.example.com:51820 or [2001:db8::1]:51820",
         },
         sshPort: port,
         sshAllowedCidrs: {
@@ -84,31 +76,31 @@ export const HUB_STATE_SCHEMA = {
           items: {
             type: "string",
             format: "cloudpal-cidr",
-            fix: "use a CIDR such as 203.0.113.0/24 or ::/0",
+            fix: "is not a CIDR: use a CIDR such as 203.0.113.0/24 or ::/0",
           },
-          fix: "list at least one CIDR allowed to reach SSH (0.0.0.0/0 and ::/0 for anywhere), so the operator is never locked out",
+          fix: "must list at least one CIDR allowed to reach SSH (0.0.0.0/0 and ::/0 for anywhere), so the operator is never locked out",
         },
         ipv4Subnet: {
           type: "string",
           format: "cloudpal-ipv4-subnet",
-          fix: "use a private IPv4 CIDR from /8 to /28 such as 10.77.0.0/16",
+          fix: "is not a private IPv4 subnet: use a private IPv4 CIDR from /8 to /28 such as 10.77.0.0/16",
         },
         ipv6Prefix: {
           type: "string",
           format: "cloudpal-ipv6-prefix",
-          fix: "use an IPv6 ULA prefix from /48 to /120 such as fd7a:c10d:9a1::/64",
+          fix: "is not a ULA prefix: use an IPv6 ULA prefix from /48 to /120 such as fd7a:c10d:9a1::/64",
         },
       },
     },
     mode: {
       enum: ["vpn", "mesh-only"],
-      fix: "use 'vpn' (full tunnel allowed) or 'mesh-only' (no internet egress)",
+      fix: "is not a firewall mode: use 'vpn' (full tunnel allowed) or 'mesh-only' (no internet egress)",
     },
     groups: {
       type: "array",
       minItems: 1,
       maxItems: 256,
-      fix: "define at least one group",
+      fix: "must define at least one group",
       items: {
         type: "object",
         additionalProperties: false,
@@ -116,7 +108,7 @@ export const HUB_STATE_SCHEMA = {
         properties: {
           name: name("group"),
           reaches: { type: "array", maxItems: 256, items: name("group") },
-          internet: { type: "boolean", fix: "use true or false" },
+          internet: { type: "boolean", fix: "must be true or false" },
         },
       },
     },
@@ -149,7 +141,7 @@ export const HUB_STATE_SCHEMA = {
             type: "string",
             maxLength: 2048,
             pattern: "^(https?|file)://[\\x21-\\x7e]+$",
-            fix: "use an http(s):// or file:// URL without spaces",
+            fix: "is not a blocklist URL: use an http(s):// or file:// URL without spaces",
           },
         },
         allow: { type: "array", maxItems: 100000, items: domain },
@@ -158,7 +150,7 @@ export const HUB_STATE_SCHEMA = {
           type: "array",
           minItems: 1,
           maxItems: 8,
-          fix: "list at least one DNS-over-TLS upstream, e.g. { address: 1.1.1.1, tlsName: cloudflare-dns.com, port: 853 }",
+          fix: "must list at least one DNS-over-TLS upstream, e.g. { address: 1.1.1.1, tlsName: cloudflare-dns.com, port: 853 }",
           items: {
             type: "object",
             additionalProperties: false,
@@ -167,15 +159,15 @@ export const HUB_STATE_SCHEMA = {
               address: {
                 type: "string",
                 format: "cloudpal-ip",
-                fix: "use the resolver's IPv4 or IPv6 address",
+                fix: "is not an IP address: use the resolver's IPv4 or IPv6 address",
               },
               tlsName: domain,
               port,
             },
           },
         },
-        dnssec: { type: "boolean", fix: "use true or false" },
-        queryLog: { type: "boolean", fix: "use true or false" },
+        dnssec: { type: "boolean", fix: "must be true or false" },
+        queryLog: { type: "boolean", fix: "must be true or false" },
       },
     },
   },
@@ -207,7 +199,7 @@ function isUlaPrefix(s: string): boolean {
 
 function makeValidator() {
   const ajv = new Ajv({ allErrors: true, verbose: true, strict: true });
-  ajv.addVocabulary(["fix", "is"]);
+  ajv.addVocabulary([...MESSAGE_KEYWORDS]);
   ajv.addFormat("cloudpal-ipv4", (s: string) => ipaddr.IPv4.isValidFourPartDecimal(s));
   ajv.addFormat("cloudpal-ipv6", (s: string) => ipaddr.IPv6.isValid(s) && !s.includes("%"));
   ajv.addFormat(
@@ -222,44 +214,17 @@ function makeValidator() {
 
 let compiled: ReturnType<typeof makeValidator> | undefined;
 
-/** "/peers/2/publicKey" → "peers[2].publicKey" */
-export function fieldName(instancePath: string, extra?: string): string {
-  const parts = instancePath.split("/").slice(1);
-  if (extra) parts.push(extra);
-  return (
-    parts.reduce((acc, p) => (/^\d+$/.test(p) ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), "") || "(state)"
-  );
-}
+/** Key material is never echoed back: a malformed key is still most of a key, and errors reach logs. */
+const SECRET_FIELD = /(^|\.)(privateKey|presharedKey)$/;
 
-function shown(value: unknown): string {
-  const text = JSON.stringify(value);
-  if (text === undefined) return String(value);
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-}
-
-function describeAjvError(e: ErrorObject): string {
-  const fix = (e.parentSchema as { fix?: string } | undefined)?.fix;
-  switch (e.keyword) {
-    case "required": {
-      const missing = (e.params as { missingProperty: string }).missingProperty;
-      return `'${fieldName(e.instancePath, missing)}' is missing: add it (see model/state.ts for its meaning).`;
-    }
-    case "additionalProperties": {
-      const extra = (e.params as { additionalProperty: string }).additionalProperty;
-      return `'${fieldName(e.instancePath, extra)}' is not a known field: remove it or check its spelling against model/state.ts.`;
-    }
-    case "type":
-      return `'${fieldName(e.instancePath)}' (${shown(e.data)}) must be ${(e.params as { type: string }).type}${fix ? `: ${fix}` : "."}`;
-    default: {
-      const is = (e.parentSchema as { is?: string } | undefined)?.is;
-      const what =
-        is && ["pattern", "format", "minimum", "maximum"].includes(e.keyword)
-          ? `is not ${is}`
-          : (e.message ?? "is invalid");
-      return `'${fieldName(e.instancePath)}' (${shown(e.data)}) ${what}${fix ? `: ${fix}.` : "."}`;
-    }
-  }
-}
+const WORDING = {
+  noun: "field",
+  missing: "add it (see model/state.ts for its meaning)",
+  shown: (field: string, value: unknown) =>
+    SECRET_FIELD.test(field) || (typeof value === "string" && new RegExp(WIREGUARD_KEY_PATTERN).test(value))
+      ? "(hidden)"
+      : show(value),
+};
 
 /** Subnets parsed once: with 10,000 peers, parsing them per peer dominated validation time. */
 function inV4Subnet(address: string, subnet: [ipaddr.IPv4, number]): boolean {
@@ -278,7 +243,7 @@ function crossCheck(state: HubState): string[] {
   state.groups.forEach((g, i) => {
     if (groups.has(g.name)) {
       problems.push(
-        `'groups[${i}].name' (${shown(g.name)}) repeats 'groups[${groups.get(g.name)}].name': give every group its own name.`,
+        `'groups[${i}].name' (${show(g.name)}) repeats 'groups[${groups.get(g.name)}].name': give every group its own name.`,
       );
     }
     groups.set(g.name, i);
@@ -287,7 +252,7 @@ function crossCheck(state: HubState): string[] {
     g.reaches.forEach((r, j) => {
       if (!groups.has(r)) {
         problems.push(
-          `'groups[${i}].reaches[${j}]' (${shown(r)}) is not a defined group: define it in 'groups' or remove it.`,
+          `'groups[${i}].reaches[${j}]' (${show(r)}) is not a defined group: define it in 'groups' or remove it.`,
         );
       }
     }),
@@ -311,7 +276,7 @@ function crossCheck(state: HubState): string[] {
     const dup = (kind: keyof typeof seen, value: string, field: string, fix: string) => {
       const first = seen[kind].get(value);
       if (first !== undefined)
-        problems.push(`'${f}.${field}' (${shown(value)}) is already used by 'peers[${first}]': ${fix}.`);
+        problems.push(`'${f}.${field}' (${show(value)}) is already used by 'peers[${first}]': ${fix}.`);
       else seen[kind].set(value, i);
     };
     if (p.name === "hub")
@@ -320,26 +285,26 @@ function crossCheck(state: HubState): string[] {
     dup("key", p.publicKey, "publicKey", "every device needs its own key pair");
     if (hubPublic !== undefined && p.publicKey === hubPublic) {
       problems.push(
-        `'${f}.publicKey' (${shown(p.publicKey)}) is the hub's own public key: use the device's public key.`,
+        `'${f}.publicKey' (${show(p.publicKey)}) is the hub's own public key: use the device's public key.`,
       );
     }
     if (!isWireGuardKey(p.publicKey))
       problems.push(
-        `'${f}.publicKey' (${shown(p.publicKey)}) is not 32 bytes of base64: generate one with 'wg genkey | wg pubkey'.`,
+        `'${f}.publicKey' (${show(p.publicKey)}) is not 32 bytes of base64: generate one with 'wg genkey | wg pubkey'.`,
       );
     if (!groups.has(p.group))
       problems.push(
-        `'${f}.group' (${shown(p.group)}) is not a defined group: use one of ${[...groups.keys()].join(", ")}.`,
+        `'${f}.group' (${show(p.group)}) is not a defined group: use one of ${[...groups.keys()].join(", ")}.`,
       );
     if (!inV4Subnet(p.ipv4, v4net) || p.ipv4 === network || p.ipv4 === broadcast || p.ipv4 === hubIpv4) {
       problems.push(
-        `'${f}.ipv4' (${shown(p.ipv4)}) is not a peer address of ${state.hub.ipv4Subnet}: use the address allocateAddresses() gives (model/addressing.ts); the network, broadcast and hub (${hubIpv4}) addresses are reserved.`,
+        `'${f}.ipv4' (${show(p.ipv4)}) is not a peer address of ${state.hub.ipv4Subnet}: use the address allocateAddresses() gives (model/addressing.ts); the network, broadcast and hub (${hubIpv4}) addresses are reserved.`,
       );
     } else dup("v4", p.ipv4, "ipv4", "use the address allocateAddresses() gives, or pin a free one");
     const { inside, normalized: v6 } = inV6Prefix(p.ipv6, v6net);
     if (!inside || v6 === hubIpv6) {
       problems.push(
-        `'${f}.ipv6' (${shown(p.ipv6)}) is not a peer address of ${state.hub.ipv6Prefix}: use the address allocateAddresses() gives (model/addressing.ts); ${hubIpv6} is the hub's.`,
+        `'${f}.ipv6' (${show(p.ipv6)}) is not a peer address of ${state.hub.ipv6Prefix}: use the address allocateAddresses() gives (model/addressing.ts); ${hubIpv6} is the hub's.`,
       );
     } else dup("v6", v6, "ipv6", "use the address allocateAddresses() gives, or pin a free one");
   });
@@ -348,9 +313,7 @@ function crossCheck(state: HubState): string[] {
   const deny = new Set(state.dns.deny);
   state.dns.allow.forEach((d, i) => {
     if (deny.has(d))
-      problems.push(
-        `'dns.allow[${i}]' (${shown(d)}) is also in 'dns.deny': keep it in one of the two lists.`,
-      );
+      problems.push(`'dns.allow[${i}]' (${show(d)}) is also in 'dns.deny': keep it in one of the two lists.`);
   });
   return problems;
 }
@@ -359,13 +322,7 @@ function crossCheck(state: HubState): string[] {
 export function validateHubState(input: unknown): HubState {
   compiled ??= makeValidator();
   if (!compiled(input)) {
-    const problems = (compiled.errors ?? [])
-      .filter((e) => !(e.keyword === "if"))
-      .map((e) =>
-        /privateKey|presharedKey/.test(e.instancePath)
-          ? describeAjvError({ ...e, data: "(hidden)" })
-          : describeAjvError(e),
-      );
+    const problems = (compiled.errors ?? []).map((e) => describeAjvError(e, WORDING)).filter((p) => p !== "");
     throw new StateError([...new Set(problems)]);
   }
   const state = input as unknown as HubState;
@@ -386,5 +343,3 @@ export function parseHubState(text: string): HubState {
   }
   return validateHubState(value);
 }
-
-export { KEY_PATTERN as WIREGUARD_KEY_PATTERN };

@@ -12,6 +12,7 @@ import type {
   ResourceValidationPolicy,
   StackValidationPolicy,
 } from "@pulumi/policy";
+import { WIREGUARD_KEY_PATTERN } from "../model/rules";
 
 type ResourceClass = Parameters<ResourceValidationArgs["isType"]>[0];
 
@@ -192,8 +193,11 @@ export const storageEncryptionUnavailable: ResourceValidationPolicy = {
 export const KEY_MATERIAL: readonly { what: string; pattern: RegExp }[] = [
   {
     what: "a WireGuard private or preshared key",
-    pattern:
-      /(PrivateKey|PresharedKey|private_key|preshared_key)["']?\s*[:=]\s*["']?[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=/i,
+    // The key itself by the model's rule, unanchored: it is searched for inside larger text.
+    pattern: new RegExp(
+      `(PrivateKey|PresharedKey|private_key|preshared_key)["']?\\s*[:=]\\s*["']?${WIREGUARD_KEY_PATTERN.slice(1, -1)}`,
+      "i",
+    ),
   },
   { what: "a PEM or OpenSSH private key", pattern: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/ },
   { what: "a DigitalOcean token", pattern: /\bdo[opr]_v1_[a-f0-9]{64}\b/ },

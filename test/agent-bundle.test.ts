@@ -23,7 +23,7 @@ describe("agent bundle", () => {
         timeoutMs: 20_000,
       });
       expect(bad.code).toBe(1);
-      expect(bad.stderr).toContain("'version' (2) must be equal to constant");
+      expect(bad.stderr).toContain("'version' (2) is not a state version this agent reads");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -23,7 +23,11 @@ describe("hub state validation", () => {
       `'peers[1].publicKey' ("abc") is not a WireGuard public key`,
       "wg genkey | wg pubkey",
     ],
-    [(s: any) => (s.peers[0].name = "Laptop"), `'peers[0].name' ("Laptop")`, "lowercase letters"],
+    [
+      (s: any) => (s.peers[0].name = "Laptop"),
+      `'peers[0].name' ("Laptop") is not a valid peer name`,
+      "lower-case letters",
+    ],
     [
       (s: any) => (s.peers[0].group = "work"),
       `'peers[0].group' ("work") is not a defined group`,
@@ -72,7 +76,12 @@ describe("hub state validation", () => {
       "",
     ],
     [(s: any) => (s.dns.blocklists = ["ftp://x"]), `'dns.blocklists[0]' ("ftp://x")`, "http(s)://"],
-    [(s: any) => (s.extra = 1), `'extra' is not a known field`, ""],
+    [(s: any) => (s.extra = 1), `'extra' (1) is not a known field`, "remove it"],
+    [
+      (s: any) => (s.hub.listenPrt = 1),
+      `'hub.listenPrt' (1) is not a known field`,
+      "did you mean 'hub.listenPort'?",
+    ],
     [(s: any) => delete s.dns, `'dns' is missing`, ""],
   ])("%# reports the field, the value and the fix", (mutate, start, fix) => {
     const s = JSON.parse(JSON.stringify(testState()));

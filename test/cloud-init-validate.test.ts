@@ -1,5 +1,4 @@
 import { generateKeyPairSync } from "crypto";
-import { LAYOUT } from "../model/layout";
 import { renderBootstrapScript, renderUserData, validateBootstrapSpec } from "../cloud-init/render";
 import type { BootstrapSpec } from "../cloud-init/spec";
 import { ED25519_KEY, spec } from "./cloud-init-helpers";
@@ -61,8 +60,8 @@ describe("validateBootstrapSpec", () => {
       /^'operator\.user' \("root"\) is reserved/,
     ],
     [
-      "the agent's user",
-      spec({ operator: { user: LAYOUT.user, sshPublicKeys: [ED25519_KEY] } }),
+      "CloudPal's own name",
+      spec({ operator: { user: "cloudpal", sshPublicKeys: [ED25519_KEY] } }),
       /^'operator\.user' \("cloudpal"\) is reserved/,
     ],
     ["no keys", withKeys([]), /^'operator\.sshPublicKeys' \(\[\]\) must list at least one SSH public key/],

@@ -205,7 +205,7 @@ const INVALID: [string, Record<string, unknown>, string[]][] = [
     "hostname",
     { hostname: "My_Hub" },
     [
-      `'hostname' ("My_Hub") is not a valid name: use 1-32 lower-case letters, digits and '-', starting and ending with a letter or digit.`,
+      `'hostname' ("My_Hub") is not a valid name: use 1 to 32 lower-case letters, digits or '-', starting and ending with a letter or digit.`,
     ],
   ],
   [
@@ -219,7 +219,7 @@ const INVALID: [string, Record<string, unknown>, string[]][] = [
     "sshPublicKeys (truncated)",
     { sshPublicKeys: [KEY.slice(0, 50)] },
     [
-      `'sshPublicKeys[0]' (${JSON.stringify(KEY.slice(0, 50))}) is not a complete ssh-ed25519 key: copy the whole line from your '.pub' file again.`,
+      `'sshPublicKeys[0]' (${JSON.stringify(KEY.slice(0, 50))}) is not a complete ssh-ed25519 key: copy the whole line from your '.pub' file again, e.g. "ssh-ed25519 AAAAC3... me@laptop".`,
     ],
   ],
   [
@@ -277,7 +277,7 @@ const INVALID: [string, Record<string, unknown>, string[]][] = [
     "operatorUser",
     { operatorUser: "root" },
     [
-      `'operatorUser' ("root") is not a usable user name: use lower-case letters, digits, '_' and '-', not 'root' or 'cloudpal'.`,
+      `'operatorUser' ("root") is reserved for the system or for CloudPal: choose another name, e.g. "admin" (the hub refuses root logins over SSH).`,
     ],
   ],
   [
@@ -347,7 +347,7 @@ const INVALID: [string, Record<string, unknown>, string[]][] = [
     "peers (name)",
     { peers: [{ name: "Dad's phone" }] },
     [
-      `'peers[0].name' ("Dad's phone") is not a valid name: use 1-32 lower-case letters, digits and '-', starting and ending with a letter or digit.`,
+      `'peers[0].name' ("Dad's phone") is not a valid name: use 1 to 32 lower-case letters, digits or '-', starting and ending with a letter or digit.`,
     ],
   ],
   [
@@ -400,7 +400,7 @@ const INVALID: [string, Record<string, unknown>, string[]][] = [
     "groups (name)",
     { groups: { Kids: {} } },
     [
-      `'groups.Kids' ("Kids") is not a valid name: use 1-32 lower-case letters, digits and '-', starting and ending with a letter or digit.`,
+      `'groups.Kids' ("Kids") is not a valid name: use 1 to 32 lower-case letters, digits or '-', starting and ending with a letter or digit.`,
     ],
   ],
   [
@@ -509,7 +509,7 @@ describe("existing server fields", () => {
     ],
     [
       { host: "198.51.100.4", user: "Admin User" },
-      `'existing.user' ("Admin User") is not a Unix user name: use lower-case letters, digits, '_' and '-'.`,
+      `'existing.user' ("Admin User") is not a valid user name: start with a lower-case letter, then up to 31 lower-case letters, digits, '_' or '-'.`,
     ],
     [{ user: "admin" }, `'existing.host' is missing: set it to the server's IP address or DNS name.`],
   ])("rejects %j", (existing, message) => {

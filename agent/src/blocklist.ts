@@ -6,7 +6,7 @@
  * labels) and a source with many lines that are neither format is rejected as a whole: that is what an HTML
  * error page or a captive portal looks like, and loading it would silently switch the filter off.
  */
-import { DOMAIN_PATTERN } from "../../model/state-schema";
+import { DOMAIN_PATTERN } from "../../model/rules";
 
 const DOMAIN = new RegExp(DOMAIN_PATTERN);
 const SINK_ADDRESSES = new Set(["0.0.0.0", "127.0.0.1", "::", "::1", "0", "0:0:0:0:0:0:0:0"]);

@@ -6,7 +6,7 @@
 import * as ipaddr from "ipaddr.js";
 import type { RawConfig, UnallocatedConfig } from "./types";
 import { show } from "../../model/messages";
-import { checkProviderLimits } from "../hosts/limits";
+import { SSH_KEY_FIX, sshPublicKeyProblem, userNameProblem } from "../../model/rules";
 
 type Net = [ipaddr.IPv4 | ipaddr.IPv6, number];
 
@@ -35,7 +35,7 @@ export function checkConfig(
   const when = (fields: string[], check: () => string[]) => (clean(...fields) ? check() : []);
   return [
     ...when(["existing", "region", "size", "backups", "operatorUser"], () => checkTarget(raw)),
-    ...when(["size", "hostname", "linodeReservedIpv4"], () => checkProviderLimits(raw, cfg)),
+    ...when(["existing", "operatorUser"], () => checkOperatorUser(raw)),
     ...when(["sshPublicKeys"], () => checkSshKeys(cfg.sshPublicKeys)),
     ...when(["sshAllowedCidrs", "allowWorldSsh"], () =>
       checkSshCidrs(cfg.sshAllowedCidrs, cfg.allowWorldSsh),
@@ -84,30 +84,24 @@ function checkTarget(raw: RawConfig): string[] {
 }
 
 /**
- * An OpenSSH public key blob is a run of length-prefixed strings, the first being the key type named in front.
- * Checking that it parses exactly catches truncated or mixed-up pastes, which the pattern cannot.
+ * The operator user, by the bootstrap's own rule (model/rules.ts), named as the user wrote it: a name the
+ * config accepts is never refused minutes later by the bootstrap as 'operator.user'.
  */
-function blobParses(type: string, blob: string): boolean {
-  const bytes = Buffer.from(blob, "base64");
-  const fields: Buffer[] = [];
-  let at = 0;
-  while (at + 4 <= bytes.length) {
-    const length = bytes.readUInt32BE(at);
-    if (at + 4 + length > bytes.length) return false;
-    fields.push(bytes.subarray(at + 4, at + 4 + length));
-    at += 4 + length;
-  }
-  return at === bytes.length && fields.length >= 2 && fields[0].toString("latin1") === type;
+function checkOperatorUser(raw: RawConfig): string[] {
+  const [field, user] =
+    raw.provider === "existing" ? ["existing.user", raw.existing?.user] : ["operatorUser", raw.operatorUser];
+  // Root on an existing server has its own message (checkTarget); an unset user is the schema's to report.
+  if (user === undefined || (raw.provider === "existing" && user === "root")) return [];
+  const problem = userNameProblem(user);
+  return problem === undefined ? [] : [`'${field}' (${show(user)}) ${problem}.`];
 }
 
 function checkSshKeys(keys: readonly string[]): string[] {
   const out: string[] = [];
   keys.forEach((key, i) => {
-    const [type, blob] = key.split(" ");
-    if (!blobParses(type, blob))
-      out.push(
-        `'sshPublicKeys[${i}]' (${show(key)}) is not a complete ${type} key: copy the whole line from your '.pub' file again.`,
-      );
+    const problem = sshPublicKeyProblem(key);
+    if (problem !== undefined) out.push(`'sshPublicKeys[${i}]' (${show(key)}) ${problem}: ${SSH_KEY_FIX}.`);
+    const blob = key.split(" ")[1];
     const first = keys.findIndex((k) => k.split(" ")[1] === blob);
     if (first !== i)
       out.push(`'sshPublicKeys[${i}]' (${show(key)}) repeats 'sshPublicKeys[${first}]': remove one.`);

@@ -8,15 +8,20 @@
  */
 import {
   DOMAIN_PATTERN,
+  NAME_FIX as NAME_RULE,
   NAME_PATTERN,
+  SSH_KEY_TYPES,
+  USER_NAME_PATTERN,
   WIREGUARD_KEY_PATTERN as WG_KEY_PATTERN,
-} from "../../model/state-schema";
+} from "../../model/rules";
 import { CATALOG, IMAGE_FAMILIES, PROVIDERS, type CloudProvider } from "../catalog";
 
-// The agent validates the state it receives with the same patterns, so a name or domain the config accepts
-// can never be refused on the hub.
-const NAME_FIX =
-  "is not a valid name: use 1-32 lower-case letters, digits and '-', starting and ending with a letter or digit";
+// The agent validates the state it receives, and the bootstrap its spec, with the same rules (model/rules.ts),
+// so a name, domain or user the config accepts can never be refused later.
+const NAME_FIX = `is not a valid name: ${NAME_RULE}`;
+// The reserved names are refused by checks.ts, with the same words as the bootstrap's validator.
+const USER_FIX =
+  "is not a valid user name: start with a lower-case letter, then up to 31 lower-case letters, digits, '_' or '-'";
 const DOMAIN_FIX =
   "is not a domain name: write it in lower case without a scheme or path, e.g. 'example.com'";
 const CIDR_V4_OR_V6 = "^[0-9a-fA-F.:]+/[0-9]{1,3}$";
@@ -86,12 +91,12 @@ export const CONFIG_SCHEMA = {
         },
         user: {
           type: "string",
-          pattern: "^[a-z_][a-z0-9_-]{0,31}$",
+          pattern: USER_NAME_PATTERN,
           description:
             "User to log in as; needs passwordless sudo. Not root: the bootstrap turns root login off.",
           missing:
             "set it to a user with passwordless sudo and your SSH key (not root: CloudPal turns root login off)",
-          fix: "is not a Unix user name: use lower-case letters, digits, '_' and '-'",
+          fix: USER_FIX,
         },
       },
     },
@@ -106,8 +111,7 @@ export const CONFIG_SCHEMA = {
       minItems: 1,
       items: {
         type: "string",
-        pattern:
-          "^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|sk-ssh-ed25519@openssh\\.com|sk-ecdsa-sha2-nistp256@openssh\\.com) [A-Za-z0-9+/]+={0,3}( [^\\n]*)?$",
+        pattern: `^(${SSH_KEY_TYPES.map((t) => t.replace(/\./g, "\\.")).join("|")}) [A-Za-z0-9+/]+={0,3}( [^\\n]*)?$`,
         fix: "is not an SSH public key: paste one line of your '~/.ssh/id_ed25519.pub' (create it with 'ssh-keygen -t ed25519')",
       },
       description: "OpenSSH public keys of the operator.",
@@ -135,10 +139,9 @@ export const CONFIG_SCHEMA = {
     sshPort: port("SSH port on the hub.", "is not a port: use a number from 1 to 65535 (default 22)"),
     operatorUser: {
       type: "string",
-      pattern: "^[a-z_][a-z0-9_-]{0,31}$",
-      not: { enum: ["root", "cloudpal"] },
+      pattern: USER_NAME_PATTERN,
       description: "Login user created on the hub.",
-      fix: "is not a usable user name: use lower-case letters, digits, '_' and '-', not 'root' or 'cloudpal'",
+      fix: USER_FIX,
     },
     wireguardPort: port("WireGuard UDP port.", "is not a port: use a number from 1 to 65535 (default 51820)"),
     ipv4Subnet: {
@@ -253,12 +256,6 @@ export const CONFIG_SCHEMA = {
     backups: {
       type: "boolean",
       description: "Provider backups (off: your data stays off the provider's backup systems).",
-      fix: "must be true or false",
-    },
-    linodeReservedIpv4: {
-      type: "boolean",
-      description:
-        "Linode only: the account has IP reservation, so the hub keeps one IPv4 across rebuilds (off: set endpointHostname).",
       fix: "must be true or false",
     },
     autoReboot: {
