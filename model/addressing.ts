@@ -145,11 +145,16 @@ export function allocateAddresses(
       owner.set(host, i);
       return;
     }
+    // Which of the two is new cannot be known from the config, and list order says nothing about it: the
+    // message names both and asks the user to pin the one being added. `free` is unused by every peer, and
+    // every other peer's address depends only on its own name or pin, so that pin moves nobody else.
     const free = nearestFree(host, net, used);
     used.add(free);
-    const how = peers[i].address !== undefined ? "is pinned to" : "hashes to";
+    const how = (j: number) => (peers[j].address !== undefined ? "pinned" : "from its name");
+    const who = (j: number) => `'${fieldOf(j)}' (${JSON.stringify(peers[j].name)}, ${how(j)})`;
+    const pin = (j: number) => `'${fieldOf(j)}.address' if it is ${JSON.stringify(peers[j].name)}`;
     problems.push(
-      `'${fieldOf(i)}' (${JSON.stringify(peers[i].name)}) ${how} ${v4String(net.base + host)}, which ${JSON.stringify(peers[first].name)} ('${fieldOf(first)}') already uses: set '${fieldOf(i)}.address' to a free address such as ${v4String(net.base + free)}.`,
+      `${who(first)} and ${who(i)} would both get ${v4String(net.base + host)}: on the device you are adding, set 'address' to ${v4String(net.base + free)}, a free address (${pin(i)}, ${pin(first)}), and leave the device that already works as it is, because changing its address breaks its config.`,
     );
   });
   if (problems.length > 0) throw new AllocationError(problems);

@@ -9,7 +9,7 @@
 import { parseArgs } from "util";
 import * as QRCode from "qrcode";
 import { writeFileAtomic } from "../lib/atomic-file";
-import { realRunner, type Runner } from "../lib/runner";
+import { CommandError, realRunner, type Runner } from "../lib/runner";
 
 export class DeviceError extends Error {}
 
@@ -49,32 +49,65 @@ export function renderQr(config: string): Promise<string> {
   return QRCode.toString(config, { type: "terminal", small: true, errorCorrectionLevel: "M" });
 }
 
-async function main(argv: readonly string[], runner: Runner): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    options: {
-      qr: { type: "boolean", default: false },
-      list: { type: "boolean", default: false },
-      out: { type: "string" },
-      stack: { type: "string" },
-    },
-  });
+const USAGE = "'npm run device -- laptop [--qr] [--out laptop.conf] [--stack STACK]', or '--list'";
+const INSTALL_PULUMI = "https://www.pulumi.com/docs/install/";
+
+function parse(argv: readonly string[]) {
+  try {
+    return parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        qr: { type: "boolean", default: false },
+        list: { type: "boolean", default: false },
+        out: { type: "string" },
+        stack: { type: "string" },
+      },
+    });
+  } catch (e) {
+    // node's own words ("Unknown option '--qrr'") name the argument; the usage says what works.
+    throw new DeviceError(`${(e as Error).message.split(/\.( |$)/)[0]}: use ${USAGE}.`);
+  }
+}
+
+/** The stack's client configs, with the Pulumi CLI's failures said in one line each. */
+async function readOutputs(runner: Runner, stack: string | undefined): Promise<string> {
   const args = ["stack", "output", "clientConfigs", "--json", "--show-secrets"];
-  if (values.stack) args.push("--stack", values.stack);
-  const { stdout } = await runner.run("pulumi", args);
+  if (stack) args.push("--stack", stack);
+  try {
+    return (await runner.run("pulumi", args)).stdout;
+  } catch (e) {
+    if (!(e instanceof CommandError)) throw e;
+    if (/\bENOENT\b/.test(e.result.stderr))
+      throw new DeviceError(
+        `the Pulumi CLI ('pulumi') is not installed or not on PATH: install it (${INSTALL_PULUMI}), run 'pulumi login', then run this again.`,
+      );
+    const said = e.result.stderr.trim().split("\n")[0] || `exit ${e.result.code}`;
+    throw new DeviceError(
+      `'pulumi stack output clientConfigs' failed (${said}): pick the stack with '--stack NAME' (see 'pulumi stack ls'), and run 'pulumi up' on it first.`,
+    );
+  }
+}
+
+export async function main(argv: readonly string[], runner: Runner): Promise<void> {
+  const { values, positionals } = parse(argv);
+  const stdout = await readOutputs(runner, values.stack);
   if (values.list) {
     process.stdout.write(Object.keys(parseConfigs(stdout)).sort().join("\n") + "\n");
     return;
   }
   const name = positionals[0];
-  if (!name)
-    throw new DeviceError(
-      "name a device: 'npm run device -- laptop [--qr] [--out laptop.conf]', or '--list'.",
-    );
+  if (!name) throw new DeviceError(`name a device: ${USAGE}.`);
   const config = pickConfig(stdout, name);
   if (values.out) {
-    writeFileAtomic(values.out, config, 0o600);
+    try {
+      writeFileAtomic(values.out, config, 0o600);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw new DeviceError(
+        `'--out' (${JSON.stringify(values.out)}) cannot be written (${code}): name a file in a directory that exists and you can write to.`,
+      );
+    }
     process.stderr.write(`wrote ${values.out} (mode 0600)\n`);
   } else if (values.qr) {
     process.stdout.write(await renderQr(config));
@@ -84,8 +117,13 @@ async function main(argv: readonly string[], runner: Runner): Promise<void> {
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2), realRunner()).catch((e: unknown) => {
-    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+  // Quiet runner: the one line below is all the user needs; no stack trace for a user's mistake.
+  main(
+    process.argv.slice(2),
+    realRunner(() => undefined),
+  ).catch((e: unknown) => {
+    const message = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`${e instanceof DeviceError ? message : message.split("\n")[0]}\n`);
     process.exit(1);
   });
 }

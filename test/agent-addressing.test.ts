@@ -76,7 +76,7 @@ describe("address allocation (properties)", () => {
     }
     expect(error).toBeInstanceOf(AllocationError);
     const m =
-      /'peers\[(\d+)\]' .* set 'peers\[\d+\]\.address' to a free address such as (10\.77\.0\.\d+)/.exec(
+      /^'peers\[\d+\]' .* and 'peers\[(\d+)\]' .* set 'address' to (10\.77\.0\.\d+), a free address/.exec(
         error!.problems[0],
       );
     expect(m).not.toBeNull();

@@ -3,14 +3,17 @@
  * the exact sentence the user sees; every problem reported at once; the result frozen.
  */
 import { generateKeyPairSync } from "crypto";
+import * as pulumi from "@pulumi/pulumi";
 import {
   checkSshPrivateKey,
   ConfigError,
   DEFAULTS,
   type HubConfig,
   loadConfig,
+  loadStackConfig,
   readStackConfig,
 } from "../components/config";
+import { preferredHost } from "../model/addressing";
 import { minimalConfig, OPERATOR_CIDR, sshPublicKey, wireguardPublicKey } from "./helpers/fixtures";
 
 function problems(raw: Record<string, unknown>): string[] {
@@ -393,7 +396,7 @@ const INVALID: [string, Record<string, unknown>, string[]][] = [
       ],
     },
     [
-      `'peers[1]' ("b") is pinned to 10.77.0.5, which "a" ('peers[0]') already uses: set 'peers[1].address' to a free address such as 10.77.0.6.`,
+      `'peers[0]' ("a", pinned) and 'peers[1]' ("b", pinned) would both get 10.77.0.5: on the device you are adding, set 'address' to 10.77.0.6, a free address ('peers[1].address' if it is "b", 'peers[0].address' if it is "a"), and leave the device that already works as it is, because changing its address breaks its config.`,
     ],
   ],
   [
@@ -735,5 +738,232 @@ describe("checkSshPrivateKey (the text of the key is never shown)", () => {
       /^'sshPrivateKey' \(not shown\) is protected by a passphrase, which delivery cannot type: /,
     );
     expect(line).not.toContain(value.split("\n")[1]);
+  });
+});
+
+describe("a device added whose name hashes to an existing device's address", () => {
+  const existing = [{ name: "laptop" }, { name: "phone" }, { name: "nas" }];
+  const subnet = DEFAULTS.ipv4Subnet;
+  // A name that hashes to the phone's address (about 65,000 tries in a /16).
+  const phoneHost = preferredHost("phone", subnet);
+  let added = "";
+  for (let i = 0; added === ""; i++)
+    if (preferredHost(`tablet${i}`, subnet) === phoneHost) added = `tablet${i}`;
+  const at = (host: number) => `10.77.${host >> 8}.${host & 255}`;
+
+  it("names both devices, asks to pin the one being added, and says to leave the working one alone", () => {
+    const before = loadConfig(minimalConfig("linode", { peers: existing }));
+    const used = before.peers.map((p) => p.ipv4);
+    expect(used).not.toContain(at(phoneHost + 1)); // so the suggestion below is the next address up
+    // The new device is listed first: list order must not decide which device the message moves.
+    const found = problems(minimalConfig("linode", { peers: [{ name: added }, ...existing] }));
+    expect(found).toEqual([
+      `'peers[0]' ("${added}", from its name) and 'peers[2]' ("phone", from its name) would both get ${at(phoneHost)}: on the device you are adding, set 'address' to ${at(phoneHost + 1)}, a free address ('peers[2].address' if it is "phone", 'peers[0].address' if it is "${added}"), and leave the device that already works as it is, because changing its address breaks its config.`,
+    ]);
+  });
+
+  it("pinning the added device as told moves no other device", () => {
+    const before = loadConfig(minimalConfig("linode", { peers: existing }));
+    const pinned = { name: added, address: at(phoneHost + 1) };
+    const after = loadConfig(
+      minimalConfig("linode", { peers: [...existing.slice(0, 2), pinned, existing[2]] }),
+    );
+    for (const p of before.peers) {
+      const now = after.peers.find((q) => q.name === p.name);
+      expect([p.name, now?.ipv4, now?.ipv6]).toEqual([p.name, p.ipv4, p.ipv6]);
+    }
+    expect(after.peers.find((q) => q.name === added)?.ipv4).toBe(at(phoneHost + 1));
+  });
+});
+
+describe("DNS upstreams the hub cannot forward to", () => {
+  const fix = "use a public DNS-over-TLS resolver's IP, e.g. '9.9.9.9'.";
+  it.each([
+    ["10.77.0.1", "is the hub's own tunnel address, so the hub's resolver would ask itself"],
+    ["fd7a:c10d:9a1::1", "is the hub's own tunnel address, so the hub's resolver would ask itself"],
+    ["127.0.0.1", "is a loopback address, which on the hub is the hub itself"],
+    ["127.0.0.53", "is a loopback address, which on the hub is the hub itself"],
+    ["::1", "is a loopback address, which on the hub is the hub itself"],
+    ["::ffff:127.0.0.1", "is a loopback address, which on the hub is the hub itself"],
+    [
+      "169.254.169.254",
+      "is link-local (169.254.0.0/16, where 169.254.169.254 is the cloud's metadata service), not a resolver the hub can use",
+    ],
+    ["fe80::1", "is link-local (fe80::/10), which reaches only the hub's own network segment"],
+    ["0.0.0.0", "is the unspecified address, which names no resolver"],
+    ["::", "is the unspecified address, which names no resolver"],
+    ["224.0.0.251", "is a multicast address, which names no single resolver"],
+    ["ff02::fb", "is a multicast address, which names no single resolver"],
+    ["255.255.255.255", "is a broadcast address, which names no single resolver"],
+  ])("refuses %s", (address, why) => {
+    const dns = {
+      upstreams: [
+        { address: "9.9.9.9", tlsName: "dns.quad9.net" },
+        { address, tlsName: "dns.example" },
+      ],
+    };
+    expect(problems(minimalConfig("vultr", { dns }))).toEqual([
+      `'dns.upstreams[1].address' (${JSON.stringify(address)}) ${why}: ${fix}`,
+    ]);
+  });
+
+  it("follows the hub's address when the tunnel subnet changes", () => {
+    const dns = { upstreams: [{ address: "10.9.0.1", tlsName: "dns.example" }] };
+    expect(problems(minimalConfig("vultr", { ipv4Subnet: "10.9.0.0/24", dns }))).toEqual([
+      `'dns.upstreams[0].address' ("10.9.0.1") is the hub's own tunnel address, so the hub's resolver would ask itself: ${fix}`,
+    ]);
+    // The old hub address, another device's tunnel address, or a resolver on a private network, may all
+    // run DNS-over-TLS: only the hub itself and addresses that reach no resolver are refused.
+    for (const address of ["10.77.0.1", "10.9.0.7", "192.168.1.53", "2620:fe::fe"]) {
+      const upstreams = [{ address, tlsName: "dns.example" }];
+      expect(() =>
+        loadConfig(minimalConfig("vultr", { ipv4Subnet: "10.9.0.0/24", dns: { upstreams } })),
+      ).not.toThrow();
+    }
+  });
+});
+
+describe("weak SSH keys", () => {
+  /** An ssh-rsa authorized_keys line for a fresh key of `bits` bits (RFC 4253 section 6.6 blob). */
+  function rsaKey(bits: number): string {
+    const jwk = generateKeyPairSync("rsa", { modulusLength: bits }).publicKey.export({ format: "jwk" });
+    const mpint = (b64: string) => {
+      const raw = Buffer.from(b64, "base64url");
+      return raw[0] & 0x80 ? Buffer.concat([Buffer.from([0]), raw]) : raw;
+    };
+    const field = (b: Buffer) => Buffer.concat([Buffer.from([0, 0, b.length >> 8, b.length & 255]), b]);
+    const blob = Buffer.concat([field(Buffer.from("ssh-rsa")), field(mpint(jwk.e!)), field(mpint(jwk.n!))]);
+    return `ssh-rsa ${blob.toString("base64")} old@laptop`;
+  }
+
+  it("refuses an RSA key under 2048 bits, naming its size", () => {
+    for (const bits of [1024, 2040]) {
+      const key = rsaKey(bits);
+      expect(problems(minimalConfig("linode", { sshPublicKeys: [sshPublicKey("operator"), key] }))).toEqual([
+        `'sshPublicKeys[1]' (${JSON.stringify(key).slice(0, 57)}...) is a ${bits}-bit RSA key, too weak to guard the hub (at least 2048 bits): make a new key with 'ssh-keygen -t ed25519' and paste its '.pub' line instead.`,
+      ]);
+    }
+  });
+
+  it("accepts RSA keys of 2048 bits and more", () => {
+    for (const bits of [2048, 3072])
+      expect(() => loadConfig(minimalConfig("linode", { sshPublicKeys: [rsaKey(bits)] }))).not.toThrow();
+  });
+
+  it("refuses a DSA key", () => {
+    const key =
+      "ssh-dss AAAAB3NzaC1kc3MAAACBAP1/U4EddRIpUt9KnC7s5Of2EbdSPO9EAMMeP4C2USZpRV1AIlH7WT2NWPq/xfW6 me@old";
+    expect(problems(minimalConfig("linode", { sshPublicKeys: [key] }))).toEqual([
+      `'sshPublicKeys[0]' (${JSON.stringify(key).slice(0, 57)}...) is not an SSH public key: paste one line of your '~/.ssh/id_ed25519.pub' (create it with 'ssh-keygen -t ed25519').`,
+    ]);
+  });
+});
+
+describe("every problem at once, down to one element of a list", () => {
+  it("reports a duplicate name in the same element as an unknown key (the issue's example)", () => {
+    const peers = [{ name: "laptop" }, { name: "laptop", adress: "10.77.0.9" }];
+    expect(problems(minimalConfig("digitalocean", { peers }))).toEqual([
+      `'peers[1].adress' ("10.77.0.9") is not a known setting: did you mean 'peers[1].address'?`,
+      `'peers[1].name' ("laptop") is already used by 'peers[0]': give every device its own name.`,
+    ]);
+  });
+
+  it("judges every sound element and field even when a sibling is refused", () => {
+    const found = problems(
+      minimalConfig("digitalocean", {
+        sshPublicKeys: [KEY, "not a key", KEY],
+        sshAllowedCidrs: ["203.0.113.7", OPERATOR_CIDR, OPERATOR_CIDR],
+        peers: [{ name: "Bad Name" }, { name: "tv", group: "kids" }, { name: "tv", publicKey: "abc" }],
+        dns: {
+          upstreams: [{ address: "127.0.0.1", tlsName: "dns.example", port: 0 }],
+          deny: ["x.org"],
+          allow: ["BAD", "x.org"],
+        },
+      }),
+    );
+    expect(found.map((l) => l.split(" ")[0])).toEqual([
+      "'sshPublicKeys[1]'",
+      "'sshAllowedCidrs[0]'",
+      "'peers[0].name'",
+      "'peers[2].publicKey'",
+      "'dns.allow[0]'",
+      "'dns.upstreams[0].port'",
+      "'sshPublicKeys[2]'",
+      "'sshAllowedCidrs[2]'",
+      "'peers[1].group'",
+      "'peers[2].name'",
+      "'dns.upstreams[0].address'",
+      "'dns.deny[0]'",
+    ]);
+  });
+
+  it("allocates the sound peers and reports their collisions beside a refused one", () => {
+    const found = problems(
+      minimalConfig("digitalocean", {
+        peers: [
+          { name: "a", address: "10.77.0.5" },
+          { name: "b", publicKey: "abc" },
+          { name: "c", address: "10.77.0.5" },
+        ],
+      }),
+    );
+    expect(found.map((l) => l.split(" ")[0])).toEqual(["'peers[1].publicKey'", "'peers[0]'"]);
+    expect(found[1]).toContain(`and 'peers[2]' ("c", pinned) would both get 10.77.0.5`);
+  });
+});
+
+describe("the stack file as the program reads it (loadStackConfig, as index.ts calls it)", () => {
+  const privateKey = generateKeyPairSync("ed25519")
+    .privateKey.export({ type: "pkcs8", format: "pem" })
+    .toString();
+
+  /** Pulumi's flat map: `cloudpal:<key>`, structured values as JSON, as the CLI passes them. */
+  function stack(extra: Record<string, string> = {}): Record<string, string> {
+    const flat: Record<string, string> = { "cloudpal:sshPrivateKey": privateKey };
+    for (const [k, v] of Object.entries(minimalConfig("digitalocean")))
+      flat[`cloudpal:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
+    return { ...flat, ...extra };
+  }
+
+  function stackProblems(config: Record<string, string>, secretKeys: string[]): string[] {
+    pulumi.runtime.setAllConfig(config, secretKeys);
+    try {
+      loadStackConfig();
+    } catch (e) {
+      if (e instanceof ConfigError) return [...e.problems];
+      throw e;
+    } finally {
+      pulumi.runtime.setAllConfig({}, []);
+    }
+    return [];
+  }
+
+  it("accepts the SSH private key when Pulumi passes it as a secret", () => {
+    expect(stackProblems(stack(), ["cloudpal:sshPrivateKey"])).toEqual([]);
+  });
+
+  it("refuses the SSH private key in plain text, without showing it", () => {
+    const found = stackProblems(stack(), []);
+    expect(found).toEqual([
+      `'cloudpal:sshPrivateKey' (not shown) is in the stack file as plain text, where anyone who reads the file sees it: set it as a secret with 'pulumi config set --secret cloudpal:sshPrivateKey < ~/.ssh/id_ed25519' (and make a new key if the file was ever shared).`,
+    ]);
+    expect(found.join("\n")).not.toContain(privateKey.split("\n")[1]);
+  });
+
+  it("refuses a key in a namespace nothing reads, suggesting the one meant", () => {
+    const found = stackProblems(
+      stack({
+        "cludpal:region": "ams3",
+        "cloudpall:peers": "[]",
+        "aws:region": "eu-west-1",
+        "digitalocean:token": "t",
+      }),
+      ["cloudpal:sshPrivateKey", "digitalocean:token"],
+    );
+    expect(found).toEqual([
+      `'cludpal:region' is read by nothing (namespace "cludpal" is not CloudPal's or a provider's): did you mean 'cloudpal:region'?`,
+      `'cloudpall:peers' is read by nothing (namespace "cloudpall" is not CloudPal's or a provider's): did you mean 'cloudpal:peers'?`,
+      `'aws:region' is read by nothing (namespace "aws" is not CloudPal's or a provider's): CloudPal's settings are 'cloudpal:<name>'; rename it, or remove it with 'pulumi config rm aws:region'.`,
+    ]);
   });
 });

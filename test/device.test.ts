@@ -1,4 +1,8 @@
-import { DeviceError, parseConfigs, pickConfig, renderQr } from "../scripts/device";
+import { mkdtempSync, readFileSync, statSync } from "fs";
+import { tmpdir } from "os";
+import * as path from "path";
+import { CommandError, realRunner, type Runner } from "../lib/runner";
+import { DeviceError, main, parseConfigs, pickConfig, renderQr } from "../scripts/device";
 
 const outputs = JSON.stringify({ laptop: "[Interface]\nAddress = 10.77.0.9/32\n", phone: "[Interface]\n" });
 
@@ -25,5 +29,82 @@ describe("npm run device", () => {
     expect(lines.length).toBeGreaterThan(10);
     expect(qr).toMatch(/[█▀▄]/);
     expect(await renderQr("other text")).not.toBe(qr);
+  });
+});
+
+describe("npm run device: a user's mistake is one line, never a stack trace", () => {
+  /** A runner whose `pulumi` prints `stdout`, or fails as the real runner does. */
+  function runner(result: { stdout?: string; fail?: { code: number; stderr: string } }): Runner {
+    return {
+      run: (command, args) =>
+        result.fail
+          ? Promise.reject(new CommandError(`${command} ${args.join(" ")}`, { stdout: "", ...result.fail }))
+          : Promise.resolve({ code: 0, stdout: result.stdout ?? "", stderr: "" }),
+    };
+  }
+  const USAGE = "use 'npm run device -- laptop [--qr] [--out laptop.conf] [--stack STACK]', or '--list'.";
+
+  it("says to install the Pulumi CLI when there is none", async () => {
+    // What lib/runner.ts reports when execFile cannot find the program.
+    const missing = runner({ fail: { code: 1, stderr: "spawn pulumi ENOENT" } });
+    await expect(main(["laptop"], missing)).rejects.toThrow(
+      new DeviceError(
+        "the Pulumi CLI ('pulumi') is not installed or not on PATH: install it (https://www.pulumi.com/docs/install/), run 'pulumi login', then run this again.",
+      ),
+    );
+  });
+
+  it("passes on the CLI's own first line when it fails, with what to do", async () => {
+    const noStack = runner({ fail: { code: 255, stderr: "error: no stack selected\nmore detail\n" } });
+    await expect(main(["laptop"], noStack)).rejects.toThrow(
+      new DeviceError(
+        "'pulumi stack output clientConfigs' failed (error: no stack selected): pick the stack with '--stack NAME' (see 'pulumi stack ls'), and run 'pulumi up' on it first.",
+      ),
+    );
+  });
+
+  it("names an unknown option or a missing name, with the usage", async () => {
+    const ok = runner({ stdout: outputs });
+    await expect(main(["laptop", "--qrr"], ok)).rejects.toThrow(
+      new DeviceError(`Unknown option '--qrr': ${USAGE}`),
+    );
+    await expect(main([], ok)).rejects.toThrow(
+      new DeviceError(`name a device: ${USAGE.slice("use ".length)}`),
+    );
+  });
+
+  it("writes --out as 0600, and names an --out it cannot write", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "device-"));
+    const out = path.join(dir, "laptop.conf");
+    await main(["laptop", "--out", out], runner({ stdout: outputs }));
+    expect(readFileSync(out, "utf8")).toBe("[Interface]\nAddress = 10.77.0.9/32\n");
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+    const bad = path.join(out, "laptop.conf"); // under a file, not a directory
+    await expect(main(["laptop", "--out", bad], runner({ stdout: outputs }))).rejects.toThrow(
+      new DeviceError(
+        `'--out' (${JSON.stringify(bad)}) cannot be written (EEXIST): name a file in a directory that exists and you can write to.`,
+      ),
+    );
+  });
+
+  it("without pulumi on PATH, the script prints that one line and exits 1", async () => {
+    const script = path.join(__dirname, "..", "scripts", "device.ts");
+    // The child inherits this process's environment: node is named by its full path, pulumi cannot be found.
+    const saved = process.env.PATH;
+    process.env.PATH = "/nonexistent";
+    try {
+      const run = await realRunner(() => undefined).run(
+        process.execPath,
+        ["-r", "ts-node/register/transpile-only", script, "laptop"],
+        { allowFailure: true },
+      );
+      expect([run.code, run.stdout, run.stderr]).toEqual([
+        1,
+        "",
+        "the Pulumi CLI ('pulumi') is not installed or not on PATH: install it (https://www.pulumi.com/docs/install/), run 'pulumi login', then run this again.\n",
+      ]);
+    } finally {
+      process.env.PATH = saved;
+    }
   });
 });

@@ -5,10 +5,12 @@
  */
 import * as ipaddr from "ipaddr.js";
 import type { RawConfig, UnallocatedConfig } from "./types";
+import { hubAddresses, type Subnets } from "../../model/addressing";
 import { show } from "../../model/messages";
 import { SSH_KEY_FIX, sshPublicKeyProblem, userNameProblem } from "../../model/rules";
 
 type Net = [ipaddr.IPv4 | ipaddr.IPv6, number];
+type Sound = (path: string) => boolean;
 
 /**
  * Ranges a tunnel subnet must never overlap: traffic to them would be routed into the tunnel (or out of it)
@@ -26,25 +28,32 @@ export const RESERVED_RANGES: readonly { readonly cidr: string; readonly what: s
 
 const RFC1918 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
 
-/** `clean(fields)` says whether the schema accepted those fields; a check runs only on sound input. */
+/**
+ * `clean(fields)` says whether the schema accepted those fields whole; `sound(path)` whether it accepted the
+ * value at a path such as "peers/1/name", whatever is wrong beside or below it (load.ts). A check runs only on
+ * what the schema accepted, so it never echoes the schema, and the checks on lists judge every element the
+ * schema accepted even when a sibling was refused.
+ */
 export function checkConfig(
   raw: RawConfig,
   cfg: UnallocatedConfig,
   clean: (...fields: string[]) => boolean = () => true,
+  sound: Sound = () => true,
 ): string[] {
   const when = (fields: string[], check: () => string[]) => (clean(...fields) ? check() : []);
+  const whenSound = (paths: string[], check: () => string[]) => (paths.every(sound) ? check() : []);
   return [
     ...when(["existing", "region", "size", "backups", "operatorUser"], () => checkTarget(raw)),
     ...when(["existing", "operatorUser"], () => checkOperatorUser(raw)),
-    ...when(["sshPublicKeys"], () => checkSshKeys(cfg.sshPublicKeys)),
-    ...when(["sshAllowedCidrs", "allowWorldSsh"], () =>
-      checkSshCidrs(cfg.sshAllowedCidrs, cfg.allowWorldSsh),
+    ...whenSound(["sshPublicKeys"], () => checkSshKeys(cfg.sshPublicKeys, sound)),
+    ...whenSound(["sshAllowedCidrs", "allowWorldSsh"], () =>
+      checkSshCidrs(cfg.sshAllowedCidrs, cfg.allowWorldSsh, sound),
     ),
     ...when(["ipv4Subnet"], () => checkIpv4Subnet(cfg.ipv4Subnet)),
     ...when(["ipv6Prefix"], () => checkIpv6Prefix(cfg.ipv6Prefix)),
-    ...when(["groups"], () => checkGroups(cfg)),
-    ...when(["peers", "groups"], () => checkPeers(cfg)),
-    ...when(["dns"], () => checkDns(cfg)),
+    ...whenSound(["groups"], () => checkGroups(cfg, sound)),
+    ...whenSound(["peers"], () => checkPeers(cfg, sound)),
+    ...whenSound(["dns"], () => checkDns(cfg, sound, clean("ipv4Subnet", "ipv6Prefix"))),
   ];
 }
 
@@ -96,13 +105,46 @@ function checkOperatorUser(raw: RawConfig): string[] {
   return problem === undefined ? [] : [`'${field}' (${show(user)}) ${problem}.`];
 }
 
-function checkSshKeys(keys: readonly string[]): string[] {
+/**
+ * The size in bits of an ssh-rsa key's modulus: the blob is string "ssh-rsa", mpint e, mpint n (RFC 4253
+ * section 6.6), an mpint being big-endian with a leading zero byte when the top bit is set (RFC 4251 section
+ * 5). Undefined when the blob is not a complete RSA key (reported on its own).
+ */
+export function rsaModulusBits(blob: string): number | undefined {
+  const bytes = Buffer.from(blob, "base64");
+  const fields: Buffer[] = [];
+  for (let at = 0; at + 4 <= bytes.length;) {
+    const length = bytes.readUInt32BE(at);
+    if (at + 4 + length > bytes.length) return undefined;
+    fields.push(bytes.subarray(at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  const n = fields[2];
+  if (fields.length !== 3 || fields[0].toString("latin1") !== "ssh-rsa" || n === undefined) return undefined;
+  let first = 0;
+  while (first < n.length && n[first] === 0) first++;
+  if (first === n.length) return 0;
+  return (n.length - first) * 8 - (Math.clz32(n[first]) - 24);
+}
+
+/** NIST SP 800-131A: RSA below 2048 bits is disallowed for signatures; OpenSSH itself still takes 1024. */
+const MIN_RSA_BITS = 2048;
+
+function checkSshKeys(keys: readonly unknown[], sound: Sound): string[] {
   const out: string[] = [];
   keys.forEach((key, i) => {
+    if (typeof key !== "string" || !sound(`sshPublicKeys/${i}`)) return;
     const problem = sshPublicKeyProblem(key);
     if (problem !== undefined) out.push(`'sshPublicKeys[${i}]' (${show(key)}) ${problem}: ${SSH_KEY_FIX}.`);
     const blob = key.split(" ")[1];
-    const first = keys.findIndex((k) => k.split(" ")[1] === blob);
+    const bits = key.startsWith("ssh-rsa ") && problem === undefined ? rsaModulusBits(blob) : undefined;
+    if (bits !== undefined && bits < MIN_RSA_BITS)
+      out.push(
+        `'sshPublicKeys[${i}]' (${show(key)}) is a ${bits}-bit RSA key, too weak to guard the hub (at least ${MIN_RSA_BITS} bits): make a new key with 'ssh-keygen -t ed25519' and paste its '.pub' line instead.`,
+      );
+    const first = keys.findIndex(
+      (k, j) => typeof k === "string" && sound(`sshPublicKeys/${j}`) && k.split(" ")[1] === blob,
+    );
     if (first !== i)
       out.push(`'sshPublicKeys[${i}]' (${show(key)}) repeats 'sshPublicKeys[${first}]': remove one.`);
   });
@@ -141,9 +183,10 @@ function hostBitsProblem(field: string, text: string, net: Net): string | undefi
   return undefined;
 }
 
-function checkSshCidrs(cidrs: readonly string[], allowWorld: boolean): string[] {
+function checkSshCidrs(cidrs: readonly string[], allowWorld: boolean, sound: Sound): string[] {
   const out: string[] = [];
   const nets: (Net | undefined)[] = cidrs.map((text, i) => {
+    if (!sound(`sshAllowedCidrs/${i}`)) return undefined;
     const net = parseCidr(text);
     if (!net) {
       out.push(
@@ -225,12 +268,12 @@ function checkIpv6Prefix(text: string): string[] {
   return out;
 }
 
-function checkGroups(cfg: UnallocatedConfig): string[] {
+function checkGroups(cfg: UnallocatedConfig, sound: Sound): string[] {
   const names = new Set(cfg.groups.map((g) => g.name));
   const out: string[] = [];
   for (const g of cfg.groups) {
     g.reaches.forEach((target, i) => {
-      if (!names.has(target))
+      if (sound(`groups/${g.name}/reaches/${i}`) && !names.has(target))
         out.push(
           `'groups.${g.name}.reaches[${i}]' (${show(target)}) names no group: use one of ${[...names].map((n) => `'${n}'`).join(", ")}, or add a group called '${target}'.`,
         );
@@ -239,23 +282,25 @@ function checkGroups(cfg: UnallocatedConfig): string[] {
   return out;
 }
 
-function checkPeers(cfg: UnallocatedConfig): string[] {
+function checkPeers(cfg: UnallocatedConfig, sound: Sound): string[] {
   const out: string[] = [];
   const groups = new Set(cfg.groups.map((g) => g.name));
+  // Each comparison uses only values the schema accepted, element by element (see checkConfig).
+  const ok = (i: number, field: string) => sound(`peers/${i}/${field}`);
   cfg.peers.forEach((p, i) => {
-    const first = cfg.peers.findIndex((q) => q.name === p.name);
-    if (first !== i)
+    const first = cfg.peers.findIndex((q, j) => ok(j, "name") && q.name === p.name);
+    if (ok(i, "name") && first !== i)
       out.push(
         `'peers[${i}].name' (${show(p.name)}) is already used by 'peers[${first}]': give every device its own name.`,
       );
-    if (p.name === "hub")
+    if (ok(i, "name") && p.name === "hub")
       out.push(`'peers[${i}].name' ("hub") is the hub's own DNS name: choose another device name.`);
-    if (!groups.has(p.group))
+    if (sound("groups") && ok(i, "group") && !groups.has(p.group))
       out.push(
         `'peers[${i}].group' (${show(p.group)}) names no group${p.group === "family" ? " (\"family\" is the default when 'group' is left out)" : ""}: use one of ${[...groups].map((n) => `'${n}'`).join(", ") || "the groups you define"}, or add it under 'groups'.`,
       );
-    if (p.publicKey !== undefined) {
-      const firstKey = cfg.peers.findIndex((q) => q.publicKey === p.publicKey);
+    if (p.publicKey !== undefined && ok(i, "publicKey")) {
+      const firstKey = cfg.peers.findIndex((q, j) => ok(j, "publicKey") && q.publicKey === p.publicKey);
       if (firstKey !== i)
         out.push(
           `'peers[${i}].publicKey' (${show(p.publicKey)}) is also 'peers[${firstKey}].publicKey': each device needs its own key pair ('wg genkey | wg pubkey').`,
@@ -265,9 +310,11 @@ function checkPeers(cfg: UnallocatedConfig): string[] {
   return out;
 }
 
-function checkDns(cfg: UnallocatedConfig): string[] {
+function checkDns(cfg: UnallocatedConfig, sound: Sound, subnetsClean: boolean): string[] {
   const out: string[] = [];
+  const hub = subnetsClean ? hubAddressesOrNone(cfg) : [];
   cfg.dns.blocklists.forEach((u, i) => {
+    if (!sound(`dns/blocklists/${i}`)) return;
     try {
       const url = new URL(u);
       if (url.protocol !== "https:" || !url.hostname) throw new Error("not https");
@@ -278,15 +325,54 @@ function checkDns(cfg: UnallocatedConfig): string[] {
     }
   });
   cfg.dns.upstreams.forEach((u, i) => {
-    if (!ipaddr.isValid(u.address))
+    if (!sound(`dns/upstreams/${i}/address`)) return;
+    const problem = upstreamProblem(u.address, hub);
+    if (problem !== undefined)
       out.push(
-        `'dns.upstreams[${i}].address' (${show(u.address)}) is not an IP address: DNS-over-TLS needs the resolver's IP, e.g. '9.9.9.9'.`,
+        `'dns.upstreams[${i}].address' (${show(u.address)}) ${problem}: ${ipaddr.isValid(u.address) ? "use a public DNS-over-TLS resolver's IP" : "DNS-over-TLS needs the resolver's IP"}, e.g. '9.9.9.9'.`,
       );
   });
   cfg.dns.deny.forEach((d, i) => {
-    const j = cfg.dns.allow.indexOf(d);
-    if (j >= 0)
+    const j = cfg.dns.allow.findIndex((a, k) => sound(`dns/allow/${k}`) && a === d);
+    if (sound(`dns/deny/${i}`) && j >= 0)
       out.push(`'dns.deny[${i}]' (${show(d)}) is also 'dns.allow[${j}]': keep it in one of the two lists.`);
   });
   return out;
+}
+
+function hubAddressesOrNone(subnets: Subnets): string[] {
+  try {
+    const hub = hubAddresses(subnets);
+    return [hub.ipv4, hub.ipv6];
+  } catch {
+    return []; // an unusable subnet is reported by its own check
+  }
+}
+
+/**
+ * Why an address cannot be the hub's upstream resolver (the tail of a sentence), or undefined. unbound on the
+ * hub forwards to it, so an address that means the hub itself, or reaches no resolver at all, fails every
+ * lookup; IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+ */
+function upstreamProblem(text: string, hub: readonly string[]): string | undefined {
+  if (!ipaddr.isValid(text)) return "is not an IP address";
+  let addr = ipaddr.parse(text);
+  if (addr instanceof ipaddr.IPv6 && addr.isIPv4MappedAddress()) addr = addr.toIPv4Address();
+  if (hub.includes(addr.toString()))
+    return "is the hub's own tunnel address, so the hub's resolver would ask itself";
+  switch (addr.range()) {
+    case "loopback":
+      return "is a loopback address, which on the hub is the hub itself";
+    case "linkLocal":
+      return addr.kind() === "ipv4"
+        ? "is link-local (169.254.0.0/16, where 169.254.169.254 is the cloud's metadata service), not a resolver the hub can use"
+        : "is link-local (fe80::/10), which reaches only the hub's own network segment";
+    case "unspecified":
+      return "is the unspecified address, which names no resolver";
+    case "multicast":
+    case "broadcast":
+      return `is a ${addr.range()} address, which names no single resolver`;
+    default:
+      return undefined;
+  }
 }

@@ -17,6 +17,8 @@ export const SSH_PRIVATE_KEY_KEY = "sshPrivateKey";
 export function loadStackConfig(): HubConfig {
   const all = pulumi.runtime.allConfig();
   const keyProblems = checkSshPrivateKey(all[`${CONFIG_NAMESPACE}:${SSH_PRIVATE_KEY_KEY}`]);
+  // The stack file itself: a key in a namespace nothing reads (a typo), and a secret left in plain text.
+  keyProblems.push(...unknownNamespaces(Object.keys(all)), ...plaintextSecrets([SSH_PRIVATE_KEY_KEY], all));
   try {
     const config = loadConfig(readStackConfig(all));
     if (keyProblems.length > 0) throw new ConfigError(keyProblems);
@@ -26,6 +28,78 @@ export function loadStackConfig(): HubConfig {
       throw new ConfigError([...e.problems, ...keyProblems]);
     throw e;
   }
+}
+
+/**
+ * The config namespaces something reads: CloudPal's own, the engine's, and those of the providers the program
+ * uses (each provider reads `<its package name>:*`, e.g. `digitalocean:token`). Anything else is a typo that
+ * would otherwise be ignored without a word.
+ */
+export const READ_NAMESPACES: readonly string[] = [
+  CONFIG_NAMESPACE,
+  "pulumi",
+  "digitalocean",
+  "linode",
+  "vultr",
+  "command",
+  "random",
+];
+
+export function unknownNamespaces(keys: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const key of keys) {
+    const at = key.indexOf(":");
+    const namespace = at < 0 ? "" : key.slice(0, at);
+    if (READ_NAMESPACES.includes(namespace)) continue;
+    const near = READ_NAMESPACES.find((n) => editDistance(n, namespace.toLowerCase()) <= 2);
+    const rest = key.slice(at + 1);
+    // The value is never shown: it may be a secret under a misspelt name.
+    const why = `'${key}' is read by nothing (namespace ${JSON.stringify(namespace)} is not CloudPal's or a provider's)`;
+    out.push(
+      near !== undefined
+        ? `${why}: did you mean '${near}:${rest}'?`
+        : `${why}: CloudPal's settings are 'cloudpal:<name>'; rename it, or remove it with 'pulumi config rm ${key}'.`,
+    );
+  }
+  return out;
+}
+
+/** Levenshtein distance, one row at a time. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++)
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length];
+}
+
+/**
+ * Whether the Pulumi CLI passed a config key as a secret. The engine gives the program the names of its secret
+ * keys (PULUMI_CONFIG_SECRET_KEYS), which @pulumi/pulumi answers from in `runtime.isConfigSecret`
+ * (node_modules/@pulumi/pulumi/runtime/config.js); its typings mark that function internal, hence the cast.
+ * If a release ever drops it every key counts as plain text, and test/program-stack.test.ts fails.
+ */
+function isConfigSecret(fullKey: string): boolean {
+  const runtime = pulumi.runtime as unknown as { isConfigSecret?: (key: string) => boolean };
+  return runtime.isConfigSecret?.(fullKey) ?? false;
+}
+
+/** Secret keys whose value sits in the stack file as plain text: readable by anyone who reads the file. */
+export function plaintextSecrets(
+  keys: readonly string[],
+  all: Record<string, string>,
+  isSecret: (fullKey: string) => boolean = isConfigSecret,
+): string[] {
+  return keys
+    .map((key) => `${CONFIG_NAMESPACE}:${key}`)
+    .filter((fullKey) => all[fullKey] !== undefined && !isSecret(fullKey))
+    .map(
+      (fullKey) =>
+        `'${fullKey}' (not shown) is in the stack file as plain text, where anyone who reads the file sees it: set it as a secret with 'pulumi config set --secret ${fullKey} < ~/.ssh/id_ed25519' (and make a new key if the file was ever shared).`,
+    );
 }
 
 const SET_KEY = `pulumi config set --secret ${CONFIG_NAMESPACE}:${SSH_PRIVATE_KEY_KEY} < ~/.ssh/id_ed25519`;
