@@ -1,6 +1,6 @@
 import { posix } from "node:path";
 import { LAYOUT } from "../model/layout";
-import { AGENT_WRAPPER, agentUnits } from "./units";
+import { AGENT_WRAPPER, agentUnits, stateMountUnit } from "./units";
 import { renderNftablesBaseline } from "./nftables-baseline";
 import { HUB_PACKAGES } from "./packages";
 import type { BootstrapSpec } from "./spec";
@@ -36,8 +36,11 @@ function dir(path: string, mode: string): Command {
  *    next boot on, nftables.service loads the same file before the network comes up.
  * 2. Settings that need a reload to apply: forwarding, journald (and the journal files already on disk go).
  * 3. The agent's places and units; the agent itself starts only once its state exists (ConditionPathExists).
+ *    Where the state belongs on a volume, its mount unit is only enabled here: a Vultr volume is attached after
+ *    the instance exists and arrives blank, so the delivery's storage step formats (if blank) and mounts it
+ *    before any key is sent (components/delivery.ts), the same way on every provider.
  */
-function commands(): Command[] {
+function commands(spec: BootstrapSpec): Command[] {
   const bundleDir = posix.dirname(LAYOUT.agentBundle);
   return [
     ["nft", "-f", LAYOUT.nftablesConfig],
@@ -56,6 +59,7 @@ function commands(): Command[] {
     dir("/run/sshd", "0755"),
     ["sshd", "-t"],
     ["systemctl", "daemon-reload"],
+    ...(spec.stateOnVolume === true ? [["systemctl", "enable", LAYOUT.stateVolume.mountUnit]] : []),
     // Socket first, then the daemon, so a socket-activated sshd picks up the new listening socket. try-restart
     // leaves whichever of the two is not in use alone.
     ["systemctl", "try-restart", "ssh.socket"],
@@ -84,6 +88,7 @@ export function bootstrapCloudConfig(spec: BootstrapSpec): CloudConfig {
     rootFile(UNATTENDED_UPGRADES_FILE, renderUnattendedUpgrades(spec.image, spec.unattendedUpgrades)),
     rootFile(LAYOUT.agentBin, AGENT_WRAPPER, "0755"),
     ...agentUnits().map((unit) => rootFile(unit.path, unit.content)),
+    ...(spec.stateOnVolume === true ? [stateMountUnit()].map((u) => rootFile(u.path, u.content)) : []),
   ];
   return {
     hostname: spec.hostname,
@@ -119,6 +124,6 @@ export function bootstrapCloudConfig(spec: BootstrapSpec): CloudConfig {
     // Upgrading everything at first boot would add minutes; unattended-upgrades applies security fixes.
     package_upgrade: false,
     packages: HUB_PACKAGES,
-    runcmd: [FAIL_FAST, ...commands()],
+    runcmd: [FAIL_FAST, ...commands(spec)],
   };
 }

@@ -17,6 +17,34 @@ ${header}
 exec /usr/bin/node ${LAYOUT.agentBundle} "$@"
 `;
 
+/**
+ * Mounts the provider's volume (found by its filesystem label) on the state directory. `nofail`: a volume that
+ * is missing or late never holds up boot, so sshd comes up and the operator can repair it; systemd then does not
+ * order the mount before local-fs.target (systemd src/core/mount.c, mount_is_nofail reads the unit's Options=).
+ * The agent's units RequiresMountsFor= the directory, and the agent itself refuses to write a key while it is
+ * not mounted (agent/src/secret-storage.ts), so the keys never fall through to the root disk underneath.
+ */
+export function stateMountUnit(): UnitFile {
+  const volume = LAYOUT.stateVolume;
+  return {
+    path: `/etc/systemd/system/${volume.mountUnit}`,
+    content: `${header}
+[Unit]
+Description=CloudPal: the hub's keys on the provider's encrypted volume
+
+[Mount]
+What=/dev/disk/by-label/${volume.label}
+Where=${LAYOUT.stateDir}
+Type=${volume.fsType}
+Options=nofail,nodev,nosuid,noexec,noatime
+DirectoryMode=0700
+
+[Install]
+WantedBy=local-fs.target
+`,
+  };
+}
+
 export function agentUnits(): UnitFile[] {
   return [
     {
@@ -26,6 +54,8 @@ export function agentUnits(): UnitFile[] {
 Description=CloudPal agent: re-apply the persisted hub state at boot
 After=network-online.target nftables.service unbound.service
 Wants=network-online.target
+# Where the state is on a volume, the agent waits for its mount and does not start without it.
+RequiresMountsFor=${LAYOUT.stateDir}
 ConditionPathExists=${LAYOUT.stateFile}
 
 [Service]
@@ -44,6 +74,7 @@ WantedBy=multi-user.target
 Description=CloudPal: refresh DNS blocklists
 After=network-online.target unbound.service
 Wants=network-online.target
+RequiresMountsFor=${LAYOUT.stateDir}
 ConditionPathExists=${LAYOUT.stateFile}
 
 [Service]

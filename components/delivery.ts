@@ -31,6 +31,8 @@ export interface DeliveryOptions {
   readonly bootstrapOverSsh: boolean;
   /** Bound on waiting for cloud-init, in seconds. */
   readonly cloudInitTimeoutSeconds: number;
+  /** The hub keeps its keys on the provider's volume (BootstrapSpec.stateOnVolume): mount it before the state. */
+  readonly stateOnVolume?: boolean;
 }
 
 /**
@@ -138,6 +140,62 @@ function installAgent(): RemoteStep {
   return { name: "agent-bundle", command: `sudo sh -c ${sh(inner)}`, stdin: "agentBundle" };
 }
 
+/** How long the storage step waits for the volume to appear in the guest after the provider attached it. */
+export const STATE_VOLUME_WAIT_SECONDS = 300;
+
+/**
+ * Mounts the provider's volume on the state directory before any key is sent. DigitalOcean formats the volume
+ * itself (`initialFilesystemLabel`); Vultr's block storage arrives blank and is hot-plugged after the instance
+ * exists, so the step waits for it and formats it with the label, but only a whole disk with no partition and
+ * no signature at all (`blkid -p` exits 2 when it finds none): a disk that holds anything is never formatted.
+ * Two blank disks are refused rather than guessed between. Re-running on a hub already mounted changes nothing.
+ */
+function mountStateVolume(): RemoteStep {
+  const volume = LAYOUT.stateVolume;
+  const seconds = String(STATE_VOLUME_WAIT_SECONDS);
+  const inner = [
+    "set -eu",
+    `dir=${sh(LAYOUT.stateDir)}`,
+    `dev=${sh(`/dev/disk/by-label/${volume.label}`)}`,
+    "waited=0",
+    'while ! mountpoint -q "$dir" && [ ! -e "$dev" ]; do',
+    "  udevadm settle || :",
+    '  blank=""; count=0',
+    "  for d in /dev/vd? /dev/sd? /dev/nvme?n1; do",
+    '    [ -b "$d" ] || continue',
+    '    [ "$(lsblk -nro NAME "$d" | wc -l)" -eq 1 ] || continue',
+    '    rc=0; blkid -p "$d" >/dev/null 2>&1 || rc=$?',
+    '    [ "$rc" -eq 2 ] || continue',
+    '    blank="$d"; count=$((count + 1))',
+    "  done",
+    '  if [ "$count" -gt 1 ]; then',
+    `    echo ${sh(`several blank disks are attached and none is labelled '${volume.label}': nothing was formatted; detach the ones that are not the hub's state volume, then run 'pulumi up' again.`)} >&2`,
+    "    exit 1",
+    "  fi",
+    '  if [ "$count" -eq 1 ]; then',
+    `    mkfs.${volume.fsType} -q -L ${sh(volume.label)} "$blank"`,
+    // The by-label link comes from udev's change event; ask for it rather than wait on inotify.
+    '    udevadm trigger --action=change "$blank" || :',
+    "    udevadm settle || :",
+    "    continue",
+    "  fi",
+    `  if [ "$waited" -ge ${seconds} ]; then`,
+    `    echo ${sh(`no disk labelled '${volume.label}' and no blank disk appeared within ${seconds} s: check in the provider's console that the state volume is attached to this server, then run 'pulumi up' again.`)} >&2`,
+    "    exit 1",
+    "  fi",
+    "  sleep 2; waited=$((waited + 2))",
+    "done",
+    `mountpoint -q "$dir" || systemctl start ${sh(volume.mountUnit)}`,
+    `mountpoint -q "$dir" || { echo ${sh(`'${LAYOUT.stateDir}' is still not mounted after starting ${volume.mountUnit}: see 'systemctl status ${volume.mountUnit}' on the hub, fix it, then run 'pulumi up' again.`)} >&2; exit 1; }`,
+    // The filesystem's root directory is the state directory: root only, like the directory it replaces.
+    'chown root:root "$dir"',
+    'chmod 0700 "$dir"',
+    `install -d -m 0700 -o root -g root ${sh(LAYOUT.blocklistDir)}`,
+    `echo ${sh(`${LAYOUT.stateDir} is on the volume labelled ${volume.label}`)}`,
+  ].join("\n");
+  return { name: "storage", command: `sudo sh -c ${sh(inner)}` };
+}
+
 /** Hands the desired state to the agent; a new agent version may render differently, so it re-runs then too. */
 function applyState(): RemoteStep {
   return {
@@ -155,7 +213,8 @@ function applyState(): RemoteStep {
 export function deliverySteps(options: DeliveryOptions): RemoteStep[] {
   validateDeliveryOptions(options);
   const wait = waitForCloudInit(options.cloudInitTimeoutSeconds);
+  const storage = options.stateOnVolume === true ? [mountStateVolume()] : [];
   return options.bootstrapOverSsh
-    ? [wait, bootstrap(), installAgent(), applyState()]
-    : [wait, installAgent(), applyState()];
+    ? [wait, bootstrap(), installAgent(), ...storage, applyState()]
+    : [wait, installAgent(), ...storage, applyState()];
 }

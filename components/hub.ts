@@ -42,6 +42,15 @@ export interface HubArgs {
   readonly agentBundle: AgentBundle;
 }
 
+/**
+ * Providers whose instance disk is not documented as encrypted at rest, so the hub's keys live on a volume
+ * (components/hosts/digitalocean.ts, vultr.ts). Linode encrypts the instance disk (`diskEncryption`); an
+ * existing server's disk is its owner's to encrypt.
+ */
+export function stateOnVolume(provider: HubConfig["host"]["provider"]): boolean {
+  return provider === "digitalocean" || provider === "vultr";
+}
+
 /** The part of the config fixed for the VM's whole life: the only input to user-data. */
 export function bootstrapSpec(config: HubConfig): BootstrapSpec {
   return {
@@ -51,6 +60,7 @@ export function bootstrapSpec(config: HubConfig): BootstrapSpec {
     sshPort: config.sshPort,
     wireguardPort: config.wireguardPort,
     unattendedUpgrades: { autoReboot: config.autoReboot.enabled, rebootTime: config.autoReboot.time },
+    ...(stateOnVolume(config.host.provider) ? { stateOnVolume: true } : {}),
   };
 }
 
@@ -203,6 +213,7 @@ export class Hub extends pulumi.ComponentResource {
     const steps: RemoteStep[] = deliverySteps({
       bootstrapOverSsh: config.host.provider === "existing",
       cloudInitTimeoutSeconds: DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS,
+      stateOnVolume: spec.stateOnVolume === true,
     });
     const connection = {
       host: host.sshHost,

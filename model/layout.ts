@@ -9,13 +9,28 @@ export const LAYOUT = {
   agentBundle: "/usr/local/lib/cloudpal/cloudpal-agent.js",
   /** Wrapper on PATH: `cloudpal-agent apply|status|peer config`. */
   agentBin: "/usr/local/bin/cloudpal-agent",
-  /** Persisted desired state (holds the hub private key): mode 0600, directory 0700. */
+  /**
+   * Every file holding key material lives in this directory (0700): the persisted desired state and the
+   * rendered WireGuard config. On DigitalOcean and Vultr the provider's volume is mounted here, because their
+   * instance disks are not documented as encrypted at rest; see `stateVolume`.
+   */
   stateDir: "/var/lib/cloudpal",
+  /** Persisted desired state (holds the hub private key and every preshared key): mode 0600. */
   stateFile: "/var/lib/cloudpal/state.json",
   /** Last good blocklists, one file per source URL. */
   blocklistDir: "/var/lib/cloudpal/blocklists",
-  /** Rendered WireGuard config consumed by `wg syncconf` (0600). */
-  wireguardConfig: "/etc/wireguard/wg0.conf",
+  /** Rendered WireGuard config consumed by `wg syncconf` (0600; holds the private and preshared keys). */
+  wireguardConfig: "/var/lib/cloudpal/wg0.conf",
+  /**
+   * The volume that holds `stateDir` where the provider offers one: an ext4 filesystem found by its label
+   * (ext4 labels are at most 16 bytes), mounted by a systemd mount unit whose name is `stateDir` escaped as
+   * `systemd-escape --path` does.
+   */
+  stateVolume: {
+    label: "cloudpal-state",
+    fsType: "ext4",
+    mountUnit: "var-lib-cloudpal.mount",
+  },
   /** Loaded by Debian's nftables.service at boot; the agent rewrites it and loads it with `nft -f`. */
   nftablesConfig: "/etc/nftables.conf",
   /** The one nftables table CloudPal owns. */

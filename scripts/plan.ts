@@ -68,7 +68,8 @@ export function readStackFile(
   const stored = doc.config?.[privateKey];
   // An encrypted value ({secure: ...}) cannot be read without the passphrase, and is not needed here.
   if (typeof stored !== "string") config[privateKey] = PRIVATE_KEY_PLACEHOLDER;
-  return { config, secretKeys: [privateKey] };
+  // A key written in plain text stays plain here, so the program refuses it exactly as `pulumi up` would.
+  return { config, secretKeys: typeof stored === "string" ? [] : [privateKey] };
 }
 
 function summarise(key: string, value: unknown): string {

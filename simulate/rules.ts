@@ -97,6 +97,14 @@ export const RULES: readonly ResourceRule[] = [
     forceNew: [],
     deleteBeforeReplaceWhenSet: "name",
     source: `${TF_DO} digitalocean/firewall/resource_firewall.go`,
+    exclusive: [
+      {
+        input: "volumeIds",
+        what: "volumes",
+        error:
+          "a volume attaches to one droplet at a time; the droplet's create request attaches `volume_ids`, and only deleting the old droplet detaches them (detachVolumesFromDroplet)",
+      },
+    ],
   },
   {
     type: "digitalocean:index/reservedIp:ReservedIp",

@@ -2,7 +2,8 @@
  * The real program (index.ts) run from stack files under mocks, as `npm run plan` runs it: every example
  * stack is valid and plans, and an invalid stack fails with every problem listed and registers nothing.
  */
-import { readdirSync } from "fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
 import * as path from "path";
 import type * as pulumiType from "@pulumi/pulumi";
 import { type MockRecorder, settle } from "./helpers/pulumi-mocks";
@@ -103,4 +104,26 @@ it("a stack without the SSH private key fails before registering anything, with 
   ]);
   await new Promise((r) => setTimeout(r, 50));
   expect(recorder.registered).toEqual([]);
+});
+
+it("a stack file holding the SSH private key in plain text is refused by the plan, as by pulumi up", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "cloudpal-stack-"));
+  try {
+    const text = readFileSync(path.join(__dirname, "..", "stacks", "Pulumi.example-linode.yaml"), "utf8");
+    writeFileSync(
+      path.join(dir, "Pulumi.plain.yaml"),
+      `${text.trimEnd()}\n  cloudpal:sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\\nabc\\n-----END OPENSSH PRIVATE KEY-----\\n"\n`,
+    );
+    const { config, secretKeys } = readStackFile("plain", dir);
+    expect(secretKeys).toEqual([]);
+    const { recorder, error } = loadProgram(config, secretKeys);
+    expect(error?.message).toContain(
+      "'cloudpal:sshPrivateKey' (not shown) is in the stack file as plain text",
+    );
+    expect(error?.message).not.toContain("abc");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(recorder.registered).toEqual([]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

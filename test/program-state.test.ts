@@ -79,6 +79,8 @@ describe("bootstrapSpec", () => {
       sshPort: 2222,
       wireguardPort: 51820,
       unattendedUpgrades: { autoReboot: true, rebootTime: "03:30" },
+      // Vultr: the hub's keys go on the block storage (components/hub.ts stateOnVolume).
+      stateOnVolume: true,
     });
   });
 

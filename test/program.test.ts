@@ -19,6 +19,7 @@ import { Hub } from "../components/hub";
 import { isWireGuardKey, publicKeyFromPrivate } from "../model/keys";
 import { renderUserData } from "../cloud-init/render";
 import { bootstrapSpec } from "../components/hub";
+import { LAYOUT } from "../model/layout";
 import type { HubState } from "../model/state";
 import { parseHubState } from "../model/state-schema";
 
@@ -97,8 +98,24 @@ describe("DigitalOcean", () => {
       "digitalocean:index/reservedIpv6Assignment:ReservedIpv6Assignment": 1,
       "digitalocean:index/sshKey:SshKey": 1,
       "digitalocean:index/volume:Volume": 1,
-      "digitalocean:index/volumeAttachment:VolumeAttachment": 1,
+      // one more delivery step: mounting the state volume before the state is sent
+      "command:remote:Command": COMMON["command:remote:Command"] + 1,
     });
+  });
+
+  it("attaches the state volume in the droplet's create request, formatted with the label the hub mounts", async () => {
+    const r = await run(minimalConfig("digitalocean"));
+    const volume = r.one("digitalocean:index/volume:Volume");
+    expect(volume.inputs).toMatchObject({
+      region: "fra1",
+      initialFilesystemType: "ext4",
+      initialFilesystemLabel: LAYOUT.stateVolume.label,
+    });
+    // The mocks give DigitalOcean resources numeric ids; the volume is the only one that could be listed here.
+    expect(r.one("digitalocean:index/droplet:Droplet").inputs.volumeIds).toEqual([
+      expect.stringMatching(/^\d+$/),
+    ]);
+    expect(r.byType("digitalocean:index/volumeAttachment:VolumeAttachment")).toEqual([]);
   });
 
   it("creates the droplet with the cheapest defaults, IPv6 and the privacy defaults", async () => {
@@ -308,6 +325,8 @@ describe("Vultr", () => {
       "vultr:index/firewallRule:FirewallRule": 3,
       "vultr:index/instance:Instance": 1,
       "vultr:index/reservedIp:ReservedIp": 1,
+      // one more delivery step: formatting (if blank) and mounting the state volume before the state is sent
+      "command:remote:Command": COMMON["command:remote:Command"] + 1,
     });
   });
 
@@ -332,6 +351,9 @@ describe("Vultr", () => {
     expect(r.one("vultr:index/blockStorage:BlockStorage").inputs).toMatchObject({
       region: "fra",
       live: true,
+      // `high_perf` does not exist in fra (Vultr /v2/regions options).
+      blockType: "storage_opt",
+      attachedToInstance: expect.stringContaining(r.one("vultr:index/instance:Instance").name),
     });
   });
 

@@ -22,6 +22,13 @@ export interface AgentPaths {
   readonly unboundBlocklist: string;
   /** Where IP forwarding is switched on (`/proc/sys`); per network namespace. */
   readonly sysctlDir: string;
+  /**
+   * The mount unit the bootstrap writes when `stateDir` must be a volume. Its presence is the hub's declaration
+   * that key material may only be written once that volume is mounted (agent/src/secret-storage.ts).
+   */
+  readonly stateMountUnit: string;
+  /** The kernel's mount table for this process (`/proc/self/mountinfo`); a fixture file in unit tests. */
+  readonly mountInfo: string;
 }
 
 export interface AgentOptions {
@@ -57,10 +64,12 @@ export function productionPaths(): AgentPaths {
     unboundZones: path.join(path.dirname(LAYOUT.unboundConfig), UNBOUND_ZONES_FILE),
     unboundBlocklist: path.join(path.dirname(LAYOUT.unboundConfig), UNBOUND_BLOCKLIST_FILE),
     sysctlDir: "/proc/sys",
+    stateMountUnit: path.join("/etc/systemd/system", LAYOUT.stateVolume.mountUnit),
+    mountInfo: "/proc/self/mountinfo",
   };
 }
 
-/** Every LAYOUT path moved under `root` (sysctlDir excepted: it is the kernel's, not a file of ours). */
+/** Every LAYOUT path moved under `root` (sysctlDir and mountInfo excepted: they are the kernel's, not ours). */
 export function pathsUnder(root: string, sysctlDir = "/proc/sys"): AgentPaths {
   const p = productionPaths();
   const under = (f: string): string => path.join(root, f);
@@ -74,6 +83,8 @@ export function pathsUnder(root: string, sysctlDir = "/proc/sys"): AgentPaths {
     unboundZones: under(p.unboundZones),
     unboundBlocklist: under(p.unboundBlocklist),
     sysctlDir,
+    stateMountUnit: under(p.stateMountUnit),
+    mountInfo: p.mountInfo,
   };
 }
 

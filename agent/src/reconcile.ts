@@ -15,6 +15,7 @@ import { buildDnsFilter } from "./blocklist";
 import { readStoredList, storedListPath } from "./blocklist-fetch";
 import { createHash } from "crypto";
 import { renderNftRuleset } from "./nftables-ruleset";
+import { assertSecretStorage } from "./secret-storage";
 import type { AgentOptions } from "./options";
 import type { Logger, Runner } from "../../lib/runner";
 import type { HubState } from "../../model/state";
@@ -57,6 +58,7 @@ export type Change =
   | "unbound zones";
 
 export function persistState(ctx: AgentContext, state: HubState): void {
+  assertSecretStorage(ctx.options.paths);
   writeFileAtomic(ctx.options.paths.stateFile, JSON.stringify(state, null, 2) + "\n", 0o600, 0o700);
 }
 
@@ -71,6 +73,8 @@ export function loadPersistedState(ctx: AgentContext): string {
 }
 
 export async function reconcile(ctx: AgentContext, state: HubState): Promise<Change[]> {
+  // Before anything: the WireGuard config written below holds the same keys as the state.
+  assertSecretStorage(ctx.options.paths);
   const changes: Change[] = [];
   changes.push(...ensureForwarding(ctx));
   changes.push(...(await reconcileWireguard(ctx, state)));

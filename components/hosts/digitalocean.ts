@@ -1,11 +1,13 @@
 /**
- * DigitalOcean: a Droplet behind a Cloud Firewall, with reserved IPv4 and IPv6 and a state volume
- * (DigitalOcean encrypts volumes at rest; there is no switch for it).
+ * DigitalOcean: a Droplet behind a Cloud Firewall, with reserved IPv4 and IPv6 and a state volume. Droplet
+ * disks are not encrypted at rest, volumes are (LUKS, no switch), so the hub's keys live on the volume
+ * (model/layout.ts stateVolume).
  */
 import { createPrivateKey, createPublicKey } from "crypto";
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { LAYOUT } from "../../model/layout";
 import { CATALOG } from "../catalog";
 import type { CloudHostTarget } from "../config";
 import {
@@ -35,6 +37,19 @@ export function digitalOceanHost(name: string, args: HostArgs, parent: pulumi.Re
     },
     opts,
   );
+  // DigitalOcean formats it with the label the hub's mount unit looks for (cloud-init/units.ts stateMountUnit).
+  const volume = new digitalocean.Volume(
+    `${name}-state-volume`,
+    {
+      name: `${config.hostname}-state`,
+      region: target.region,
+      size: 1,
+      initialFilesystemType: LAYOUT.stateVolume.fsType,
+      initialFilesystemLabel: LAYOUT.stateVolume.label,
+      description: "CloudPal hub state",
+    },
+    opts,
+  );
   const droplet = new digitalocean.Droplet(
     `${name}-droplet`,
     {
@@ -49,6 +64,11 @@ export function digitalOceanHost(name: string, args: HostArgs, parent: pulumi.Re
       monitoring: false,
       dropletAgent: false,
       backups: target.backups,
+      // Attached in the create request, not by a VolumeAttachment: the volume is there at first boot, and no
+      // attach action runs on the droplet beside the reserved IP assignments. The droplet is replaced
+      // delete-before-replace, and deleting it detaches its volumes first
+      // (digitalocean/droplet/resource_droplet.go detachVolumesFromDroplet), so the new one can take the volume.
+      volumeIds: [volume.id],
     },
     // The bridge already asks for delete-before-replace because `name` is set explicitly
     // (pulumi/pulumi-terraform-bridge pkg/tfbridge/schema.go nameRequiresDeleteBeforeReplace); saying it here
@@ -104,27 +124,11 @@ export function digitalOceanHost(name: string, args: HostArgs, parent: pulumi.Re
     // (digitalocean/reservedipv6/resource_reserved_ipv6_assignment.go), so it runs after the IPv4 one.
     { ...opts, ...MACHINE_OPTIONS, dependsOn: [ipv4Assignment] },
   );
-  const volume = new digitalocean.Volume(
-    `${name}-state-volume`,
-    {
-      name: `${config.hostname}-state`,
-      region: target.region,
-      size: 1,
-      initialFilesystemType: "ext4",
-      description: "CloudPal hub state",
-    },
-    opts,
-  );
-  const attachment = new digitalocean.VolumeAttachment(
-    `${name}-state-attachment`,
-    { dropletId, volumeId: volume.id },
-    opts,
-  );
   return {
     sshHost: ipv4.ipAddress,
     ipv4: ipv4.ipAddress,
     ipv6: ipv6.ip,
-    ready: [droplet, firewall, ipv4Assignment, ipv6Assignment, attachment],
+    ready: [droplet, firewall, ipv4Assignment, ipv6Assignment],
     machineId: droplet.id,
   };
 }

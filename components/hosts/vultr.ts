@@ -1,6 +1,7 @@
 /**
  * Vultr: an Instance with IPv6 and a reserved IPv4, a firewall group with v4 and v6 rules, and block storage
- * for state. Vultr offers no at-rest encryption for either; the hub encrypts the state volume itself.
+ * that holds the hub's keys. Whether Vultr encrypts instance disks or block storage at rest is not stated in
+ * any Vultr document found (README, provider table); the keys go on the block storage, kept apart from the disk.
  */
 import * as vultr from "@ediri/vultr";
 import * as pulumi from "@pulumi/pulumi";
@@ -78,13 +79,19 @@ export function vultrHost(name: string, args: HostArgs, parent: pulumi.Resource)
     // (vultr/terraform-provider-vultr#77, #322).
     { ...opts, ...MACHINE_OPTIONS, dependsOn: rules },
   );
+  // The hub's keys live here (model/layout.ts stateVolume). It arrives blank and is hot-plugged (`live`: no
+  // reboot) after the instance exists; the delivery's storage step formats it with the label and mounts it
+  // before any key is sent (components/delivery.ts). `storage_opt` (HDD) is the type every region offers;
+  // `high_perf` is missing in several, the default `fra` among them (Vultr /v2/regions `options`). 40 GB: the
+  // smallest HDD volume Vultr's order form offers (not enforced by the provider, which only validates the
+  // type: vultr/resource_vultr_block_storage.go).
   const storage = new vultr.BlockStorage(
     `${name}-state-volume`,
     {
       label: `${config.hostname}-state`,
       region: target.region,
-      sizeGb: 10,
-      blockType: "high_perf",
+      sizeGb: 40,
+      blockType: "storage_opt",
       attachedToInstance: instance.id,
       live: true,
     },

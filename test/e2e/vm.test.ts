@@ -12,6 +12,7 @@
  * the benchmark's numbers too: bench/boot.ts runs the first half on its own).
  */
 import { createHash } from "crypto";
+import { LAYOUT } from "../../model/layout";
 import { privateKeyFromBytes, publicKeyFromPrivate } from "../../model/keys";
 import { Device, deviceNames, parseClientConfig } from "./vm/device";
 import {
@@ -154,6 +155,14 @@ describe("a CloudPal hub on a real Debian VM", () => {
     process.stderr.write(report(figures));
   }, 5 * MINUTE);
 
+  /** The files holding keys are on the volume labelled for the state (DigitalOcean's encrypted volume). */
+  async function expectKeysOnStateVolume(): Promise<void> {
+    for (const file of [LAYOUT.stateFile, LAYOUT.wireguardConfig]) {
+      const r = await hub.ssh.exec(`sudo findmnt -n -o TARGET,LABEL,FSTYPE -T ${file}`);
+      expect(r.stdout.trim().split(/\s+/)).toEqual([LAYOUT.stateDir, LAYOUT.stateVolume.label, "ext4"]);
+    }
+  }
+
   async function bootAndDeliver(name: string, stack: RenderedStack, instanceId: string): Promise<Delivery> {
     hub = await bootHubVm({
       image,
@@ -176,9 +185,11 @@ describe("a CloudPal hub on a real Debian VM", () => {
       // The program renders for DigitalOcean; what the droplet would get is what the VM gets.
       const droplet = first.resources.find((r) => r.type === "digitalocean:index/droplet:Droplet");
       expect(droplet?.inputs.userData).toBe(first.userData);
-      expect(first.steps.map((s) => s.name)).toEqual(["wait-cloud-init", "agent-bundle", "state"]);
+      const names = ["wait-cloud-init", "agent-bundle", "storage", "state"];
+      expect(first.steps.map((s) => s.name)).toEqual(names);
       figures.first = await bootAndDeliver("hub1", first, `i-cloudpal-e2e-${process.pid}-1`);
-      expect(figures.first.steps.map((s) => s.name)).toEqual(["wait-cloud-init", "agent-bundle", "state"]);
+      expect(figures.first.steps.map((s) => s.name)).toEqual(names);
+      await expectKeysOnStateVolume();
     }));
 
   it("(1) finishes cloud-init with status done and no errors", () =>
@@ -310,6 +321,8 @@ describe("a CloudPal hub on a real Debian VM", () => {
       expect(services.wireguardListenPort).toBe(51820);
       expect(services.wireguardPeers).toBe(2);
       expect(services.nftTableLoaded).toBe(true);
+      // The mount unit brought the volume back by itself, before the agent re-applied the state from it.
+      await expectKeysOnStateVolume();
 
       const t = Math.floor(Date.now() / 1000);
       await device.waitForHandshake(hubTunnel.ipv4, t, 3 * MINUTE);

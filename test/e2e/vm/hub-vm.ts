@@ -3,8 +3,11 @@
  * for WireGuard (bound to the device namespace's veth address) and for the ports the firewall must keep
  * closed, then brought to "hub ready" by the real delivery steps.
  */
+import { join } from "path";
 import type { RemoteStep } from "../../../components/delivery";
+import { LAYOUT } from "../../../model/layout";
 import { runStepsOverSsh, type Payloads, type StepTiming } from "./delivery-runner";
+import { run } from "./exec";
 import { Ssh } from "./ssh";
 import { bootVm, freePort, type Forward, type VmImage, type Vm } from "./vm";
 
@@ -61,6 +64,11 @@ export async function bootHubVm(o: HubVmOptions): Promise<HubVm> {
       guestPort,
     })),
   ];
+  // What DigitalOcean attaches with the droplet: a volume it formatted ext4 with our label
+  // (components/hosts/digitalocean.ts). One per boot: a rebuild gets a fresh one, as it need not survive.
+  const stateDisk = join(o.dir, `${o.name}-state-volume.img`);
+  await run("truncate", ["-s", "64M", stateDisk]);
+  await run("mkfs.ext4", ["-q", "-F", "-L", LAYOUT.stateVolume.label, stateDisk]);
   const vm = await bootVm({
     image: o.image,
     dir: o.dir,
@@ -68,6 +76,7 @@ export async function bootHubVm(o: HubVmOptions): Promise<HubVm> {
     userData: o.userData,
     instanceId: o.instanceId,
     forwards,
+    extraDisks: [stateDisk],
   });
   const ssh = new Ssh({
     host: "127.0.0.1",

@@ -99,6 +99,8 @@ export interface BootOptions {
   /** A new instance-id is what makes cloud-init treat the disk as a new instance. */
   readonly instanceId: string;
   readonly forwards: readonly Forward[];
+  /** Raw disk images attached after the seed (virtio, so /dev/vdc on): a provider's volume. */
+  readonly extraDisks?: readonly string[];
 }
 
 export interface Vm {
@@ -159,6 +161,7 @@ export async function bootVm(options: BootOptions): Promise<Vm> {
     `file=${overlay},if=virtio,format=qcow2`,
     "-drive",
     `file=${seed},if=virtio,format=raw,readonly=on`,
+    ...(options.extraDisks ?? []).flatMap((disk) => ["-drive", `file=${disk},if=virtio,format=raw`]),
     "-netdev",
     `user,id=n0${forwards}`,
     "-device",
