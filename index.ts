@@ -4,7 +4,13 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { buildAgentBundle } from "./components/agent-bundle";
-import { CONFIG_NAMESPACE, ConfigError, loadStackConfig, SSH_PRIVATE_KEY_KEY } from "./components/config";
+import {
+  CONFIG_NAMESPACE,
+  ConfigError,
+  loadStackConfig,
+  SSH_PRIVATE_KEY_KEY,
+  SSH_PRIVATE_KEY_PASSWORD_KEY,
+} from "./components/config";
 import { Hub } from "./components/hub";
 
 function load() {
@@ -18,13 +24,23 @@ function load() {
 }
 
 const config = load();
-const sshPrivateKey = new pulumi.Config(CONFIG_NAMESPACE).requireSecret(SSH_PRIVATE_KEY_KEY);
-const hub = new Hub("hub", { config, sshPrivateKey, agentBundle: buildAgentBundle() });
+const stackConfig = new pulumi.Config(CONFIG_NAMESPACE);
+const sshPrivateKey = stackConfig.requireSecret(SSH_PRIVATE_KEY_KEY);
+// Only for a passphrase-protected key (checked with the key in loadStackConfig).
+const sshPrivateKeyPassword = stackConfig.getSecret(SSH_PRIVATE_KEY_PASSWORD_KEY);
+const hub = new Hub("hub", {
+  config,
+  sshPrivateKey,
+  ...(sshPrivateKeyPassword !== undefined ? { sshPrivateKeyPassword } : {}),
+  agentBundle: buildAgentBundle(),
+});
 
 export const provider = config.host.provider;
 export const ipv4 = hub.ipv4;
 export const ipv6 = hub.ipv6;
 export const endpoint = hub.endpoint;
 export const hubPublicKey = hub.hubPublicKey;
+/** Add to ~/.ssh/known_hosts: the hub keeps this host key across rebuilds (README "Delivery trust"). */
+export const knownHosts = hub.knownHosts;
 /** `npm run device -- NAME` reads this (scripts/device.ts). */
 export const clientConfigs = hub.clientConfigs;

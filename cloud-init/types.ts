@@ -48,6 +48,24 @@ export interface CloudConfig {
 }
 
 /**
+ * The host key part of the user-data (cloud-init module `ssh`), kept apart from CloudConfig: it holds a private
+ * key, so it goes into the user-data only (cloud-init/render.ts) and never into the bootstrap script an
+ * existing server runs, which keeps its own host key.
+ */
+export interface SshHostKeyConfig {
+  readonly ssh_deletekeys: true;
+  readonly ssh_genkeytypes: readonly ["ed25519"];
+  readonly ssh_keys: { readonly ed25519_private: string; readonly ed25519_public: string };
+}
+
+/** The module consuming each SshHostKeyConfig key, as CLOUD_CONFIG_MODULES does for CloudConfig. */
+export const SSH_HOST_KEY_MODULES: { readonly [K in keyof SshHostKeyConfig]: string } = {
+  ssh_deletekeys: "ssh",
+  ssh_genkeytypes: "ssh",
+  ssh_keys: "ssh",
+};
+
+/**
  * First runcmd line. cloud-init writes runcmd into one `#!/bin/sh` script and runs it without `-e`; this line
  * makes the first failing command end it, so `cloud-init status` reports the error instead of carrying on
  * with half a hub. It is a constant: no value from the spec is ever part of a shell string.

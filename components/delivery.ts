@@ -2,6 +2,8 @@
  * The remote steps that put the agent on a host and hand it the desired state. The Pulumi program turns each
  * step into a `command.remote.Command`; the VM end-to-end test runs the very same steps through `ssh`
  * (test/e2e/vm/delivery-runner.ts). Commands hold no secrets; secrets only travel on stdin, named by `stdin`.
+ * The agent bundle, which is large and not secret, travels as a file (`upload`: `command.remote.CopyToRemote`
+ * with a FileAsset, so Pulumi state keeps its path and hash rather than 0.5 MB twice as a Command's stdin).
  *
  * Every command is built from constants (LAYOUT paths and the validated timeout), never from user input, and
  * is POSIX sh: `command.remote.Command` runs it through the login shell of the operator user, which cloud-init
@@ -9,7 +11,21 @@
  */
 import { LAYOUT } from "../model/layout";
 
-export type StdinPayload = "agentBundle" | "state" | "bootstrapScript";
+/** Small payloads piped to a command's stdin; the secrets (the state) travel only this way. */
+export type StdinPayload = "state" | "bootstrapScript";
+/** Every payload a step can carry or watch: the stdin ones and the agent bundle, which is uploaded as a file. */
+export type Payload = StdinPayload | "agentBundle";
+
+/**
+ * A file copied to the host over SFTP, as the operator user, before the step's command runs. `remotePath` is
+ * relative, so the SFTP server resolves it against the operator's home directory (OpenSSH sftp-server starts
+ * there). The file is not secret: pulumi-command's CopyToRemote creates it with the server's default mode
+ * (command.md §CopyToRemote: `sftpClient.Create`, no chmod).
+ */
+export interface Upload {
+  readonly payload: "agentBundle";
+  readonly remotePath: string;
+}
 
 export interface RemoteStep {
   /** Short kebab-case name, used as the Pulumi resource name suffix. */
@@ -18,13 +34,53 @@ export interface RemoteStep {
   readonly command: string;
   /** Which payload is piped to the command's stdin, if any. */
   readonly stdin?: StdinPayload;
+  /** A file copied to the host first (its change re-copies it and re-runs this step). */
+  readonly upload?: Upload;
   /**
-   * Payloads other than `stdin` whose change must re-run this step too (the program passes a hash of each as
-   * a Command trigger). A change of `stdin` itself re-runs the step already, since it is a Command input.
-   * Added after the first contract; optional, so older callers keep working.
+   * Payloads other than `stdin` and `upload` whose change must re-run this step too (the program passes a
+   * hash of each as a Command trigger). A change of `stdin` itself re-runs the step already, since it is a
+   * Command input. Added after the first contract; optional, so older callers keep working.
    */
-  readonly triggers?: readonly StdinPayload[];
+  readonly triggers?: readonly Payload[];
 }
+
+/**
+ * How each delivery connection dials (pulumi-command 1.2.1, audited in command.md §Dialling): every failed
+ * `ssh.Dial` (refused, timed out, host key mismatch, auth refused) is retried by `dialWithRetry`
+ * (provider/pkg/provider/remote/connection.go L150-187) with the pulumi sdk's `retry.Until` backoff (first
+ * sleep 100 ms, ×1.5, capped at 5 s), and the step fails after `dialErrorLimit` + 1 attempts. With refused
+ * connections N attempts take about 11.3 + 5·(N − 10) s; with dropped packets each also waits `perDialTimeout`.
+ *
+ * - The first step on a machine the stack just made waits for its first boot: sshd answers within about a
+ *   minute on a cloud VM, but on Ubuntu 24.04 (socket-activated sshd) a non-default `sshPort` only opens once
+ *   runcmd has reloaded ssh.socket, after the package install. 130 attempts ≈ 10 min of refusals, a bound
+ *   rather than -1 (unlimited), because every error is retried, so with -1 a wrong key or a host key mismatch
+ *   would hang the update forever instead of failing.
+ * - Every other connection (later steps, an existing server) reaches a host that is up: 20 attempts ≈ 1 min
+ *   rides out an sshd restart, and a mismatched host key or refused login fails within a minute.
+ * - 10 s per dial (default 15) covers TCP connect plus the SSH handshake (connection.go L104 `Timeout`) on a
+ *   loaded small VM, and shortens the worst case when a provider firewall drops the packets.
+ */
+export const DIAL = {
+  perDialTimeoutSeconds: 10,
+  firstBootDialErrorLimit: 130,
+  dialErrorLimit: 20,
+} as const;
+
+/**
+ * Options set on every delivery Command (command.md §logging, §addPreviousOutputInEnv):
+ * - `logging: "none"`: stdout/stderr are otherwise sent to the engine as Info diagnostics (remote
+ *   commandOutputs.go L92-93), into the `pulumi up` output and the update's event log. On failure the provider
+ *   puts the command and its whole output in the error anyway (L100-101), whatever `logging` says, which is why
+ *   no step ever prints a secret (the agent reads the state on stdin and prints only what it changed).
+ * - `addPreviousOutputInEnv: false`: otherwise an update or delete sends the previous stdout/stderr as SSH `env`
+ *   requests (L51-71), which sshd refuses (no AcceptEnv) with a warning on each run, and which would carry
+ *   output back to the host for nothing.
+ */
+export const COMMAND_OPTIONS = { logging: "none", addPreviousOutputInEnv: false } as const;
+
+/** Where the agent bundle lands in the operator's home before it is installed (see Upload). */
+export const AGENT_UPLOAD_PATH = ".cloudpal-agent-upload.js";
 
 export interface DeliveryOptions {
   /** `existing` servers have no cloud-init datasource: the bootstrap script runs first. */
@@ -113,9 +169,10 @@ function bootstrap(): RemoteStep {
 }
 
 /**
- * Installs the agent bundle atomically: a temp file in the same directory, syntax-checked by the hub's own
- * node, synced, then renamed over the old one, so a dropped connection never leaves half a bundle that the
- * boot-time unit would run.
+ * Installs the uploaded agent bundle atomically: copied by root into a temp file in the target directory (so
+ * the operator-owned upload cannot change under the check), syntax-checked by the hub's own node, synced, then
+ * renamed over the old one, so a dropped connection never leaves half a bundle that the boot-time unit would
+ * run. The upload's path reaches root's shell as "$1": $HOME is the operator's, expanded before sudo.
  */
 function installAgent(): RemoteStep {
   const target = LAYOUT.agentBundle;
@@ -123,11 +180,12 @@ function installAgent(): RemoteStep {
   const inner = [
     "set -eu",
     "umask 022",
+    `test -s "$1" || { echo 'the agent bundle upload is missing or empty: nothing was installed.' >&2; exit 1; }`,
     `install -d -m 0755 -o root -g root ${sh(dir)}`,
     // The .js suffix matters: node refuses to --check a file with an extension it does not know.
     `tmp=$(mktemp --suffix=.js ${sh(`${dir}/.cloudpal-agent.XXXXXX`)})`,
     "trap 'rm -f \"$tmp\"' EXIT",
-    'cat >"$tmp"',
+    'cat -- "$1" >"$tmp"',
     `test -s "$tmp" || { echo 'the agent bundle arrived empty: nothing was installed.' >&2; exit 1; }`,
     'node --check "$tmp"',
     'chown root:root "$tmp"',
@@ -137,7 +195,11 @@ function installAgent(): RemoteStep {
     "trap - EXIT",
     `echo ${sh(`installed ${target}`)}`,
   ].join("; ");
-  return { name: "agent-bundle", command: `sudo sh -c ${sh(inner)}`, stdin: "agentBundle" };
+  return {
+    name: "agent-bundle",
+    command: `sudo sh -c ${sh(inner)} cloudpal-install "$HOME/"${sh(AGENT_UPLOAD_PATH)}`,
+    upload: { payload: "agentBundle", remotePath: AGENT_UPLOAD_PATH },
+  };
 }
 
 /** How long the storage step waits for the volume to appear in the guest after the provider attached it. */

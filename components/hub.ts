@@ -10,12 +10,17 @@ import * as random from "@pulumi/random";
 import { hubAddresses } from "../model/addressing";
 import { renderClientConfig } from "../model/client-config";
 import { privateKeyFromBytes, publicKeyFromPrivate } from "../model/keys";
+import { ed25519HostKey, knownHostsLine } from "../model/ssh-host-key";
 import { renderBootstrapScript, renderUserData } from "../cloud-init/render";
 import type { BootstrapSpec } from "../cloud-init/spec";
 import type { HubConfig } from "./config";
+import { writeAgentBundleFile } from "./agent-bundle-file";
 import {
+  COMMAND_OPTIONS,
   DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS,
+  DIAL,
   deliverySteps,
+  type Payload,
   type RemoteStep,
   type StdinPayload,
 } from "./delivery";
@@ -38,6 +43,8 @@ export interface HubArgs {
   readonly config: HubConfig;
   /** The operator's SSH private key for delivery; kept secret. */
   readonly sshPrivateKey: pulumi.Input<string>;
+  /** Its passphrase, when it has one (`cloudpal:sshPrivateKeyPassword`); kept secret. */
+  readonly sshPrivateKeyPassword?: pulumi.Input<string>;
   /** The agent bundle (components/agent-bundle.ts buildAgentBundle). */
   readonly agentBundle: AgentBundle;
 }
@@ -100,6 +107,10 @@ export class Hub extends pulumi.ComponentResource {
   public readonly clientConfigs: pulumi.Output<Record<string, string>>;
   /** The desired state sent to the agent, as JSON (secret: it holds the hub's private key). */
   public readonly state: pulumi.Output<string>;
+  /** The hub's SSH host key (authorized_keys format), pinned on every delivery connection. */
+  public readonly sshHostKey: pulumi.Output<string>;
+  /** The line for the operator's ~/.ssh/known_hosts: "[host]:port ssh-ed25519 …" (bare host on port 22). */
+  public readonly knownHosts: pulumi.Output<string>;
 
   constructor(name: string, args: HubArgs, opts?: pulumi.ComponentResourceOptions) {
     super(HUB_TYPE, name, {}, opts);
@@ -126,7 +137,26 @@ export class Hub extends pulumi.ComponentResource {
     });
 
     const spec = bootstrapSpec(config);
-    const host = createHost(name, { config, userData: renderUserData(spec) }, this);
+    // The hub's SSH host key. On a VM the stack makes it (random bytes in state, like the WireGuard key) and
+    // cloud-init installs it, so delivery can check the hub's identity before sending any key, and a rebuilt
+    // hub presents the same key. On an existing server it is the key the user read on its console.
+    let userData: pulumi.Output<string>;
+    if (config.host.provider === "existing") {
+      this.sshHostKey = pulumi.output(config.host.hostKey.trim());
+      userData = pulumi.output(renderUserData(spec));
+    } else {
+      const seed = new random.RandomBytes(`${name}-ssh-host-key`, { length: 32 }, child);
+      const hostKey = pulumi.secret(
+        seed.base64.apply((b) => ed25519HostKey(b, `${config.hostname}-cloudpal-host`)),
+      );
+      this.sshHostKey = pulumi.unsecret(hostKey.apply((k) => k.publicKey));
+      // A secret: it holds the host's private key (README "Delivery trust").
+      userData = pulumi.secret(hostKey.apply((k) => renderUserData(spec, k)));
+    }
+    const host = createHost(name, { config, userData }, this);
+    this.knownHosts = pulumi
+      .all([host.sshHost, this.sshHostKey])
+      .apply(([sshHost, key]) => knownHostsLine(sshHost, config.sshPort, key));
     this.ipv4 = host.ipv4;
     this.ipv6 = host.ipv6;
     const endpointHost =
@@ -192,6 +222,7 @@ export class Hub extends pulumi.ComponentResource {
       endpoint: this.endpoint,
       hubPublicKey: this.hubPublicKey,
       clientConfigs: this.clientConfigs,
+      knownHosts: this.knownHosts,
     });
   }
 
@@ -201,11 +232,11 @@ export class Hub extends pulumi.ComponentResource {
    */
   private deliver(name: string, config: HubConfig, host: Host, args: HubArgs, spec: BootstrapSpec): void {
     const payloads: Record<StdinPayload, pulumi.Output<string>> = {
-      agentBundle: pulumi.output(args.agentBundle.code),
       state: this.state,
       bootstrapScript: pulumi.output(renderBootstrapScript(spec)),
     };
-    const hashes: Record<StdinPayload, pulumi.Output<string>> = {
+    const files: Record<"agentBundle", string> = { agentBundle: writeAgentBundleFile(args.agentBundle) };
+    const hashes: Record<Payload, pulumi.Output<string>> = {
       agentBundle: pulumi.output(args.agentBundle.sha256),
       state: this.state.apply(sha256),
       bootstrapScript: payloads.bootstrapScript.apply(sha256),
@@ -215,15 +246,44 @@ export class Hub extends pulumi.ComponentResource {
       cloudInitTimeoutSeconds: DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS,
       stateOnVolume: spec.stateOnVolume === true,
     });
-    const connection = {
+    // hostKey: an authorized_keys line, checked with ssh.FixedHostKey before authentication (pulumi-command
+    // remote/connection.go L85-98); unset, the provider would accept any host (InsecureIgnoreHostKey).
+    const connectionFor = (first: boolean): command.types.input.remote.ConnectionArgs => ({
       host: host.sshHost,
       port: config.sshPort,
       user: config.operatorUser,
       privateKey: pulumi.secret(args.sshPrivateKey),
-    };
+      ...(args.sshPrivateKeyPassword !== undefined
+        ? { privateKeyPassword: pulumi.secret(args.sshPrivateKeyPassword) }
+        : {}),
+      hostKey: this.sshHostKey,
+      perDialTimeout: DIAL.perDialTimeoutSeconds,
+      dialErrorLimit:
+        first && config.host.provider !== "existing" ? DIAL.firstBootDialErrorLimit : DIAL.dialErrorLimit,
+    });
     let previous: pulumi.Resource[] = [...host.ready];
-    for (const step of steps) {
-      const watched = [...(step.stdin ? [step.stdin] : []), ...(step.triggers ?? [])];
+    steps.forEach((step, i) => {
+      const connection = connectionFor(i === 0);
+      if (step.upload) {
+        // The bundle goes as a file (state keeps its path and hash), re-copied when its hash changes or the
+        // machine is replaced; the step's command then installs it.
+        const upload = new command.remote.CopyToRemote(
+          `${name}-${step.name}-upload`,
+          {
+            connection,
+            source: new pulumi.asset.FileAsset(files[step.upload.payload]),
+            remotePath: step.upload.remotePath,
+            triggers: [host.machineId],
+          },
+          { parent: this, dependsOn: previous },
+        );
+        previous = [upload];
+      }
+      const watched = [
+        ...(step.stdin ? [step.stdin] : []),
+        ...(step.upload ? [step.upload.payload] : []),
+        ...(step.triggers ?? []),
+      ];
       const cmd = new command.remote.Command(
         `${name}-${step.name}`,
         {
@@ -231,12 +291,13 @@ export class Hub extends pulumi.ComponentResource {
           create: step.command,
           ...(step.stdin ? { stdin: payloads[step.stdin] } : {}),
           triggers: [host.machineId, ...watched.map((p) => hashes[p])],
+          ...COMMAND_OPTIONS,
         },
         // Output may echo what the agent did; keep it out of plain-text state.
         { parent: this, dependsOn: previous, additionalSecretOutputs: ["stdout", "stderr"] },
       );
       previous = [cmd];
-    }
+    });
   }
 }
 

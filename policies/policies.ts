@@ -6,6 +6,8 @@
 import * as vultr from "@ediri/vultr";
 import * as digitalocean from "@pulumi/digitalocean";
 import * as linode from "@pulumi/linode";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import { ed25519PublicOfPrivate, publicKeyWithoutComment } from "../model/ssh-host-key";
 import type {
   ReportViolation,
   ResourceValidationArgs,
@@ -223,18 +225,57 @@ const USER_DATA: readonly { cls: ResourceClass; texts(props: Record<string, unkn
   { cls: vultr.Instance, texts: (p) => (typeof p.userData === "string" ? [p.userData] : []) },
 ];
 
+const PRIVATE_KEY_BLOCK = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/g;
+
+/**
+ * The user-data with the one secret it may hold taken out: the hub's SSH host key (README "Delivery trust"),
+ * exactly as cloud-init/ssh.ts writes it. It is allowed only as `ssh_keys` with nothing but `ed25519_private`
+ * and `ed25519_public`, the private half an unencrypted OpenSSH ed25519 key whose public half is
+ * `ed25519_public`, and it must be the only private key block in the text. Anything else is returned as a
+ * problem, and the rest of the document is what the key-material patterns then see.
+ */
+export function withoutHostKey(text: string): { rest: string; problems: string[] } {
+  if (!text.startsWith("#cloud-config")) return { rest: text, problems: [] };
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch {
+    return { rest: text, problems: [] };
+  }
+  if (typeof doc !== "object" || doc === null || !("ssh_keys" in doc)) return { rest: text, problems: [] };
+  const { ssh_keys: keys, ...others } = doc as Record<string, unknown>;
+  const problems: string[] = [];
+  const entries = typeof keys === "object" && keys !== null ? (keys as Record<string, unknown>) : {};
+  const extra = Object.keys(entries).filter((k) => k !== "ed25519_private" && k !== "ed25519_public");
+  if (extra.length > 0)
+    problems.push(`ssh_keys entries other than the ed25519 host key (${extra.join(", ")})`);
+  const priv = entries.ed25519_private;
+  const pub = entries.ed25519_public;
+  const derived = typeof priv === "string" ? ed25519PublicOfPrivate(priv) : undefined;
+  if (derived === undefined || typeof pub !== "string" || publicKeyWithoutComment(pub) !== derived)
+    problems.push("an ssh_keys host key that is not one unencrypted ed25519 key matching its ed25519_public");
+  if ((text.match(PRIVATE_KEY_BLOCK) ?? []).length !== 1) problems.push("a private key besides the host key");
+  const rest = stringifyYaml({ ...others, ssh_keys: { ...entries, ed25519_private: "(host key)" } });
+  return { rest, problems };
+}
+
 export const userDataNoKeyMaterial: ResourceValidationPolicy = {
   name: "user-data-no-key-material",
   description:
-    "User-data must hold no keys, tokens or passwords: the provider and every process on the VM can read it.",
+    "User-data must hold no keys, tokens or passwords (the provider and root on the VM can read it), except the hub's own SSH host key in ssh_keys.",
   enforcementLevel: "mandatory",
   configSchema: { properties: {} },
   validateResource: (args, report) => {
     for (const kind of USER_DATA) {
       if (!args.isType(kind.cls)) continue;
       for (const text of kind.texts(args.props)) {
+        const { rest, problems } = withoutHostKey(text);
+        for (const problem of problems)
+          report(
+            `User-data may hold only the hub's ed25519 SSH host key (${args.name}): it holds ${problem}. Deliver secrets over SSH on stdin instead.`,
+          );
         for (const k of KEY_MATERIAL) {
-          if (k.pattern.test(text))
+          if (k.pattern.test(rest))
             report(
               `User-data must not contain key material (${args.name}): it holds ${k.what}. Deliver secrets over SSH on stdin instead.`,
             );

@@ -11,6 +11,7 @@ export const KNOWN_TYPES = [
   "cloudpal:index:Hub",
   "random:index/randomBytes:RandomBytes",
   "command:remote:Command",
+  "command:remote:CopyToRemote",
   "digitalocean:index/sshKey:SshKey",
   "digitalocean:index/droplet:Droplet",
   "digitalocean:index/firewall:Firewall",

@@ -68,6 +68,13 @@ export const RULES: readonly ResourceRule[] = [
     source: "pulumi/pulumi-command v1.2.1 provider/pkg/provider/remote/command.go",
   },
   {
+    // `triggers` is replaceOnChanges (common/inputs.go); a changed `source` hash or `remotePath` is an Update
+    // that copies again (copyController.go Update), not a replacement.
+    type: "command:remote:CopyToRemote",
+    forceNew: ["triggers"],
+    source: "pulumi/pulumi-command v1.2.1 provider/pkg/provider/remote/copy.go, copyController.go",
+  },
+  {
     type: "digitalocean:index/sshKey:SshKey",
     forceNew: ["publicKey"],
     deleteBeforeReplaceWhenSet: "name",

@@ -14,7 +14,13 @@ import {
   readStackConfig,
 } from "../components/config";
 import { preferredHost } from "../model/addressing";
-import { minimalConfig, OPERATOR_CIDR, sshPublicKey, wireguardPublicKey } from "./helpers/fixtures";
+import {
+  EXISTING_HOST_KEY,
+  minimalConfig,
+  OPERATOR_CIDR,
+  sshPublicKey,
+  wireguardPublicKey,
+} from "./helpers/fixtures";
 
 function problems(raw: Record<string, unknown>): string[] {
   try {
@@ -160,18 +166,44 @@ describe("valid values", () => {
 
   it("existing: host and user become the SSH target and operator; sshPort is its sshd's port", () => {
     const cfg = loadConfig(
-      minimalConfig("existing", { existing: { host: "home.example.net", user: "me" }, sshPort: 2200 }),
+      minimalConfig("existing", {
+        existing: { host: "home.example.net", user: "me", hostKey: EXISTING_HOST_KEY },
+        sshPort: 2200,
+      }),
     );
-    expect(cfg.host).toEqual({ provider: "existing", host: "home.example.net", user: "me" });
+    expect(cfg.host).toEqual({
+      provider: "existing",
+      host: "home.example.net",
+      user: "me",
+      hostKey: EXISTING_HOST_KEY,
+    });
     expect([cfg.sshPort, cfg.operatorUser]).toEqual([2200, "me"]);
-    expect(problems(minimalConfig("existing", { existing: { host: "198.51.100.1" } }))).toEqual([
+    expect(
+      problems(minimalConfig("existing", { existing: { host: "198.51.100.1", hostKey: EXISTING_HOST_KEY } })),
+    ).toEqual([
       `'existing.user' is missing: set it to a user with passwordless sudo and your SSH key (not root: CloudPal turns root login off).`,
     ]);
-    expect(problems(minimalConfig("existing", { existing: { host: "198.51.100.1", user: "root" } }))).toEqual(
-      [
-        `'existing.user' ("root") cannot be the operator: CloudPal turns root login over SSH off. Create a user with passwordless sudo and your SSH key, and set 'existing.user' to it.`,
-      ],
-    );
+    expect(
+      problems(
+        minimalConfig("existing", {
+          existing: { host: "198.51.100.1", user: "root", hostKey: EXISTING_HOST_KEY },
+        }),
+      ),
+    ).toEqual([
+      `'existing.user' ("root") cannot be the operator: CloudPal turns root login over SSH off. Create a user with passwordless sudo and your SSH key, and set 'existing.user' to it.`,
+    ]);
+    expect(problems(minimalConfig("existing", { existing: { host: "198.51.100.1", user: "me" } }))).toEqual([
+      `'existing.hostKey' is missing: set it to the server's ed25519 host key, read on its console (not over the network) with 'cat /etc/ssh/ssh_host_ed25519_key.pub'.`,
+    ]);
+    expect(
+      problems(
+        minimalConfig("existing", {
+          existing: { host: "198.51.100.1", user: "me", hostKey: "ssh-rsa AAAAB3NzaC1yc2E root@server" },
+        }),
+      ),
+    ).toEqual([
+      `'existing.hostKey' ("ssh-rsa AAAAB3NzaC1yc2E root@server") is not an ed25519 public key line: paste the whole line 'cat /etc/ssh/ssh_host_ed25519_key.pub' prints on the server's console.`,
+    ]);
   });
 });
 
@@ -516,7 +548,9 @@ describe("existing server fields", () => {
     ],
     [{ user: "admin" }, `'existing.host' is missing: set it to the server's IP address or DNS name.`],
   ])("rejects %j", (existing, message) => {
-    expect(problems(minimalConfig("existing", { existing }))).toEqual([message]);
+    expect(
+      problems(minimalConfig("existing", { existing: { ...existing, hostKey: EXISTING_HOST_KEY } })),
+    ).toEqual([message]);
   });
 });
 
@@ -549,8 +583,16 @@ describe("provider-specific fields", () => {
   });
 
   it("a cloud provider rejects an 'existing' block", () => {
-    expect(problems(minimalConfig("vultr", { existing: { host: "198.51.100.1", user: "admin" } }))).toEqual([
-      `'existing' ({"host":"198.51.100.1","user":"admin"}) only applies to provider "existing": remove it, or set 'provider' to "existing".`,
+    expect(
+      problems(
+        minimalConfig("vultr", {
+          existing: { host: "198.51.100.1", user: "admin", hostKey: EXISTING_HOST_KEY },
+        }),
+      ),
+    ).toEqual([
+      expect.stringMatching(
+        /^'existing' \(\{"host":"198\.51\.100\.1","user":"admin",.*\) only applies to provider "existing": remove it, or set 'provider' to "existing"\.$/,
+      ),
     ]);
   });
 
@@ -738,6 +780,16 @@ describe("checkSshPrivateKey (the text of the key is never shown)", () => {
       /^'sshPrivateKey' \(not shown\) is protected by a passphrase, which delivery cannot type: /,
     );
     expect(line).not.toContain(value.split("\n")[1]);
+  });
+
+  it("accepts a passphrase-protected OpenSSH key with 'sshPrivateKeyPassword', and no password without one", () => {
+    expect(checkSshPrivateKey(openSsh("aes256-ctr"), "pw")).toEqual([]);
+    expect(checkSshPrivateKey(openSsh("aes256-ctr"))).toEqual([
+      `'sshPrivateKey' (not shown) is protected by a passphrase, which delivery cannot type: set the passphrase with 'pulumi config set --secret cloudpal:sshPrivateKeyPassword' (it asks for it), or use a key without one.`,
+    ]);
+    expect(checkSshPrivateKey(openSsh("none"), "pw")).toEqual([
+      `'sshPrivateKeyPassword' (not shown) is set but 'sshPrivateKey' has no passphrase: remove it with 'pulumi config rm cloudpal:sshPrivateKeyPassword'.`,
+    ]);
   });
 });
 

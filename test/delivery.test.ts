@@ -7,7 +7,14 @@ import { spawnSync } from "child_process"; // eslint-disable-line no-restricted-
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import { join } from "path";
-import { deliverySteps, DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS, type RemoteStep } from "../components/delivery";
+import {
+  AGENT_UPLOAD_PATH,
+  COMMAND_OPTIONS,
+  DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS,
+  DIAL,
+  deliverySteps,
+  type RemoteStep,
+} from "../components/delivery";
 import { LAYOUT } from "../model/layout";
 
 const cloud = { bootstrapOverSsh: false, cloudInitTimeoutSeconds: 600 };
@@ -22,7 +29,7 @@ function step(steps: RemoteStep[], name: string): RemoteStep {
 describe("deliverySteps", () => {
   it("waits for cloud-init, installs the agent, then applies the state on a cloud VM", () => {
     const steps = deliverySteps(cloud);
-    expect(steps.map((s) => [s.name, s.stdin])).toEqual([
+    expect(steps.map((s) => [s.name, s.stdin ?? s.upload?.payload])).toEqual([
       ["wait-cloud-init", undefined],
       ["agent-bundle", "agentBundle"],
       ["state", "state"],
@@ -31,7 +38,7 @@ describe("deliverySteps", () => {
 
   it("runs the bootstrap after the cloud-init wait and before the agent on an existing server", () => {
     const steps = deliverySteps(existing);
-    expect(steps.map((s) => [s.name, s.stdin])).toEqual([
+    expect(steps.map((s) => [s.name, s.stdin ?? s.upload?.payload])).toEqual([
       ["wait-cloud-init", undefined],
       ["bootstrap", "bootstrapScript"],
       ["agent-bundle", "agentBundle"],
@@ -65,6 +72,49 @@ describe("deliverySteps", () => {
       }
     }
     expect(step(deliverySteps(cloud), "state").command).toBe(`sudo '${LAYOUT.agentBin}' apply`);
+  });
+
+  it("uploads the agent bundle as a file to the operator's home, never on stdin, and installs that file", () => {
+    const s = step(deliverySteps(cloud), "agent-bundle");
+    expect(s.stdin).toBeUndefined();
+    expect(s.upload).toEqual({ payload: "agentBundle", remotePath: AGENT_UPLOAD_PATH });
+    // Relative: the SFTP server resolves it against the login user's home, where "$HOME/" points the install.
+    expect(AGENT_UPLOAD_PATH).not.toMatch(/^\//);
+    expect(s.command.endsWith(` cloudpal-install "$HOME/"'${AGENT_UPLOAD_PATH}'`)).toBe(true);
+    expect(s.command).toContain(`cat -- "$1" >"$tmp"`);
+  });
+
+  it("passes the upload's path to root's shell as $1, expanded from the operator's $HOME by /bin/sh", () => {
+    const s = step(deliverySteps(cloud), "agent-bundle");
+    const bin = mkdtempSync(join(tmpdir(), `cloudpal-sudo-${process.pid}-`));
+    try {
+      // A stand-in sudo that reports the argument vector it was given instead of running it.
+      writeFileSync(join(bin, "sudo"), '#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n');
+      chmodSync(join(bin, "sudo"), 0o755);
+      const r = spawnSync("/bin/sh", ["-c", s.command], {
+        encoding: "utf8",
+        env: { PATH: `${bin}:/usr/bin:/bin`, HOME: "/home/op" },
+      });
+      const args = r.stdout.split("\n");
+      expect(args.slice(0, 2)).toEqual(["sh", "-c"]);
+      expect(args.slice(3, 5)).toEqual(["cloudpal-install", `/home/op/${AGENT_UPLOAD_PATH}`]);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
+
+  it("sets logging off and no previous output in the environment, and bounded dialling", () => {
+    expect(COMMAND_OPTIONS).toEqual({ logging: "none", addPreviousOutputInEnv: false });
+    // Refused connections: attempts sleep 0.1·1.5^k s capped at 5 s (command.md §Dialling).
+    const wait = (attempts: number) => {
+      let total = 0;
+      for (let k = 0; k < attempts - 1; k++) total += Math.min(5, 0.1 * 1.5 ** k);
+      return total;
+    };
+    expect(wait(DIAL.firstBootDialErrorLimit + 1)).toBeGreaterThan(9 * 60);
+    expect(wait(DIAL.firstBootDialErrorLimit + 1)).toBeLessThan(11 * 60);
+    expect(wait(DIAL.dialErrorLimit + 1)).toBeLessThan(90);
+    expect(DIAL.perDialTimeoutSeconds).toBeLessThanOrEqual(15);
   });
 
   it("installs the bundle through a temp file in the target directory, renamed into place", () => {

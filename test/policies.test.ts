@@ -23,6 +23,9 @@ import {
   storageEncryptionUnavailable,
   userDataNoKeyMaterial,
 } from "../policies/policies";
+import { renderUserData } from "../cloud-init/render";
+import { ed25519HostKey, publicKeyWithoutComment } from "../model/ssh-host-key";
+import { COMBINATIONS } from "./cloud-init-helpers";
 import { loadConfig } from "../components/config";
 import { Hub } from "../components/hub";
 import { wireguardPublicKey } from "./helpers/fixtures";
@@ -199,6 +202,51 @@ describe("user-data-no-key-material", () => {
       const text = `#cloud-config\nusers:\n  - name: admin\n    ssh_authorized_keys: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA admin]\nwireguard_public_key: ${wgKey}\n`;
       expect(violations(userDataNoKeyMaterial, { type, props: carry(text) })).toEqual([]);
     });
+  });
+});
+
+describe("user-data-no-key-material: the hub's SSH host key", () => {
+  const spec = COMBINATIONS[0]!.spec;
+  const key = ed25519HostKey(Buffer.alloc(32, 3).toString("base64"), "hub-cloudpal-host");
+  const other = ed25519HostKey(Buffer.alloc(32, 4).toString("base64"), "other");
+  const withKey = renderUserData(spec, key);
+  const check = (text: string) =>
+    violations(userDataNoKeyMaterial, {
+      type: "digitalocean:index/droplet:Droplet",
+      name: "vm",
+      props: { userData: text },
+    });
+
+  it("allows exactly the host key cloud-init/ssh.ts renders", () => {
+    expect(withKey).toContain("BEGIN OPENSSH PRIVATE KEY");
+    expect(check(withKey)).toEqual([]);
+  });
+
+  it("still flags a second private key, a WireGuard key or a preshared key next to it", () => {
+    const wg = wireguardPublicKey("leak");
+    const extras = [
+      `\nbootcmd:\n  - "echo '${other.privateKey.replace(/\n/g, " ")}'"\n`,
+      `\nbootcmd:\n  - "echo PrivateKey = ${wg}"\n`,
+      `\nbootcmd:\n  - "echo PresharedKey = ${wg}"\n`,
+    ];
+    for (const extra of extras) expect(check(withKey + extra)).not.toEqual([]);
+    expect(check(`${withKey}\nbootcmd:\n  - "echo PresharedKey = ${wg}"\n`)).toContain(
+      "User-data must not contain key material (vm): it holds a WireGuard private or preshared key. Deliver secrets over SSH on stdin instead.",
+    );
+  });
+
+  it("flags a host key whose public half does not match, another key type, or an encrypted-looking key", () => {
+    const swapped = withKey.replace(
+      publicKeyWithoutComment(key.publicKey),
+      publicKeyWithoutComment(other.publicKey),
+    );
+    expect(check(swapped)).toEqual([
+      "User-data may hold only the hub's ed25519 SSH host key (vm): it holds an ssh_keys host key that is not one unencrypted ed25519 key matching its ed25519_public. Deliver secrets over SSH on stdin instead.",
+    ]);
+    const rsa = withKey.replace("ed25519_public:", "rsa_private: x\n  ed25519_public:");
+    expect(check(rsa)).toContain(
+      "User-data may hold only the hub's ed25519 SSH host key (vm): it holds ssh_keys entries other than the ed25519 host key (rsa_private). Deliver secrets over SSH on stdin instead.",
+    );
   });
 });
 

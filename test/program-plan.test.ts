@@ -32,7 +32,8 @@ it("prints the DigitalOcean example as a tree with key properties and masked sec
     "├─ digitalocean:index/droplet:Droplet  hub-droplet",
     '│       size: "s-1vcpu-512mb-10gb"',
     "│       monitoring: false",
-    '│       userData: "#cloud-config" (',
+    // A secret since it carries the hub's SSH host key (README "Delivery trust").
+    "│       userData: [secret]",
     "├─ digitalocean:index/firewall:Firewall  hub-firewall",
     '│         - {"portRange":"22","protocol":"tcp","sourceAddresses":["203.0.113.7/32"]}',
     "└─ command:remote:Command  hub-state",
@@ -41,7 +42,8 @@ it("prints the DigitalOcean example as a tree with key properties and masked sec
   ]) {
     expect(text).toContain(line);
   }
-  expect(text).toMatch(/\n19 resources\n/);
+  // +2 for delivery trust and state size: the SSH host key seed and the agent bundle's CopyToRemote.
+  expect(text).toMatch(/\n21 resources\n/);
   // The mocks make the hub key from sha256("random:hub-wireguard-key"): it must not leak into the plan.
   const hubPrivateKey = privateKeyFromBytes(createHash("sha256").update("random:hub-wireguard-key").digest());
   expect(text).not.toContain(hubPrivateKey);

@@ -22,6 +22,28 @@ import { bootstrapSpec } from "../components/hub";
 import { LAYOUT } from "../model/layout";
 import type { HubState } from "../model/state";
 import { parseHubState } from "../model/state-schema";
+import { ed25519PublicOfPrivate, publicKeyWithoutComment } from "../model/ssh-host-key";
+import { parse as parseYaml } from "yaml";
+import { AGENT_UPLOAD_PATH, DIAL } from "../components/delivery";
+import { writeAgentBundleFile } from "../components/agent-bundle-file";
+import { readFileSync } from "fs";
+
+/**
+ * The user-data is exactly renderUserData(spec, key) for the host key it carries, and that key is one
+ * well-formed ed25519 key whose public half is the `ssh_keys.ed25519_public` line. Returns that line.
+ */
+function expectUserDataWithHostKey(userData: string, provider: string): string {
+  const keys = (parseYaml(userData) as { ssh_keys: { ed25519_private: string; ed25519_public: string } })
+    .ssh_keys;
+  expect(ed25519PublicOfPrivate(keys.ed25519_private)).toBe(publicKeyWithoutComment(keys.ed25519_public));
+  expect(userData).toBe(
+    renderUserData(bootstrapSpec(loadConfig(minimalConfig(provider))), {
+      privateKey: keys.ed25519_private,
+      publicKey: keys.ed25519_public,
+    }),
+  );
+  return keys.ed25519_public;
+}
 
 const FAKE_AGENT = "// agent bundle stand-in\n";
 const SSH_PRIVATE_KEY =
@@ -79,8 +101,10 @@ function inventory(resources: Registered[]): Record<string, number> {
 const COMMON = {
   "cloudpal:index:Hub": 1,
   "command:remote:Command": 3,
-  // hub key + per peer: laptop (psk + device key), phone (psk only: it brought its own public key)
-  "random:index/randomBytes:RandomBytes": 4,
+  // the agent bundle, as a file
+  "command:remote:CopyToRemote": 1,
+  // hub key, SSH host key + per peer: laptop (psk + device key), phone (psk only: it brought its own public key)
+  "random:index/randomBytes:RandomBytes": 5,
 };
 
 describe("DigitalOcean", () => {
@@ -130,7 +154,7 @@ describe("DigitalOcean", () => {
       dropletAgent: false,
       backups: false,
     });
-    expect(droplet.userData).toBe(renderUserData(bootstrapSpec(loadConfig(minimalConfig("digitalocean")))));
+    expectUserDataWithHostKey(String(droplet.userData), "digitalocean");
     expect(String(droplet.userData).startsWith("#cloud-config")).toBe(true);
   });
 
@@ -239,9 +263,7 @@ describe("Linode", () => {
     });
     expect(instance.firewallId).toBeUndefined(); // attached by FirewallDevice, so firewall changes never replace it
     const [meta] = instance.metadatas as { userData: string }[];
-    expect(Buffer.from(meta.userData, "base64").toString("utf8")).toBe(
-      renderUserData(bootstrapSpec(loadConfig(minimalConfig("linode")))),
-    );
+    expectUserDataWithHostKey(Buffer.from(meta.userData, "base64").toString("utf8"), "linode");
   });
 
   it("drops inbound by default and accepts WireGuard from anywhere, SSH from the allowed v4 and v6 CIDRs", async () => {
@@ -342,7 +364,7 @@ describe("Vultr", () => {
       reservedIpId: expect.stringContaining("ipv4"),
       firewallGroupId: expect.stringContaining("firewall"),
     });
-    expect(instance.userData).toBe(renderUserData(bootstrapSpec(loadConfig(minimalConfig("vultr")))));
+    expectUserDataWithHostKey(String(instance.userData), "vultr");
     const ip = r.one("vultr:index/reservedIp:ReservedIp");
     expect(ip.inputs).toMatchObject({ ipType: "v4", region: "fra" });
     expect(ip.name.endsWith("-ipv4-fra")).toBe(true);
@@ -388,7 +410,12 @@ describe("Vultr", () => {
 describe("existing server", () => {
   it("creates no cloud resource: keys and delivery only, with the bootstrap over SSH first", async () => {
     const r = await run(minimalConfig("existing", PEERS));
-    expect(inventory(r.resources)).toEqual({ ...COMMON, "command:remote:Command": 4 });
+    // No SSH host key seed: the server keeps its own key, pinned from 'existing.hostKey'.
+    expect(inventory(r.resources)).toEqual({
+      ...COMMON,
+      "command:remote:Command": 4,
+      "random:index/randomBytes:RandomBytes": 4,
+    });
     const commands = r.byType("command:remote:Command");
     expect(commands[0].inputs.connection).toMatchObject({ host: "198.51.100.44", port: 22, user: "admin" });
     const bootstrap = commands.find((c) => c.name.endsWith("-bootstrap"));
@@ -501,7 +528,10 @@ describe("keys, state and client configs", () => {
 
   it("chains the delivery steps after the machine is ready, in order", async () => {
     const r = await run(minimalConfig("linode"));
-    const names = r.byType("command:remote:Command").map((c) => c.name);
+    // The Commands and the bundle's CopyToRemote, in registration order.
+    const names = r.resources
+      .filter((x) => x.type === "command:remote:Command" || x.type === "command:remote:CopyToRemote")
+      .map((c) => c.name);
     const deps = names.map((n) => recorder.options.get(n)?.dependsOn ?? []);
     expect(deps[0].length).toBeGreaterThan(0);
     for (let i = 1; i < names.length; i++) {
@@ -561,7 +591,125 @@ describe("keys, state and client configs", () => {
       "same-peer-laptop-psk",
       "same-peer-phone-psk",
       "same-root-key-seed",
+      "same-ssh-host-key",
       "same-wireguard-key",
     ]);
+  });
+});
+
+describe("delivery trust and connection options", () => {
+  const deliveryResources = (r: Run) =>
+    r.resources.filter(
+      (x) => x.type === "command:remote:Command" || x.type === "command:remote:CopyToRemote",
+    );
+
+  it.each(["digitalocean", "linode", "vultr"])(
+    "%s: every connection pins the host key that the user-data installs",
+    async (provider) => {
+      const r = await run(minimalConfig(provider, PEERS));
+      const machine = r.resources.find(
+        (x) => x.inputs.userData !== undefined || x.inputs.metadatas !== undefined,
+      );
+      const text =
+        provider === "linode"
+          ? Buffer.from(
+              (machine?.inputs.metadatas as { userData: string }[])[0].userData,
+              "base64",
+            ).toString()
+          : String(machine?.inputs.userData);
+      const publicLine = expectUserDataWithHostKey(text, provider);
+      expect(await valueOf(r.hub.sshHostKey)).toBe(publicLine);
+      // The private key is in the user-data (a secret input) and in no other resource's inputs.
+      const privateKey = (parseYaml(text) as { ssh_keys: { ed25519_private: string } }).ssh_keys
+        .ed25519_private;
+      expect(machine?.secretInputs).toContain(provider === "linode" ? "metadatas" : "userData");
+      for (const x of r.resources.filter((y) => y !== machine))
+        expect(JSON.stringify(x.inputs)).not.toContain(privateKey.split("\n")[2]);
+      const delivery = deliveryResources(r);
+      expect(delivery.length).toBeGreaterThanOrEqual(4);
+      for (const c of delivery) expect(c.inputs.connection).toMatchObject({ hostKey: publicLine });
+    },
+  );
+
+  it("pins the configured key on an existing server, which gets no user-data and no host key seed", async () => {
+    const r = await run(minimalConfig("existing"));
+    const configured = loadConfig(minimalConfig("existing")).host as { hostKey: string };
+    for (const c of deliveryResources(r))
+      expect(c.inputs.connection).toMatchObject({ hostKey: configured.hostKey });
+    expect(r.resources.some((x) => x.name.endsWith("-ssh-host-key"))).toBe(false);
+  });
+
+  it("exports a known_hosts line, bracketed with the port when it is not 22", async () => {
+    const r = await run(minimalConfig("vultr", { sshPort: 2222 }));
+    const key = publicKeyWithoutComment(await valueOf(r.hub.sshHostKey));
+    expect(await valueOf(r.hub.knownHosts)).toBe(`[${MOCK_ADDRESSES.vultr.ipv4}]:2222 ${key}`);
+    const r22 = await run(minimalConfig("vultr"));
+    expect(await valueOf(r22.hub.knownHosts)).toBe(
+      `${MOCK_ADDRESSES.vultr.ipv4} ${publicKeyWithoutComment(await valueOf(r22.hub.sshHostKey))}`,
+    );
+  });
+
+  it("dials the first step for a first boot and the rest briefly; logging off, no previous output in env", async () => {
+    const r = await run(minimalConfig("digitalocean", PEERS));
+    const commands = r.byType("command:remote:Command");
+    commands.forEach((c, i) => {
+      expect(c.inputs.connection).toMatchObject({
+        perDialTimeout: DIAL.perDialTimeoutSeconds,
+        dialErrorLimit: i === 0 ? DIAL.firstBootDialErrorLimit : DIAL.dialErrorLimit,
+      });
+      expect(c.inputs.logging).toBe("none");
+      expect(c.inputs.addPreviousOutputInEnv).toBe(false);
+    });
+    const existing = await run(minimalConfig("existing"));
+    for (const c of existing.byType("command:remote:Command"))
+      expect(c.inputs.connection).toMatchObject({ dialErrorLimit: DIAL.dialErrorLimit });
+  });
+
+  it("sends the agent bundle as a FileAsset (path and hash in state), never as a Command's stdin", async () => {
+    const r = await run(minimalConfig("linode"));
+    for (const c of r.byType("command:remote:Command"))
+      expect(String(c.inputs.stdin ?? "")).not.toContain(FAKE_AGENT);
+    const copy = r.one("command:remote:CopyToRemote");
+    // A FileAsset (recorded as the asset marker and a path; state keeps path and hash), not a StringAsset.
+    const source = copy.inputs.source as { __pulumiAsset?: boolean; path?: unknown; text?: unknown };
+    expect(source.__pulumiAsset).toBe(true);
+    expect(source).toHaveProperty("path");
+    expect(source.text).toBeUndefined();
+    // The file it names holds exactly the bundle (written under build/agent, named by its hash).
+    const file = writeAgentBundleFile({
+      code: FAKE_AGENT,
+      sha256: createHash("sha256").update(FAKE_AGENT).digest("hex"),
+    });
+    expect(file).toMatch(/^build\/agent\/cloudpal-agent-[0-9a-f]{16}\.js$/);
+    expect(readFileSync(file, "utf8")).toBe(FAKE_AGENT);
+    expect(copy.inputs.remotePath).toBe(AGENT_UPLOAD_PATH);
+    // The install step runs after the copy, which runs after the cloud-init wait.
+    const install = r.byType("command:remote:Command").find((c) => c.name.endsWith("-agent-bundle"));
+    const dep = recorder.options.get(String(install?.name))?.dependsOn as pulumi.Resource[];
+    expect(await valueOf((dep[0] as pulumi.CustomResource).urn)).toMatch(/-agent-bundle-upload$/);
+  });
+
+  it("passes a key's passphrase as a secret privateKeyPassword only when one is given", async () => {
+    recorder.reset();
+    new Hub(
+      "pw",
+      {
+        config: loadConfig(minimalConfig("vultr")),
+        sshPrivateKey: pulumi.secret(SSH_PRIVATE_KEY),
+        sshPrivateKeyPassword: pulumi.secret("correct horse"),
+        agentBundle: { code: FAKE_AGENT, sha256: createHash("sha256").update(FAKE_AGENT).digest("hex") },
+      },
+      { transformations: [recorder.transformation] },
+    );
+    await settle(recorder);
+    const commands = recorder.registered.filter((x) => x.type === "command:remote:Command");
+    expect(commands.length).toBeGreaterThan(0);
+    for (const c of commands) {
+      expect(c.inputs.connection).toMatchObject({ privateKeyPassword: "correct horse" });
+      expect(String(c.inputs.create)).not.toContain("correct horse");
+    }
+    const r = await run(minimalConfig("vultr"));
+    for (const c of r.byType("command:remote:Command"))
+      expect(c.inputs.connection).not.toHaveProperty("privateKeyPassword");
   });
 });

@@ -7,7 +7,7 @@ import { ConfigError, loadConfig } from "../components/config";
 import { validateBootstrapSpec } from "../cloud-init/validate";
 import { sshPublicKeyProblem, userNameProblem } from "../model/rules";
 import { ED25519_KEY, spec } from "./cloud-init-helpers";
-import { minimalConfig, sshPublicKey } from "./helpers/fixtures";
+import { EXISTING_HOST_KEY, minimalConfig, sshPublicKey } from "./helpers/fixtures";
 
 function configProblems(raw: Record<string, unknown>): string[] {
   try {
@@ -40,7 +40,11 @@ describe("the operator user: one rule for the config and the bootstrap", () => {
         `'operatorUser' (${JSON.stringify(user)}) ${reason}.`,
       ]);
       expect(
-        configProblems(minimalConfig("existing", { existing: { host: "198.51.100.44", user } })),
+        configProblems(
+          minimalConfig("existing", {
+            existing: { host: "198.51.100.44", user, hostKey: EXISTING_HOST_KEY },
+          }),
+        ),
       ).toEqual([`'existing.user' (${JSON.stringify(user)}) ${reason}.`]);
       expect(bootstrapProblem(user)).toBe(`'operator.user' (${JSON.stringify(user)}) ${reason}.`);
     },

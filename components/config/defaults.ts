@@ -57,6 +57,7 @@ export function withDefaults(raw: RawConfig): UnallocatedConfig {
           provider: "existing",
           host: raw.existing?.host ?? "",
           user: raw.existing?.user ?? "",
+          hostKey: raw.existing?.hostKey ?? "",
         }
       : {
           provider: raw.provider,

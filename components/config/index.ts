@@ -7,7 +7,13 @@ export { checkConfig, RESERVED_RANGES } from "./checks";
 export { DEFAULTS, withDefaults } from "./defaults";
 export { loadConfig } from "./load";
 export { CONFIG_KEYS, CONFIG_SCHEMA } from "./schema";
-export { checkSshPrivateKey, loadStackConfig, readStackConfig, SSH_PRIVATE_KEY_KEY } from "./stack";
+export {
+  checkSshPrivateKey,
+  loadStackConfig,
+  readStackConfig,
+  SSH_PRIVATE_KEY_KEY,
+  SSH_PRIVATE_KEY_PASSWORD_KEY,
+} from "./stack";
 export {
   CONFIG_NAMESPACE,
   ConfigError,

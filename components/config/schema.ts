@@ -78,7 +78,7 @@ export const CONFIG_SCHEMA = {
     existing: {
       type: "object",
       additionalProperties: false,
-      required: ["host", "user"],
+      required: ["host", "user", "hostKey"],
       description: "The server to use when provider is existing; its SSH port is 'sshPort'.",
       properties: {
         host: {
@@ -97,6 +97,17 @@ export const CONFIG_SCHEMA = {
           missing:
             "set it to a user with passwordless sudo and your SSH key (not root: CloudPal turns root login off)",
           fix: USER_FIX,
+        },
+        // Delivery pins it (pulumi-command `hostKey`) so the keys are sent to this server only, never to
+        // whatever answers at the address; sshd is set to offer the ed25519 key alone (cloud-init/ssh.ts).
+        hostKey: {
+          type: "string",
+          pattern: "^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI[A-Za-z0-9+/]{43}( [^\\n]*)?$",
+          description:
+            "The server's SSH host key, the line in /etc/ssh/ssh_host_ed25519_key.pub; delivery talks to no other.",
+          missing:
+            "set it to the server's ed25519 host key, read on its console (not over the network) with 'cat /etc/ssh/ssh_host_ed25519_key.pub'",
+          fix: "is not an ed25519 public key line: paste the whole line 'cat /etc/ssh/ssh_host_ed25519_key.pub' prints on the server's console",
         },
       },
     },

@@ -9,6 +9,11 @@ import { CONFIG_NAMESPACE, ConfigError, type HubConfig } from "./types";
 
 /** Secret config holding the operator's SSH private key for delivery; not part of HubConfig. */
 export const SSH_PRIVATE_KEY_KEY = "sshPrivateKey";
+/**
+ * Secret config holding that key's passphrase, if it has one; delivery passes it as pulumi-command's
+ * `privateKeyPassword` (used with `ssh.ParsePrivateKeyWithPassphrase`, remote/connection.go L106-116).
+ */
+export const SSH_PRIVATE_KEY_PASSWORD_KEY = "sshPrivateKeyPassword";
 
 /**
  * Reads `cloudpal:*` from the running Pulumi program and validates it, the SSH private key included, so a
@@ -16,7 +21,10 @@ export const SSH_PRIVATE_KEY_KEY = "sshPrivateKey";
  */
 export function loadStackConfig(): HubConfig {
   const all = pulumi.runtime.allConfig();
-  const keyProblems = checkSshPrivateKey(all[`${CONFIG_NAMESPACE}:${SSH_PRIVATE_KEY_KEY}`]);
+  const keyProblems = checkSshPrivateKey(
+    all[`${CONFIG_NAMESPACE}:${SSH_PRIVATE_KEY_KEY}`],
+    all[`${CONFIG_NAMESPACE}:${SSH_PRIVATE_KEY_PASSWORD_KEY}`],
+  );
   // The stack file itself: a key in a namespace nothing reads (a typo), and a secret left in plain text.
   keyProblems.push(...unknownNamespaces(Object.keys(all)), ...plaintextSecrets([SSH_PRIVATE_KEY_KEY], all));
   try {
@@ -104,8 +112,10 @@ export function plaintextSecrets(
 
 const SET_KEY = `pulumi config set --secret ${CONFIG_NAMESPACE}:${SSH_PRIVATE_KEY_KEY} < ~/.ssh/id_ed25519`;
 
-/** The private key's text is never shown: only what is wrong with it. */
-export function checkSshPrivateKey(value: string | undefined): string[] {
+const SET_PASSWORD = `pulumi config set --secret ${CONFIG_NAMESPACE}:${SSH_PRIVATE_KEY_PASSWORD_KEY}`;
+
+/** The private key's text (and its passphrase) is never shown: only what is wrong with it. */
+export function checkSshPrivateKey(value: string | undefined, password?: string): string[] {
   const field = `'${SSH_PRIVATE_KEY_KEY}'`;
   if (value === undefined || value.trim() === "")
     return [`${field} is missing: delivery logs in over SSH with it; set it with '${SET_KEY}'.`];
@@ -118,9 +128,21 @@ export function checkSshPrivateKey(value: string | undefined): string[] {
     return [
       `${field} (not shown) is not an SSH private key (a file path instead of the file's content?): set it with '${SET_KEY}'.`,
     ];
-  if (pem[1] === "ENCRYPTED " || /Proc-Type: 4,ENCRYPTED/.test(value) || openSshCipher(pem[2]) !== "none")
+  // pulumi-command decrypts OpenSSH-format and legacy PEM ("Proc-Type: 4,ENCRYPTED") keys with
+  // `privateKeyPassword` (x/crypto ssh.ParsePrivateKeyWithPassphrase); an encrypted PKCS#8 block it cannot.
+  if (pem[1] === "ENCRYPTED ")
     return [
-      `${field} (not shown) is protected by a passphrase, which delivery cannot type: make a key without one for CloudPal ('ssh-keygen -t ed25519 -N "" -f ~/.ssh/cloudpal'), add its .pub to 'sshPublicKeys', and set it with '${SET_KEY.replace("id_ed25519", "cloudpal")}'.`,
+      `${field} (not shown) is protected by a passphrase, which delivery cannot type: it is encrypted PKCS#8, which pulumi-command cannot decrypt; rewrite it in OpenSSH format with 'ssh-keygen -p -f <file>' and set it again with '${SET_KEY}'.`,
+    ];
+  const encrypted = /Proc-Type: 4,ENCRYPTED/.test(value) || openSshCipher(pem[2]) !== "none";
+  const hasPassword = password !== undefined && password !== "";
+  if (encrypted && !hasPassword)
+    return [
+      `${field} (not shown) is protected by a passphrase, which delivery cannot type: set the passphrase with '${SET_PASSWORD}' (it asks for it), or use a key without one.`,
+    ];
+  if (!encrypted && hasPassword)
+    return [
+      `'${SSH_PRIVATE_KEY_PASSWORD_KEY}' (not shown) is set but ${field} has no passphrase: remove it with 'pulumi config rm ${CONFIG_NAMESPACE}:${SSH_PRIVATE_KEY_PASSWORD_KEY}'.`,
     ];
   return [];
 }
@@ -144,7 +166,7 @@ export function readStackConfig(all: Record<string, string>): Record<string, unk
   for (const [fullKey, text] of Object.entries(all)) {
     if (!fullKey.startsWith(prefix)) continue;
     const key = fullKey.slice(prefix.length);
-    if (key === SSH_PRIVATE_KEY_KEY) continue;
+    if (key === SSH_PRIVATE_KEY_KEY || key === SSH_PRIVATE_KEY_PASSWORD_KEY) continue;
     const schema = (CONFIG_SCHEMA.properties as Record<string, { type?: string; enum?: unknown }>)[key];
     const isText = schema !== undefined && (schema.type === "string" || schema.enum !== undefined);
     const value = isText ? text : parseJson(text);

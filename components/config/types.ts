@@ -28,6 +28,8 @@ export interface ExistingHostTarget {
   readonly host: string;
   /** Required, not root (the bootstrap turns root login off). Also the operator user. */
   readonly user: string;
+  /** The server's ed25519 host key line; delivery connects to no server presenting another. */
+  readonly hostKey: string;
 }
 
 export type HostTarget = CloudHostTarget | ExistingHostTarget;
@@ -101,7 +103,7 @@ export interface RawConfig {
   region?: string;
   size?: string;
   image?: ImageFamily;
-  existing?: { host: string; user: string };
+  existing?: { host: string; user: string; hostKey: string };
   hostname?: string;
   sshPublicKeys: string[];
   sshAllowedCidrs: string[];

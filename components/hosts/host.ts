@@ -7,8 +7,11 @@ import type { HubConfig } from "../config";
 
 export interface HostArgs {
   readonly config: HubConfig;
-  /** cloud-init user-data from cloud-init/render.ts: depends only on the BootstrapSpec, never on peers. */
-  readonly userData: string;
+  /**
+   * cloud-init user-data from cloud-init/render.ts: depends only on the BootstrapSpec and the hub's SSH host
+   * key, never on peers. A secret Output: it holds the host key's private half.
+   */
+  readonly userData: pulumi.Output<string>;
 }
 
 export interface Host {

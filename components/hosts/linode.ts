@@ -49,7 +49,7 @@ export function linodeHost(name: string, args: HostArgs, parent: pulumi.Resource
       type: target.size,
       image: String(CATALOG.linode.images[config.image]),
       // Linode's metadata service wants user-data already base64-encoded.
-      metadatas: [{ userData: Buffer.from(userData, "utf8").toString("base64") }],
+      metadatas: [{ userData: userData.apply((u) => Buffer.from(u, "utf8").toString("base64")) }],
       diskEncryption: "enabled",
       backupsEnabled: target.backups,
       // Must stay off: the provider reads every IPv4 of the instance back into `ipv4`, so a private address

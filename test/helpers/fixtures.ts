@@ -31,6 +31,10 @@ export function sshPublicKey(label: string): string {
 
 export const OPERATOR_CIDR = "203.0.113.7/32";
 
+/** The `existing` fixture server's ed25519 host key line (what 'cat /etc/ssh/ssh_host_ed25519_key.pub' prints). */
+export const EXISTING_HOST_KEY =
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs root@server";
+
 export function minimalConfig(
   provider: string,
   extra: Record<string, unknown> = {},
@@ -39,7 +43,9 @@ export function minimalConfig(
     provider,
     sshPublicKeys: [sshPublicKey("operator")],
     sshAllowedCidrs: [OPERATOR_CIDR],
-    ...(provider === "existing" ? { existing: { host: "198.51.100.44", user: "admin" } } : {}),
+    ...(provider === "existing"
+      ? { existing: { host: "198.51.100.44", user: "admin", hostKey: EXISTING_HOST_KEY } }
+      : {}),
     ...extra,
   };
 }

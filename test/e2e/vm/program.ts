@@ -8,6 +8,7 @@
  * Pulumi's state gives a real stack: run the program again and the hub and device keys come out the same.
  * That is how the test's "rebuild" models a stack whose state survives the server.
  */
+import { readFileSync } from "fs";
 import type * as pulumiType from "@pulumi/pulumi";
 import {
   deliverySteps,
@@ -91,10 +92,25 @@ export async function runProgram(
       if (typeof stdin !== "string") throw new Error(`Command ${cmd.name} has no stdin for '${step.stdin}'`);
       payloads[step.stdin] = stdin;
     }
+    if (step.upload) {
+      // The file the program's CopyToRemote would send: the bytes at its FileAsset's path.
+      const copy = resources.find(
+        (r) => r.type === "command:remote:CopyToRemote" && r.name === `${cmd.name}-upload`,
+      );
+      // A FileAsset as the program built it (its path is a promise) or as serialised (a string).
+      const path: unknown = await (copy?.inputs.source as { path?: unknown } | undefined)?.path;
+      if (typeof path !== "string") throw new Error(`Command ${cmd.name} has no FileAsset upload`);
+      if (copy?.inputs.remotePath !== step.upload.remotePath)
+        throw new Error(
+          `the upload for ${cmd.name} goes to a different path than delivery step '${step.name}'`,
+        );
+      payloads[step.upload.payload] = readFileSync(path);
+    }
     steps.push({
       name: step.name,
       command: cmd.inputs.create as string,
       ...(step.stdin ? { stdin: step.stdin } : {}),
+      ...(step.upload ? { upload: step.upload } : {}),
     });
   }
   if (commands.size !== expected.length) {

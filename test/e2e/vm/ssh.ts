@@ -61,6 +61,19 @@ export class Ssh {
     );
   }
 
+  /**
+   * Copies a local file to the host as the login user, over scp (SFTP protocol with OpenSSH 9), the way
+   * `command.remote.CopyToRemote` does: a relative `remotePath` lands in the user's home directory.
+   */
+  async put(localPath: string, remotePath: string): Promise<RunResult> {
+    const t = this.target;
+    return run(
+      "scp",
+      [...sshOptions(t, 10), "-P", String(t.port), localPath, `${t.user}@${t.host}:${remotePath}`],
+      { timeoutMs: 120_000 },
+    );
+  }
+
   /** Polls until a trivial command succeeds; bounded, and the error carries ssh's last complaint. */
   async waitUntilReachable(timeoutMs: number, isStillRunning: () => boolean = () => true): Promise<number> {
     const started = Date.now();
