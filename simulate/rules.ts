@@ -97,13 +97,6 @@ export const RULES: readonly ResourceRule[] = [
       "gpuPartitionMode",
     ],
     deleteBeforeReplaceWhenSet: "name",
-    source: `${TF_DO} digitalocean/droplet/resource_droplet.go`,
-  },
-  {
-    type: "digitalocean:index/firewall:Firewall",
-    forceNew: [],
-    deleteBeforeReplaceWhenSet: "name",
-    source: `${TF_DO} digitalocean/firewall/resource_firewall.go`,
     exclusive: [
       {
         input: "volumeIds",
@@ -112,6 +105,13 @@ export const RULES: readonly ResourceRule[] = [
           "a volume attaches to one droplet at a time; the droplet's create request attaches `volume_ids`, and only deleting the old droplet detaches them (detachVolumesFromDroplet)",
       },
     ],
+    source: `${TF_DO} digitalocean/droplet/resource_droplet.go`,
+  },
+  {
+    type: "digitalocean:index/firewall:Firewall",
+    forceNew: [],
+    deleteBeforeReplaceWhenSet: "name",
+    source: `${TF_DO} digitalocean/firewall/resource_firewall.go`,
   },
   {
     type: "digitalocean:index/reservedIp:ReservedIp",
