@@ -7,8 +7,7 @@ import { createHash } from "crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { hubAddresses } from "../model/addressing";
-import { renderClientConfig } from "../model/client-config";
+import { clientConfigInput, renderClientConfig } from "../model/client-config";
 import { privateKeyFromBytes, publicKeyFromPrivate } from "../model/keys";
 import { ed25519HostKey, knownHostsLine } from "../model/ssh-host-key";
 import { renderBootstrapScript, renderUserData } from "../cloud-init/render";
@@ -170,48 +169,30 @@ export class Hub extends pulumi.ComponentResource {
         pulumi.all([k.publicKey, k.presharedKey, k.privateKey ?? pulumi.output(undefined)]),
       ),
     );
-    this.state = pulumi.secret(
-      pulumi.all([hubPrivateKey, keyMaterial]).apply(([hubKey, material]) => {
+    const hubState = pulumi
+      .all([hubPrivateKey, keyMaterial, this.endpoint])
+      .apply(([hubKey, material, endpoint]) => {
         const byName = new Map<string, PeerKeys>();
         material.forEach(([publicKey, presharedKey], i) =>
           byName.set(peerKeys[i].peer.name, { publicKey, presharedKey }),
         );
-        return JSON.stringify(buildHubState(config, hubKey, byName));
-      }),
-    );
+        return buildHubState(config, hubKey, byName, endpoint);
+      });
+    this.state = pulumi.secret(hubState.apply((s) => JSON.stringify(s)));
 
-    const hub = hubAddresses(config);
+    // From the state the hub receives, through the same function the agent's `peer config` uses, so both
+    // print the same text for a device (only the program knows a device's private key, when it made it).
     this.clientConfigs = pulumi.secret(
-      pulumi
-        .all([this.hubPublicKey, this.endpoint, keyMaterial])
-        .apply(([hubPublicKey, endpoint, material]) => {
-          const out: Record<string, string> = {};
-          material.forEach(([, presharedKey, privateKey], i) => {
-            const peer = peerKeys[i].peer;
-            const group = config.groups.find((g) => g.name === peer.group);
-            out[peer.name] = renderClientConfig({
-              peer: {
-                name: peer.name,
-                ipv4: peer.ipv4,
-                ipv6: peer.ipv6,
-                presharedKey,
-                ...(privateKey !== undefined ? { privateKey } : {}),
-              },
-              hub: {
-                publicKey: hubPublicKey,
-                endpoint,
-                ipv4: hub.ipv4,
-                ipv6: hub.ipv6,
-                ipv4Subnet: config.ipv4Subnet,
-                ipv6Prefix: config.ipv6Prefix,
-              },
-              mode: config.firewallMode,
-              internet: group?.internet ?? false,
-              persistentKeepalive: config.persistentKeepalive,
-            });
-          });
-          return out;
-        }),
+      pulumi.all([hubState, keyMaterial]).apply(([state, material]) => {
+        const out: Record<string, string> = {};
+        material.forEach(([, , privateKey], i) => {
+          const name = peerKeys[i].peer.name;
+          out[name] = renderClientConfig(
+            clientConfigInput(state, name, privateKey !== undefined ? { privateKey } : {}),
+          );
+        });
+        return out;
+      }),
     );
 
     this.deliver(name, config, host, args, spec);

@@ -11,16 +11,20 @@ export interface PeerKeys {
   readonly presharedKey: string;
 }
 
+/** `endpoint`: "host:port" devices dial (Hub.endpoint); the client configs on both sides read it from here. */
 export function buildHubState(
   config: HubConfig,
   hubPrivateKey: string,
   peerKeys: ReadonlyMap<string, PeerKeys>,
+  endpoint?: string,
 ): HubState {
   return {
     version: 1,
     hub: {
       privateKey: hubPrivateKey,
       listenPort: config.wireguardPort,
+      ...(endpoint !== undefined ? { endpoint } : {}),
+      persistentKeepalive: config.persistentKeepalive,
       sshPort: config.sshPort,
       sshAllowedCidrs: [...config.sshAllowedCidrs],
       ipv4Subnet: config.ipv4Subnet,

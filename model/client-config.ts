@@ -1,9 +1,18 @@
 /**
- * The wg-quick config a device imports (file or QR code). Used by the Pulumi program (stack outputs) and by
- * `cloudpal-agent peer config`, so both print the same text.
+ * The wg-quick config a device imports (file or QR code). The Pulumi program (the `clientConfigs` stack output)
+ * and `cloudpal-agent peer config` on the hub both build it from the hub state with clientConfigInput, so they
+ * print the same text; only the PrivateKey line differs, because the hub never holds a device's key.
  */
+import { hubAddresses } from "./addressing";
+import { publicKeyFromPrivate } from "./keys";
 import { MANAGED_HEADER } from "./layout";
-import type { FirewallMode } from "./state";
+import type { FirewallMode, HubState } from "./state";
+
+/**
+ * Seconds between the keepalives a device sends, when the state does not say: keeps NAT mappings open while
+ * the device roams (wg(8) suggests 25 for NAT traversal). The stack config's default is this same constant.
+ */
+export const DEFAULT_PERSISTENT_KEEPALIVE = 25;
 
 export interface ClientConfigInput {
   readonly peer: {
@@ -37,6 +46,55 @@ export function clientAllowedIps(input: Pick<ClientConfigInput, "mode" | "intern
 }
 
 export const DEVICE_KEY_PLACEHOLDER = "<this device's private key: it never left the device>";
+
+/** What only the device side knows, or what the caller overrides. */
+export interface DeviceExtras {
+  /** The device's private key, when CloudPal made it (the program has it; the hub never does). */
+  readonly privateKey?: string;
+  /** "host:port" instead of the state's `hub.endpoint`. */
+  readonly endpoint?: string;
+}
+
+/** The one way from a hub state to the renderer's input, for the peer called `name`. */
+export function clientConfigInput(
+  state: HubState,
+  name: string,
+  extras: DeviceExtras = {},
+): ClientConfigInput {
+  const peer = state.peers.find((p) => p.name === name);
+  if (!peer) {
+    const known = state.peers.map((p) => p.name).join(", ") || "none";
+    throw new Error(`peer ${JSON.stringify(name)} is not in the hub's state: use one of: ${known}.`);
+  }
+  const endpoint = extras.endpoint ?? state.hub.endpoint;
+  if (!endpoint) {
+    throw new Error(
+      `the state has no 'hub.endpoint': pass --endpoint HOST:${state.hub.listenPort} with the hub's public name or address.`,
+    );
+  }
+  const group = state.groups.find((g) => g.name === peer.group);
+  const hub = hubAddresses(state.hub);
+  return {
+    peer: {
+      name: peer.name,
+      ipv4: peer.ipv4,
+      ipv6: peer.ipv6,
+      ...(extras.privateKey !== undefined ? { privateKey: extras.privateKey } : {}),
+      ...(peer.presharedKey !== undefined ? { presharedKey: peer.presharedKey } : {}),
+    },
+    hub: {
+      publicKey: publicKeyFromPrivate(state.hub.privateKey),
+      endpoint,
+      ipv4: hub.ipv4,
+      ipv6: hub.ipv6,
+      ipv4Subnet: state.hub.ipv4Subnet,
+      ipv6Prefix: state.hub.ipv6Prefix,
+    },
+    mode: state.mode,
+    internet: group?.internet ?? false,
+    persistentKeepalive: state.hub.persistentKeepalive ?? DEFAULT_PERSISTENT_KEEPALIVE,
+  };
+}
 
 export function renderClientConfig(input: ClientConfigInput): string {
   const lines = [

@@ -68,6 +68,12 @@ export const HUB_STATE_SCHEMA = {
           pattern: "^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]{1,253}):[0-9]{1,5}$",
           fix: "is not an endpoint: use host:port, e.g. vpn.example.com:51820 or [2001:db8::1]:51820",
         },
+        persistentKeepalive: {
+          type: "integer",
+          minimum: 0,
+          maximum: 65535,
+          fix: "is not a keepalive interval: use seconds from 0 to 65535",
+        },
         sshPort: port,
         sshAllowedCidrs: {
           type: "array",

@@ -61,10 +61,16 @@ export interface HubState {
     /** WireGuard UDP listen port. */
     readonly listenPort: number;
     /**
-     * Optional "host:port" devices dial (the DNS name when the user set one). Only `cloudpal-agent peer config`
-     * reads it; without it that command needs --endpoint.
+     * "host:port" devices dial (the DNS name when the user set one). Only the client configs read it
+     * (model/client-config.ts); the program always sets it, and an older state without it makes
+     * `cloudpal-agent peer config` ask for --endpoint.
      */
     readonly endpoint?: string;
+    /**
+     * Seconds between the keepalives a device sends; only the client configs read it. Optional so that a
+     * state written before it existed stays valid; absent means DEFAULT_PERSISTENT_KEEPALIVE.
+     */
+    readonly persistentKeepalive?: number;
     /** SSH port the firewall keeps open. */
     readonly sshPort: number;
     /** CIDRs allowed to reach SSH. */

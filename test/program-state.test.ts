@@ -30,6 +30,7 @@ describe("buildHubState", () => {
       sshAllowedCidrs: ["203.0.113.7/32"],
       ipv4Subnet: "10.77.0.0/16",
       ipv6Prefix: "fd7a:c10d:9a1::/64",
+      persistentKeepalive: 25,
     });
     expect(state.peers.find((p) => p.name === "nas")).toEqual({
       name: "nas",
@@ -43,6 +44,11 @@ describe("buildHubState", () => {
       { name: "family", reaches: ["family", "servers"], internet: true },
       { name: "servers", reaches: [], internet: false },
     ]);
+  });
+
+  it("carries the endpoint devices dial, for the client configs the hub prints", () => {
+    const state = parseHubState(JSON.stringify(buildHubState(config, HUB_KEY, keys, "vpn.example.com:443")));
+    expect([state.hub.endpoint, state.hub.persistentKeepalive]).toEqual(["vpn.example.com:443", 25]);
   });
 
   it("refuses to build a state with a peer that has no keys", () => {

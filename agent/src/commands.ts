@@ -6,13 +6,8 @@ import { parseArgs } from "util";
 import * as QRCode from "qrcode";
 import { refreshOne } from "./blocklist-fetch";
 import { peerClientConfig } from "./peer-config";
-import {
-  type AgentContext,
-  loadPersistedState,
-  persistState,
-  reconcile,
-  reconcileUnbound,
-} from "./reconcile";
+import { type AgentContext, reconcile, reconcileUnbound } from "./reconcile";
+import { loadPersistedState, persistState } from "./state-store";
 import { parseHubState, StateError } from "../../model/state-schema";
 import { collectStatus, formatStatus } from "./status";
 

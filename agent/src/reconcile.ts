@@ -1,7 +1,9 @@
 /**
- * Makes the machine match a validated HubState, without restarting anything:
- * WireGuard with `wg syncconf` (only the peers that differ are touched, so other tunnels keep flowing),
- * nftables with one `nft -f` transaction, unbound with a live zone diff or, when its settings change, a reload.
+ * Makes the machine match a validated HubState, without restarting anything, by carrying out the plans the
+ * pure diffs make: WireGuard (wireguard-config.ts diffPeers: `wg set ... remove` and `wg addconf` for only the
+ * peers that differ, so other tunnels keep flowing; `wg syncconf` only when the interface itself changes),
+ * nftables (one `nft -f` transaction when the ruleset differs), unbound (unbound-plan.ts: live zone edits, a
+ * reload or a restart).
  *
  * Each part first compares the desired state with the live one and does nothing when they match, so applying
  * the same state twice runs no reload at all. Order matters for revocation: WireGuard first, so a removed
@@ -20,17 +22,13 @@ import type { AgentOptions } from "./options";
 import type { Logger, Runner } from "../../lib/runner";
 import type { HubState } from "../../model/state";
 import {
-  countZoneLines,
-  diffZones,
-  renderBlocklistZones,
-  isEmptyChange,
-  parseUnboundZones,
   peerZones,
+  renderBlocklistZones,
   renderUnboundSettings,
   renderUnboundZones,
-  type ZoneChanges,
   zonesInputs,
 } from "./unbound-config";
+import { type LiveEdits, planUnbound } from "./unbound-plan";
 import {
   diffPeers,
   parseWgDump,
@@ -56,21 +54,6 @@ export type Change =
   | "unbound restart"
   | "unbound files"
   | "unbound zones";
-
-export function persistState(ctx: AgentContext, state: HubState): void {
-  assertSecretStorage(ctx.options.paths);
-  writeFileAtomic(ctx.options.paths.stateFile, JSON.stringify(state, null, 2) + "\n", 0o600, 0o700);
-}
-
-export function loadPersistedState(ctx: AgentContext): string {
-  const text = readIfExists(ctx.options.paths.stateFile);
-  if (text === undefined) {
-    throw new Error(
-      `no persisted state at '${ctx.options.paths.stateFile}': run 'cloudpal-agent apply' with the state on stdin first.`,
-    );
-  }
-  return text;
-}
 
 export async function reconcile(ctx: AgentContext, state: HubState): Promise<Change[]> {
   // Before anything: the WireGuard config written below holds the same keys as the state.
@@ -222,13 +205,6 @@ function blocklistInputs(ctx: AgentContext, state: HubState): string {
   return hash.digest("hex");
 }
 
-/**
- * Above this many changed lines a reload beats live edits: unbound-control took about 10 s to add 100,000
- * zones one by one, while a reload re-read a 100,000-zone file in well under a second (bench/README-agent.md).
- * Peer changes stay far below it, so they never empty the cache.
- */
-export const LIVE_EDIT_MAX_LINES = 5000;
-
 export async function reconcileUnbound(ctx: AgentContext, state: HubState): Promise<Change[]> {
   const { runner, options } = ctx;
   const paths = options.paths;
@@ -237,17 +213,26 @@ export async function reconcileUnbound(ctx: AgentContext, state: HubState): Prom
   const settings = renderUnboundSettings(state, {
     plainDnsUpstreamsForTests: options.plainDnsUpstreamsForTests,
   });
-  const settingsOnDisk = readIfExists(paths.unboundConfig);
   const peers = peerZones(state);
   const peersText = renderUnboundZones(peers);
-  const peersOnDisk = readIfExists(paths.unboundZones);
   const inputs = blocklistInputs(ctx, state);
   // Only the header is read to see whether the (large) file is current.
   const blockHead = readHeadIfExists(paths.unboundBlocklist, 1000);
   const blockCurrent = blockHead !== undefined && zonesInputs(blockHead) === inputs;
   // Only rebuilt when its inputs changed: with a million blocked names this is most of an apply's work.
   const blockText = blockCurrent ? undefined : renderBlocklistZones(currentFilter(ctx, state), inputs);
-  if (settingsOnDisk === settings && peersOnDisk === peersText && blockCurrent) return [];
+  const plan = planUnbound({
+    settings,
+    settingsOnDisk: readIfExists(paths.unboundConfig),
+    peers,
+    peersText,
+    peersOnDisk: readIfExists(paths.unboundZones),
+    blocklistExists: blockHead !== undefined,
+    blocklistCurrent: blockCurrent,
+    blocklistText: blockText,
+    readBlocklistOnDisk: () => readIfExists(paths.unboundBlocklist) ?? "",
+  });
+  if (plan.action === "none") return [];
 
   const writeAll = () => {
     writeFileAtomic(paths.unboundZones, peersText, 0o644);
@@ -271,58 +256,28 @@ export async function reconcileUnbound(ctx: AgentContext, state: HubState): Prom
     ctx.log(`[!] unbound is not running (${why}); its files are written for its next start`);
     return ["unbound files"];
   };
-  const liveEdit = settingsOnDisk === settings && peersOnDisk !== undefined && blockHead !== undefined;
-  if (!liveEdit) {
-    const why = await notRunning();
-    if (why !== undefined) return filesOnly(why);
-    if (settingsOnDisk === undefined || listenLines(settingsOnDisk) !== listenLines(settings)) {
-      // `unbound-control reload` re-reads the config but keeps the sockets it has: new listen addresses
-      // need a restart. They only change on the first apply or when the private subnet changes.
-      writeAll();
-      await runner.run(options.unboundRestartCommand[0], options.unboundRestartCommand.slice(1));
-      return ["unbound restart"];
+
+  if (plan.action !== "live") {
+    if (plan.ifRunning) {
+      const why = await notRunning();
+      if (why !== undefined) return filesOnly(why);
     }
-    return reload();
+    if (plan.action === "reload") return reload();
+    writeAll();
+    await runner.run(options.unboundRestartCommand[0], options.unboundRestartCommand.slice(1));
+    return ["unbound restart"];
   }
-  const changes = [diffZones(parseUnboundZones(peersOnDisk), peers)];
-  if (blockText !== undefined) {
-    const blockOnDisk = readIfExists(paths.unboundBlocklist) ?? "";
-    // Diffing two large lists costs more memory than a 512 MB hub can spare; a reload needs none of it.
-    if (countZoneLines(blockOnDisk) + countZoneLines(blockText) > 4 * LIVE_EDIT_MAX_LINES) return reload();
-    changes.push(diffZones(parseUnboundZones(blockOnDisk), parseUnboundZones(blockText)));
-  }
-  const size = changes.reduce(
-    (n, c) => n + c.zonesAdd.length + c.zonesRemove.length + c.datasAdd.length + c.datasRemove.length,
-    0,
-  );
-  if (size > LIVE_EDIT_MAX_LINES) return reload();
   writeAll();
-  if (changes.every(isEmptyChange)) return [];
+  const commands = Object.entries(plan.edits) as [keyof LiveEdits, readonly string[]][];
+  if (commands.every(([, lines]) => lines.length === 0)) return [];
   try {
-    const bulk = async (command: string, lines: string[]) => {
-      if (lines.length === 0) return;
+    for (const [command, lines] of commands) {
+      if (lines.length === 0) continue;
       const out = await control([command], lines.join("\n") + "\n");
       // unbound-control exits 0 even when a line is rejected; it says so on stdout.
       if (/error/i.test(out.stdout))
         throw new Error(`unbound-control ${command}: ${out.stdout.trim().slice(0, 300)}`);
-    };
-    const all = (pick: (c: ZoneChanges) => string[]) => changes.flatMap(pick);
-    await bulk(
-      "local_datas_remove",
-      all((c) => c.datasRemove),
-    );
-    await bulk(
-      "local_zones_remove",
-      all((c) => c.zonesRemove),
-    );
-    await bulk(
-      "local_zones",
-      all((c) => c.zonesAdd),
-    );
-    await bulk(
-      "local_datas",
-      all((c) => c.datasAdd),
-    );
+    }
     return ["unbound zones"];
   } catch (e) {
     const why = await notRunning();
@@ -331,11 +286,4 @@ export async function reconcileUnbound(ctx: AgentContext, state: HubState): Prom
     ctx.log(`[!] live zone update failed (${(e as Error).message}); reloading unbound instead`);
     return reload();
   }
-}
-
-function listenLines(settings: string): string {
-  return settings
-    .split("\n")
-    .filter((l) => /^\s*(interface|port):/.test(l))
-    .join("\n");
 }

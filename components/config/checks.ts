@@ -4,6 +4,7 @@
  * every problem it finds as one sentence (field in quotes, value, fix); load.ts reports them all together.
  */
 import * as ipaddr from "ipaddr.js";
+import { DEFAULTS } from "./defaults";
 import type { RawConfig, UnallocatedConfig } from "./types";
 import { hubAddresses, type Subnets } from "../../model/addressing";
 import { show } from "../../model/messages";
@@ -297,7 +298,7 @@ function checkPeers(cfg: UnallocatedConfig, sound: Sound): string[] {
       out.push(`'peers[${i}].name' ("hub") is the hub's own DNS name: choose another device name.`);
     if (sound("groups") && ok(i, "group") && !groups.has(p.group))
       out.push(
-        `'peers[${i}].group' (${show(p.group)}) names no group${p.group === "family" ? " (\"family\" is the default when 'group' is left out)" : ""}: use one of ${[...groups].map((n) => `'${n}'`).join(", ") || "the groups you define"}, or add it under 'groups'.`,
+        `'peers[${i}].group' (${show(p.group)}) names no group${p.group === DEFAULTS.peerGroup ? ` (${show(DEFAULTS.peerGroup)} is the default when 'group' is left out)` : ""}: use one of ${[...groups].map((n) => `'${n}'`).join(", ") || "the groups you define"}, or add it under 'groups'.`,
       );
     if (p.publicKey !== undefined && ok(i, "publicKey")) {
       const firstKey = cfg.peers.findIndex((q, j) => ok(j, "publicKey") && q.publicKey === p.publicKey);

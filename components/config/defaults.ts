@@ -3,6 +3,7 @@
  */
 import type { ImageFamily } from "../../cloud-init/spec";
 import type { FirewallMode } from "../../model/state";
+import { DEFAULT_PERSISTENT_KEEPALIVE } from "../../model/client-config";
 import { CATALOG } from "../catalog";
 import type { HostTarget, RawConfig, UnallocatedConfig } from "./types";
 
@@ -46,7 +47,7 @@ export const DEFAULTS = {
   backups: false,
   linodeReservedIpv4: false,
   autoReboot: { enabled: true, time: "04:00" },
-  persistentKeepalive: 25,
+  persistentKeepalive: DEFAULT_PERSISTENT_KEEPALIVE,
 } as const;
 
 /** The one function that applies defaults. */

@@ -15,6 +15,7 @@ import {
   WIREGUARD_KEY_PATTERN as WG_KEY_PATTERN,
 } from "../../model/rules";
 import { CATALOG, IMAGE_FAMILIES, PROVIDERS, type CloudProvider } from "../catalog";
+import { DEFAULTS } from "./defaults";
 
 // The agent validates the state it receives, and the bootstrap its spec, with the same rules (model/rules.ts),
 // so a name, domain or user the config accepts can never be refused later.
@@ -147,14 +148,20 @@ export const CONFIG_SCHEMA = {
       description: "Explicitly allow 0.0.0.0/0 or ::/0 in sshAllowedCidrs.",
       fix: "must be true or false",
     },
-    sshPort: port("SSH port on the hub.", "is not a port: use a number from 1 to 65535 (default 22)"),
+    sshPort: port(
+      "SSH port on the hub.",
+      `is not a port: use a number from 1 to 65535 (default ${DEFAULTS.sshPort})`,
+    ),
     operatorUser: {
       type: "string",
       pattern: USER_NAME_PATTERN,
       description: "Login user created on the hub.",
       fix: USER_FIX,
     },
-    wireguardPort: port("WireGuard UDP port.", "is not a port: use a number from 1 to 65535 (default 51820)"),
+    wireguardPort: port(
+      "WireGuard UDP port.",
+      `is not a port: use a number from 1 to 65535 (default ${DEFAULTS.wireguardPort})`,
+    ),
     ipv4Subnet: {
       type: "string",
       pattern: "^[0-9.]+/[0-9]{1,2}$",
@@ -287,7 +294,7 @@ export const CONFIG_SCHEMA = {
       minimum: 0,
       maximum: 65535,
       description: "Seconds between keepalives from devices (0 turns them off).",
-      fix: "is not a keepalive interval: use seconds from 0 to 65535 (default 25)",
+      fix: `is not a keepalive interval: use seconds from 0 to 65535 (default ${DEFAULTS.persistentKeepalive})`,
     },
   },
 } as const;
