@@ -287,24 +287,41 @@ export const userDataNoKeyMaterial: ResourceValidationPolicy = {
 
 // ---------------------------------------------------------------------------------------------- addresses
 
-/** Reserved addresses per provider; Linode's NetworkingIp is one only when `reserved` is set. */
-const RESERVED_IPS: readonly { cls: ResourceClass; reserved(props: Record<string, unknown>): boolean }[] = [
-  { cls: digitalocean.ReservedIp, reserved: () => true },
-  { cls: digitalocean.ReservedIpv6, reserved: () => true },
-  { cls: linode.NetworkingIp, reserved: (p) => p.reserved === true },
-  { cls: vultr.ReservedIp, reserved: () => true },
+/** Reserved addresses per provider, with the input naming their region; Linode's only when `reserved`. */
+const RESERVED_IPS: readonly {
+  cls: ResourceClass;
+  reserved(props: Record<string, unknown>): boolean;
+  region: string;
+}[] = [
+  { cls: digitalocean.ReservedIp, reserved: () => true, region: "region" },
+  { cls: digitalocean.ReservedIpv6, reserved: () => true, region: "regionSlug" },
+  { cls: linode.NetworkingIp, reserved: (p) => p.reserved === true, region: "region" },
+  { cls: vultr.ReservedIp, reserved: () => true, region: "region" },
 ];
 
-export const reservedIpProtected: ResourceValidationPolicy = {
-  name: "reserved-ip-protected",
-  description: "Reserved IPs must be protected: every device config points at them.",
+/**
+ * A reserved address is region-bound: named after its region, a move creates a new one instead of replacing
+ * it. And it must not be protected: the engine refuses to replace or delete a protected resource, so a move
+ * or a provider switch would stop half-way (pulumi/pulumi pkg/resource/deploy/step_generator.go, step.go).
+ * The program keeps old addresses with `retainOnDelete` instead, which the policy SDK does not show
+ * (test/program.test.ts checks it).
+ */
+export const reservedIpMovable: ResourceValidationPolicy = {
+  name: "reserved-ip-movable",
+  description: "Reserved IPs are named after their region and not protected, so the hub can move.",
   enforcementLevel: "mandatory",
   configSchema: { properties: {} },
   validateResource: (args, report) => {
     for (const kind of RESERVED_IPS) {
-      if (args.isType(kind.cls) && kind.reserved(args.props) && !args.opts.protect)
+      if (!args.isType(kind.cls) || !kind.reserved(args.props)) continue;
+      const region = args.props[kind.region];
+      if (typeof region === "string" && !args.name.endsWith(`-${region}`))
         report(
-          `A reserved IP must be protected against deletion (${args.name}): create it with { protect: true }; losing it breaks every device's endpoint.`,
+          `A reserved IP must be named after its region (${args.name}): end its name with "-${region}", so a region move creates a new address instead of replacing this one.`,
+        );
+      if (args.opts.protect)
+        report(
+          `A reserved IP must not be protected (${args.name}): the engine would stop a region move or provider switch half-way; keep it with { retainOnDelete: true } instead.`,
         );
     }
   },
@@ -316,7 +333,7 @@ export const POLICIES = {
     storageEncrypted,
     storageEncryptionUnavailable,
     userDataNoKeyMaterial,
-    reservedIpProtected,
+    reservedIpMovable,
   ],
   stack: [firewallAttached],
 } as const;

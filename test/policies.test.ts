@@ -17,7 +17,7 @@ const recorder = installMocks(pulumi);
 import {
   firewallAttached,
   POLICIES,
-  reservedIpProtected,
+  reservedIpMovable,
   sshNotWorldOpen,
   storageEncrypted,
   storageEncryptionUnavailable,
@@ -250,25 +250,28 @@ describe("user-data-no-key-material: the hub's SSH host key", () => {
   });
 });
 
-describe("reserved-ip-protected", () => {
+describe("reserved-ip-movable", () => {
   const reserved: [string, Record<string, unknown>][] = [
     ["digitalocean:index/reservedIp:ReservedIp", { region: "fra1" }],
     ["digitalocean:index/reservedIpv6:ReservedIpv6", { regionSlug: "fra1" }],
-    ["linode:index/networkingIp:NetworkingIp", { reserved: true, type: "ipv4" }],
-    ["vultr:index/reservedIp:ReservedIp", { ipType: "v4" }],
+    ["linode:index/networkingIp:NetworkingIp", { reserved: true, type: "ipv4", region: "fra1" }],
+    ["vultr:index/reservedIp:ReservedIp", { ipType: "v4", region: "fra1" }],
   ];
-  it.each(reserved)("%s: passes when protected, flags when not", (type, props) => {
-    expect(violations(reservedIpProtected, { type, props, protect: true })).toEqual([]);
-    expect(violations(reservedIpProtected, { type, props, name: "ip", protect: false })).toEqual([
-      "A reserved IP must be protected against deletion (ip): create it with { protect: true }; losing it breaks every device's endpoint.",
+  it.each(reserved)("%s: passes when named by region and unprotected, flags otherwise", (type, props) => {
+    expect(violations(reservedIpMovable, { type, props, name: "hub-ipv4-fra1" })).toEqual([]);
+    expect(violations(reservedIpMovable, { type, props, name: "hub-ipv4", protect: true })).toEqual([
+      `A reserved IP must be named after its region (hub-ipv4): end its name with "-fra1", so a region move creates a new address instead of replacing this one.`,
+      "A reserved IP must not be protected (hub-ipv4): the engine would stop a region move or provider switch half-way; keep it with { retainOnDelete: true } instead.",
     ]);
   });
 
   it("leaves a Linode address that is not reserved alone", () => {
     expect(
-      violations(reservedIpProtected, {
+      violations(reservedIpMovable, {
         type: "linode:index/networkingIp:NetworkingIp",
         props: { reserved: false },
+        name: "ip",
+        protect: true,
       }),
     ).toEqual([]);
   });
