@@ -1,10 +1,6 @@
 import { MANAGED_HEADER } from "../model/layout";
+import { shellQuote } from "../model/shell";
 import { FAIL_FAST, type CloudConfig, type CloudUser, type WriteFile } from "./types";
-
-/** Quotes one word for bash: single quotes, with embedded quotes closed, escaped and reopened. */
-export function shellQuote(word: string): string {
-  return `'${word.replace(/'/g, `'\\''`)}'`;
-}
 
 function argv(words: readonly string[]): string {
   return words.map(shellQuote).join(" ");

@@ -67,6 +67,8 @@ ExecStart=${LAYOUT.agentBin} reconcile
 WantedBy=multi-user.target
 `,
     },
+    // As root, sandboxed: the same run reads the state (0600, it holds the keys) and reloads unbound through its
+    // root-only control key, so the download cannot drop to a user of its own without splitting the command.
     {
       path: `/etc/systemd/system/${LAYOUT.units.blocklists}`,
       content: `${header}

@@ -5,11 +5,12 @@
  * The agent bundle, which is large and not secret, travels as a file (`upload`: `command.remote.CopyToRemote`
  * with a FileAsset, so Pulumi state keeps its path and hash rather than 0.5 MB twice as a Command's stdin).
  *
- * Every command is built from constants (LAYOUT paths and the validated timeout), never from user input, and
+ * Every command is built from constants (LAYOUT paths and the program's wait bound), never from user input, and
  * is POSIX sh: `command.remote.Command` runs it through the login shell of the operator user, which cloud-init
  * leaves at /bin/sh unless told otherwise.
  */
 import { LAYOUT } from "../model/layout";
+import { shellQuote } from "../model/shell";
 
 /** Small payloads piped to a command's stdin; the secrets (the state) travel only this way. */
 export type StdinPayload = "state" | "bootstrapScript";
@@ -101,20 +102,8 @@ export const DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS = 1800;
 /** Lines of /var/log/cloud-init-output.log shown when cloud-init fails. */
 const LOG_TAIL_LINES = 60;
 
-export function validateDeliveryOptions(options: DeliveryOptions): void {
-  const t = options.cloudInitTimeoutSeconds;
-  if (!Number.isInteger(t) || t < 10 || t > 7200) {
-    throw new Error(
-      `'cloudInitTimeoutSeconds' (${String(t)}) is not a whole number of seconds between 10 and 7200: ` +
-        `pick a bound such as ${DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS}.`,
-    );
-  }
-}
-
-/** Single-quotes a constant for sh; every interpolated value below goes through it. */
-function sh(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
+/** Every interpolated value below goes through it, constants included. */
+const sh = shellQuote;
 
 /**
  * Waits for cloud-init, bounded. `cloud-init status --wait` exits 0 when done, 1 on error and (cloud-init
@@ -143,7 +132,7 @@ function waitForCloudInit(timeoutSeconds: number): RemoteStep {
     `echo ${sh(`--- last ${LOG_TAIL_LINES} lines of ${log}`)} >&2`,
     `sudo tail -n ${LOG_TAIL_LINES} ${sh(log)} >&2 || :`,
     'if [ "$rc" -eq 124 ]; then',
-    `  echo ${sh(`cloud-init did not finish within ${seconds} s: see the status and log tail above; raise 'cloudInitTimeoutSeconds' if the host is only slow, then run 'pulumi up' again.`)} >&2`,
+    `  echo ${sh(`cloud-init did not finish within ${seconds} s: see the status and log tail above; if the host is only slow, run 'pulumi up' again (the wait starts over).`)} >&2`,
     "else",
     `  echo "cloud-init failed (exit $rc): see the status and log tail above; fix the cause, then run 'pulumi up' again." >&2`,
     "fi",
@@ -273,7 +262,6 @@ function applyState(): RemoteStep {
  * may still be running its own first boot, and its apt run would hold the dpkg lock the bootstrap needs.
  */
 export function deliverySteps(options: DeliveryOptions): RemoteStep[] {
-  validateDeliveryOptions(options);
   const wait = waitForCloudInit(options.cloudInitTimeoutSeconds);
   const storage = options.stateOnVolume === true ? [mountStateVolume()] : [];
   return options.bootstrapOverSsh

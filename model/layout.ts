@@ -3,8 +3,6 @@
  * constants, so the three can never disagree on a path, a unit name or a user.
  */
 export const LAYOUT = {
-  /** System user the unprivileged parts (blocklist downloads) run as. */
-  user: "cloudpal",
   /** The agent bundle (one file, plain `node`). */
   agentBundle: "/usr/local/lib/cloudpal/cloudpal-agent.js",
   /** Wrapper on PATH: `cloudpal-agent apply|status|peer config`. */

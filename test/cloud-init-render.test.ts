@@ -28,16 +28,14 @@ describe("rendered user-data", () => {
     it("sets up the operator for key-only SSH, and nobody else", () => {
       expect(config.ssh_pwauth).toBe(false);
       expect(config.disable_root).toBe(true);
-      expect(config.users.map((u) => u.name)).toEqual([s.operator.user, LAYOUT.user]);
-      const [operator, agent] = config.users;
+      expect(config.users.map((u) => u.name)).toEqual([s.operator.user]);
+      const [operator] = config.users;
       expect(operator).toMatchObject({
         sudo: "ALL=(ALL) NOPASSWD:ALL",
         lock_passwd: true,
         shell: "/bin/bash",
         ssh_authorized_keys: [ED25519_KEY],
       });
-      expect(agent).toMatchObject({ system: true, lock_passwd: true, shell: "/usr/sbin/nologin" });
-      expect(agent?.ssh_authorized_keys).toBeUndefined();
       const sshd = fileContent(config, SSHD_DROP_IN).split("\n");
       expect(sshd).toEqual(
         expect.arrayContaining([

@@ -5,9 +5,8 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "fs";
 import { join } from "path";
-import { LAYOUT } from "../model/layout";
 import { renderBootstrapScript, renderUserData } from "../cloud-init/render";
-import { shellQuote } from "../cloud-init/script";
+import { shellQuote } from "../model/shell";
 import { FAIL_FAST } from "../cloud-init/types";
 import { COMBINATIONS, parseUserData, run, runOk, spec, withTempDir } from "./cloud-init-helpers";
 
@@ -76,7 +75,8 @@ describe.each(COMBINATIONS)("bootstrap script for $name", ({ spec: s }) => {
     expect(
       users.indexOf(`'mv' '-f' '${candidate}' '/etc/sudoers.d/90-cloudpal-${s.operator.user}'`),
     ).toBeGreaterThan(check);
-    expect(users).toContain(`'--system' '--no-create-home' '--comment' 'CloudPal agent' '${LAYOUT.user}'`);
+    // Only the operator: every CloudPal unit runs as root under systemd's sandboxing (cloud-init/units.ts).
+    expect(users).not.toContain("'useradd' '--shell' '/usr/sbin/nologin'");
   });
 
   it("follows cloud-init's module order: files, host name, users, locale, packages, commands", () => {

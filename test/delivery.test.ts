@@ -10,7 +10,6 @@ import { join } from "path";
 import {
   AGENT_UPLOAD_PATH,
   COMMAND_OPTIONS,
-  DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS,
   DIAL,
   deliverySteps,
   type RemoteStep,
@@ -125,15 +124,6 @@ describe("deliverySteps", () => {
     expect(c.indexOf("node --check")).toBeLessThan(c.indexOf("mv -f"));
     expect(c).toContain(`mv -f "$tmp" '\\''${LAYOUT.agentBundle}'\\''`);
   });
-
-  it("rejects a timeout that is not a sane number of seconds, naming the field", () => {
-    for (const bad of [0, 5, 1.5, Number.NaN, 100_000]) {
-      expect(() => deliverySteps({ bootstrapOverSsh: false, cloudInitTimeoutSeconds: bad })).toThrow(
-        /^'cloudInitTimeoutSeconds' \(.*\) is not a whole number of seconds between 10 and 7200/,
-      );
-    }
-    expect(DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS).toBeGreaterThanOrEqual(10);
-  });
 });
 
 describe("the wait-cloud-init command, run by /bin/sh", () => {
@@ -198,13 +188,13 @@ esac
     expect(r.stderr).toContain("recoverable errors");
   });
 
-  it("gives up after the bound with a message naming the setting to raise", () => {
+  it("gives up after the bound with a message that says what to do", () => {
     fakeCloudInit(0, 30);
     const started = Date.now();
     const r = runWait(10);
     expect(Date.now() - started).toBeLessThan(25_000);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/cloud-init did not finish within 10 s: .*raise 'cloudInitTimeoutSeconds'/);
+    expect(r.stderr).toMatch(/cloud-init did not finish within 10 s: .*run 'pulumi up' again/);
   }, 40_000);
 
   it("has nothing to wait for on a server without cloud-init", () => {
