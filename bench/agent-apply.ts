@@ -13,7 +13,7 @@ import { publicKeyFromPrivate } from "../model/keys";
 import type { HubState, PeerState } from "../model/state";
 import { waitFor } from "../test/e2e/netns/lab";
 import { SUBNETS, syntheticPeers, syntheticState } from "./agent-fixtures";
-import { HubLab, INTERNET, mib } from "./agent-hub-lab";
+import { HubLab, LAB_UPSTREAM, mib } from "./agent-hub-lab";
 
 async function main(): Promise<void> {
   const hub = new HubLab();
@@ -25,7 +25,7 @@ async function main(): Promise<void> {
     const st = (peers: PeerState[]): HubState => ({
       ...base,
       peers,
-      dns: { ...base.dns, upstreams: [{ address: INTERNET, tlsName: "dns.lab.example", port: 53 }] },
+      dns: { ...base.dns, upstreams: [LAB_UPSTREAM] },
     });
     await hub.apply(st([]));
     await hub.startUnbound();

@@ -1,17 +1,17 @@
 /**
  * A hub in a network namespace for the agent benchmarks: wireguard-go, unbound (with a control socket), the
  * real agent bundle, and optionally an "internet" namespace with an authoritative server for lab.example.
- * Built on the end-to-end test's Lab, so cleanup is by PID and name.
+ * The same hub set-up as the end-to-end test (test/e2e/netns/hub.ts), on its Lab, so cleanup is by PID and name.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import { buildAgentBundle } from "../components/agent-bundle";
 import type { HubState } from "../model/state";
+import { agentEnv, startInternet, writeHubUnboundConfig } from "../test/e2e/netns/hub";
 import { Lab, waitFor } from "../test/e2e/netns/lab";
 
-export const INTERNET_HUB = "198.51.100.1";
-export const INTERNET = "198.51.100.2";
+export { INTERNET, INTERNET_HUB, LAB_UPSTREAM } from "../test/e2e/netns/hub";
 
 export class HubLab {
   readonly lab = new Lab();
@@ -26,66 +26,16 @@ export class HubLab {
     writeFileSync(this.bundle, buildAgentBundle().code);
     this.hubNs = await this.lab.namespace("bhub");
     await this.lab.wireguard(this.hubNs, this.hubIf);
-    mkdirSync(this.unboundDir);
-    writeFileSync(
-      path.join(this.unboundDir, "unbound.conf"),
-      [
-        "server:",
-        `  directory: "${this.unboundDir}"`,
-        '  username: ""',
-        '  chroot: ""',
-        `  pidfile: "${this.unboundDir}/unbound.pid"`,
-        "  do-daemonize: no",
-        "  use-syslog: no",
-        "remote-control:",
-        "  control-enable: yes",
-        `  control-interface: "${this.unboundDir}/control.sock"`,
-        "  control-use-cert: no",
-        `include-toplevel: "${this.dir}/hub/etc/unbound/unbound.conf.d/*.conf"`,
-        "",
-      ].join("\n"),
-    );
+    writeHubUnboundConfig(this.dir);
     if (options.internet) {
-      this.internetNs = await this.lab.namespace("binet");
-      await this.lab.link(
-        { ns: this.hubNs, ifname: `vbh${this.lab.tag}`, cidr: `${INTERNET_HUB}/24` },
-        { ns: this.internetNs, ifname: `vbi${this.lab.tag}`, cidr: `${INTERNET}/24` },
-      );
-      mkdirSync(path.join(this.dir, "auth"));
-      writeFileSync(
-        path.join(this.dir, "auth", "unbound.conf"),
-        [
-          "server:",
-          `  directory: "${this.dir}/auth"`,
-          '  username: ""',
-          '  chroot: ""',
-          `  pidfile: "${this.dir}/auth/unbound.pid"`,
-          "  do-daemonize: no",
-          "  use-syslog: no",
-          `  interface: ${INTERNET}`,
-          "  access-control: 0.0.0.0/0 allow",
-          '  local-zone: "lab.example." static',
-          '  local-data: "www.lab.example. 3600 IN A 198.51.100.80"',
-          "remote-control:",
-          "  control-enable: no",
-          "",
-        ].join("\n"),
-      );
-      this.lab.daemon("auth-dns", this.internetNs, "unbound", [
-        "-d",
-        "-c",
-        path.join(this.dir, "auth", "unbound.conf"),
-      ]);
+      this.internetNs = await startInternet(this.lab, this.hubNs, this.dir, {
+        "www.lab.example": "198.51.100.80",
+      });
     }
   }
 
   env(): string[] {
-    return [
-      `CLOUDPAL_ROOT=${this.dir}/hub`,
-      `CLOUDPAL_INTERFACE=${this.hubIf}`,
-      `CLOUDPAL_UNBOUND_CONTROL_CONFIG=${this.unboundDir}/unbound.conf`,
-      "CLOUDPAL_TEST_PLAIN_DNS=1",
-    ];
+    return agentEnv(this.dir, this.hubIf);
   }
 
   /** Runs the agent under GNU time: wall seconds and the agent's peak RSS. */

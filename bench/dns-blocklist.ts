@@ -10,7 +10,7 @@ import { cpus, loadavg } from "os";
 import * as path from "path";
 import type { HubState } from "../model/state";
 import { syntheticPeers, syntheticState } from "./agent-fixtures";
-import { HubLab, INTERNET, mib, rssKiB } from "./agent-hub-lab";
+import { HubLab, LAB_UPSTREAM, mib, rssKiB } from "./agent-hub-lab";
 
 async function writeList(file: string, n: number): Promise<void> {
   const out = createWriteStream(file);
@@ -55,7 +55,7 @@ async function main(): Promise<void> {
         ...base.dns,
         blocklists,
         dnssec: false,
-        upstreams: [{ address: INTERNET, tlsName: "dns.lab.example", port: 53 }],
+        upstreams: [LAB_UPSTREAM],
       },
     });
     await hub.apply(st([]));

@@ -134,7 +134,7 @@ describe("nftables ruleset", () => {
 
 describe("unbound", () => {
   it("listens only on the hub's tunnel addresses and forwards over TLS with DNSSEC", () => {
-    const text = renderUnboundSettings(testState(), { plainDnsUpstreamsForTests: false });
+    const text = renderUnboundSettings(testState(), { caBundle: "/etc/ssl/certs/ca-certificates.crt" });
     expect(text.match(/^\s+interface: .*$/gm)).toEqual([
       "    interface: 10.77.0.1",
       "    interface: fd7a:c10d:9a1::1",
@@ -144,19 +144,18 @@ describe("unbound", () => {
     expect(text).toContain('tls-cert-bundle: "/etc/ssl/certs/ca-certificates.crt"');
     expect(text).toContain('module-config: "validator iterator"');
     expect(text).toContain("log-queries: no");
-    expect(text).not.toContain("TEST ONLY");
   });
 
-  it("turns DNSSEC and query logging as the state says; plain forwarding only with the test override", () => {
+  it("turns DNSSEC and query logging as the state says; checks upstreams against the CA bundle it is given", () => {
     const s = testState();
     const text = renderUnboundSettings(
       { ...s, dns: { ...s.dns, dnssec: false, queryLog: true } },
-      { plainDnsUpstreamsForTests: true },
+      { caBundle: "/tmp/lab/ca.pem" },
     );
     expect(text).toContain('module-config: "iterator"');
     expect(text).toContain("log-queries: yes");
-    expect(text).toContain("forward-tls-upstream: no");
-    expect(text).toContain("forward-addr: 9.9.9.9@853\n");
+    expect(text).toContain('tls-cert-bundle: "/tmp/lab/ca.pem"');
+    expect(text).toContain("forward-tls-upstream: yes");
   });
 
   it("names every peer and the hub in A and AAAA, refuses blocked domains and exempts allowed ones", () => {

@@ -20,6 +20,11 @@ export interface AgentPaths {
   readonly unboundZones: string;
   /** Blocklist zones: large, so kept apart and rebuilt only when a list, 'allow' or 'deny' changed. */
   readonly unboundBlocklist: string;
+  /**
+   * The CA certificates unbound checks its DNS-over-TLS upstreams against: the distribution's bundle, or, under
+   * a test root, the test's own CA for its own upstream (test/e2e/netns/hub.ts).
+   */
+  readonly caBundle: string;
   /** Where IP forwarding is switched on (`/proc/sys`); per network namespace. */
   readonly sysctlDir: string;
   /**
@@ -40,11 +45,6 @@ export interface AgentOptions {
   readonly unboundControlArgs: readonly string[];
   /** How unbound is restarted when its listen addresses change (a reload keeps the old sockets). */
   readonly unboundRestartCommand: readonly string[];
-  /**
-   * TEST ONLY: forward to the upstreams over plain DNS instead of DNS-over-TLS, because the test's
-   * authoritative server has no certificate. Production never sets it; the render marks it loudly.
-   */
-  readonly plainDnsUpstreamsForTests: boolean;
   /** Bounds on one blocklist download. */
   readonly blocklistMaxBytes: number;
   readonly blocklistTimeoutMs: number;
@@ -63,6 +63,8 @@ export function productionPaths(): AgentPaths {
     unboundConfig: LAYOUT.unboundConfig,
     unboundZones: path.join(path.dirname(LAYOUT.unboundConfig), UNBOUND_ZONES_FILE),
     unboundBlocklist: path.join(path.dirname(LAYOUT.unboundConfig), UNBOUND_BLOCKLIST_FILE),
+    // Debian's ca-certificates bundle (Ubuntu's is the same file).
+    caBundle: "/etc/ssl/certs/ca-certificates.crt",
     sysctlDir: "/proc/sys",
     stateMountUnit: path.join("/etc/systemd/system", LAYOUT.stateVolume.mountUnit),
     mountInfo: "/proc/self/mountinfo",
@@ -82,6 +84,7 @@ export function pathsUnder(root: string, sysctlDir = "/proc/sys"): AgentPaths {
     unboundConfig: under(p.unboundConfig),
     unboundZones: under(p.unboundZones),
     unboundBlocklist: under(p.unboundBlocklist),
+    caBundle: under(p.caBundle),
     sysctlDir,
     stateMountUnit: under(p.stateMountUnit),
     mountInfo: p.mountInfo,
@@ -95,7 +98,6 @@ export function defaultOptions(paths: AgentPaths = productionPaths()): AgentOpti
     nftTable: LAYOUT.nftTable,
     unboundControlArgs: [],
     unboundRestartCommand: ["systemctl", "restart", "unbound.service"],
-    plainDnsUpstreamsForTests: false,
     blocklistMaxBytes: 64 * 1024 * 1024,
     blocklistTimeoutMs: 60_000,
   };
@@ -104,8 +106,7 @@ export function defaultOptions(paths: AgentPaths = productionPaths()): AgentOpti
 /**
  * Options from the environment:
  * CLOUDPAL_ROOT (prefix for every path), CLOUDPAL_SYSCTL_DIR, CLOUDPAL_INTERFACE, CLOUDPAL_NFT_TABLE,
- * CLOUDPAL_UNBOUND_CONTROL_CONFIG (unbound-control -c), CLOUDPAL_UNBOUND_RESTART (JSON argument array),
- * CLOUDPAL_TEST_PLAIN_DNS=1 (test-only plain forwarding).
+ * CLOUDPAL_UNBOUND_CONTROL_CONFIG (unbound-control -c), CLOUDPAL_UNBOUND_RESTART (JSON argument array).
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv): AgentOptions {
   const sysctlDir = env.CLOUDPAL_SYSCTL_DIR || "/proc/sys";
@@ -143,6 +144,5 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): AgentOptions {
     unboundControlArgs: env.CLOUDPAL_UNBOUND_CONTROL_CONFIG
       ? ["-c", env.CLOUDPAL_UNBOUND_CONTROL_CONFIG]
       : [],
-    plainDnsUpstreamsForTests: env.CLOUDPAL_TEST_PLAIN_DNS === "1",
   };
 }

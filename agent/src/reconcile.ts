@@ -210,9 +210,7 @@ export async function reconcileUnbound(ctx: AgentContext, state: HubState): Prom
   const paths = options.paths;
   const control = (args: string[], input?: string) =>
     runner.run("unbound-control", [...options.unboundControlArgs, ...args], { input });
-  const settings = renderUnboundSettings(state, {
-    plainDnsUpstreamsForTests: options.plainDnsUpstreamsForTests,
-  });
+  const settings = renderUnboundSettings(state, { caBundle: paths.caBundle });
   const peers = peerZones(state);
   const peersText = renderUnboundZones(peers);
   const inputs = blocklistInputs(ctx, state);

@@ -16,13 +16,12 @@ import type { DnsFilter } from "./blocklist";
 import { LAYOUT, MANAGED_HEADER } from "../../model/layout";
 import type { HubState } from "../../model/state";
 
-export const CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
 /** Seconds; short, because a peer's address only changes when the user re-pins it. */
 const PEER_TTL = 300;
 
 export interface UnboundOptions {
-  /** TEST ONLY: plain DNS to the upstreams (see AgentOptions.plainDnsUpstreamsForTests). */
-  readonly plainDnsUpstreamsForTests: boolean;
+  /** The CA certificates unbound checks the upstreams' TLS certificates against (AgentPaths.caBundle). */
+  readonly caBundle: string;
 }
 
 function q(value: string): string {
@@ -57,7 +56,7 @@ export function renderUnboundSettings(state: HubState, options: UnboundOptions):
     `    private-address: ${state.hub.ipv6Prefix}`,
     `    private-domain: ${q(LAYOUT.dnsZone)}`,
     `    module-config: ${dns.dnssec ? q("validator iterator") : q("iterator")}`,
-    `    tls-cert-bundle: ${q(CA_BUNDLE)}`,
+    `    tls-cert-bundle: ${q(options.caBundle)}`,
     `    log-queries: ${dns.queryLog ? "yes" : "no"}`,
     `    log-replies: ${dns.queryLog ? "yes" : "no"}`,
     `    log-local-actions: ${dns.queryLog ? "yes" : "no"}`,
@@ -65,16 +64,9 @@ export function renderUnboundSettings(state: HubState, options: UnboundOptions):
     "forward-zone:",
     `    name: "."`,
   ];
-  if (options.plainDnsUpstreamsForTests) {
-    lines.push(
-      "    # TEST ONLY: plain DNS forwarding (CLOUDPAL_TEST_PLAIN_DNS=1); production forwards over TLS.",
-    );
-    lines.push("    forward-tls-upstream: no");
-    for (const u of dns.upstreams) lines.push(`    forward-addr: ${u.address}@${u.port}`);
-  } else {
-    lines.push("    forward-tls-upstream: yes");
-    for (const u of dns.upstreams) lines.push(`    forward-addr: ${u.address}@${u.port}#${u.tlsName}`);
-  }
+  // Always over TLS: tests run their own DNS-over-TLS upstream and CA (test/e2e/netns/hub.ts).
+  lines.push("    forward-tls-upstream: yes");
+  for (const u of dns.upstreams) lines.push(`    forward-addr: ${u.address}@${u.port}#${u.tlsName}`);
   return lines.join("\n") + "\n";
 }
 

@@ -14,12 +14,18 @@ import { publicKeyFromPrivate } from "../../model/keys";
 import type { HubState, PeerState } from "../../model/state";
 import { parseWgDump } from "../../agent/src/wireguard-config";
 import { fixedKeyPair, testPeer, TEST_SUBNETS } from "../../agent/test-support/state-fixtures";
+import {
+  agentEnv,
+  INTERNET,
+  INTERNET_HUB,
+  LAB_UPSTREAM,
+  startInternet,
+  writeHubUnboundConfig,
+} from "./netns/hub";
 import { Lab, waitFor } from "./netns/lab";
 
 jest.setTimeout(240_000);
 
-const INTERNET_HUB = "198.51.100.1";
-const INTERNET = "198.51.100.2";
 const HUB_V4 = "10.77.0.1";
 const PORT = 51820;
 
@@ -64,22 +70,15 @@ function state(
       blocklists: [blocklistUrl],
       allow: ["fine.lab.example"],
       deny: ["denied.lab.example"],
-      upstreams: [{ address: INTERNET, tlsName: "dns.lab.example", port: 53 }],
+      upstreams: [LAB_UPSTREAM],
       dnssec: false,
       queryLog: false,
     },
   };
 }
 
-const agentEnv = () => [
-  `CLOUDPAL_ROOT=${dir}/hub`,
-  `CLOUDPAL_INTERFACE=${hubIf}`,
-  `CLOUDPAL_UNBOUND_CONTROL_CONFIG=${dir}/unbound-hub/unbound.conf`,
-  "CLOUDPAL_TEST_PLAIN_DNS=1",
-];
-
 async function agent(args: string[], input?: string) {
-  return lab.exec(hubNs, "env", [...agentEnv(), process.execPath, bundle, ...args], {
+  return lab.exec(hubNs, "env", [...agentEnv(dir, hubIf), process.execPath, bundle, ...args], {
     input,
     allowFailure: true,
     timeoutMs: 60_000,
@@ -151,44 +150,23 @@ beforeAll(async () => {
   writeFileSync(bundle, buildAgentBundle().code);
 
   hubNs = await lab.namespace("hub");
-  internetNs = await lab.namespace("inet");
-  await lab.link(
-    { ns: hubNs, ifname: `vhi${tag}`, cidr: `${INTERNET_HUB}/24` },
-    { ns: internetNs, ifname: `vi${tag}`, cidr: `${INTERNET}/24` },
+  // The internet: an authoritative server for lab.example (over DNS-over-TLS, as a real upstream) and a web
+  // server with the fixture blocklist.
+  internetNs = await startInternet(
+    lab,
+    hubNs,
+    dir,
+    Object.fromEntries(
+      ["www", "ads", "fine", "tracker", "denied"].map((n, i) => [`${n}.lab.example`, `198.51.100.${80 + i}`]),
+    ),
   );
   // The internet knows a route to the tunnel subnet through the hub, so "DNS from the internet" really reaches it.
   await lab.exec(internetNs, "ip", ["route", "add", TEST_SUBNETS.ipv4Subnet, "via", INTERNET_HUB]);
-
-  // The internet: an authoritative server for lab.example and a web server with the fixture blocklist.
-  // (Not *.test: unbound answers the RFC 6761 "test." zone itself unless told otherwise.)
   mkdirSync(path.join(dir, "www"));
   writeFileSync(
     path.join(dir, "www", "blocklist.txt"),
     "# fixture\n0.0.0.0 ads.lab.example\n0.0.0.0 fine.lab.example\ntracker.lab.example\n",
   );
-  mkdirSync(path.join(dir, "auth"));
-  writeFileSync(
-    path.join(dir, "auth", "unbound.conf"),
-    [
-      "server:",
-      `  directory: "${dir}/auth"`,
-      '  username: ""',
-      '  chroot: ""',
-      `  pidfile: "${dir}/auth/unbound.pid"`,
-      "  do-daemonize: no",
-      "  use-syslog: no",
-      `  interface: ${INTERNET}`,
-      "  access-control: 0.0.0.0/0 allow",
-      '  local-zone: "lab.example." static',
-      ...["www", "ads", "fine", "tracker", "denied"].map(
-        (n, i) => `  local-data: "${n}.lab.example. 60 IN A 198.51.100.${80 + i}"`,
-      ),
-      "remote-control:",
-      "  control-enable: no",
-      "",
-    ].join("\n"),
-  );
-  lab.daemon("auth-dns", internetNs, "unbound", ["-d", "-c", path.join(dir, "auth", "unbound.conf")]);
   lab.daemon("http", internetNs, process.execPath, [
     path.join(__dirname, "netns", "fixture-http.js"),
     INTERNET,
@@ -199,26 +177,7 @@ beforeAll(async () => {
 
   // The hub: wireguard-go; unbound's base config includes the directory the agent writes to.
   await lab.wireguard(hubNs, hubIf);
-  const hubUnbound = path.join(dir, "unbound-hub");
-  mkdirSync(hubUnbound);
-  writeFileSync(
-    path.join(hubUnbound, "unbound.conf"),
-    [
-      "server:",
-      `  directory: "${hubUnbound}"`,
-      '  username: ""',
-      '  chroot: ""',
-      `  pidfile: "${hubUnbound}/unbound.pid"`,
-      "  do-daemonize: no",
-      "  use-syslog: no",
-      "remote-control:",
-      "  control-enable: yes",
-      `  control-interface: "${hubUnbound}/control.sock"`,
-      "  control-use-cert: no",
-      `include-toplevel: "${dir}/hub/etc/unbound/unbound.conf.d/*.conf"`,
-      "",
-    ].join("\n"),
-  );
+  const hubUnboundConf = writeHubUnboundConfig(dir);
 
   for (const [i, name, group] of [
     [1, "laptop", "family"],
@@ -252,7 +211,7 @@ beforeAll(async () => {
   const first = await apply(state(devices.map((d) => d.peer)));
   expect(first.out).toMatch(/wireguard peers.*nftables.*unbound files/);
   // Like systemd at boot: unbound starts and reads the files the agent wrote.
-  lab.daemon("hub-dns", hubNs, "unbound", ["-d", "-c", path.join(hubUnbound, "unbound.conf")]);
+  lab.daemon("hub-dns", hubNs, "unbound", ["-d", "-c", hubUnboundConf]);
   await waitFor(
     async () => (await agent(["status"])).code === 0,
     10_000,
