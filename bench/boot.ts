@@ -25,7 +25,7 @@ import {
 } from "../test/e2e/vm/timings";
 import { ensureImage, makeRunDir, makeSshKey, removeRunDir, sleep, tail } from "../test/e2e/vm/vm";
 
-/** Limits the providers document for user-data (see ../shared/notes/pulumi.md). */
+/** The limit the providers document for user-data. */
 const USER_DATA_LIMIT = 64 * 1024;
 
 function s(ms: number): string {

@@ -1,6 +1,6 @@
 /**
  * WireGuard keys: Curve25519, 32 bytes, standard base64 (44 characters ending in '=').
- * Node's crypto does the X25519 maths; it matched `wg pubkey` on every key tried (see ../shared/notes/pulumi.md).
+ * Node's crypto does the X25519 maths (RFC 7748); it matched `wg pubkey` on every key tried.
  */
 import { createPrivateKey, createPublicKey } from "crypto";
 import { WIREGUARD_KEY_PATTERN } from "./rules";

@@ -1,7 +1,7 @@
 /**
  * A "device" for the VM test: a network namespace on the host running wireguard-go with the client config the
  * program produced. It reaches the VM through a veth pair and a QEMU UDP forward bound to the host end of that
- * pair, because a namespace cannot reach the main namespace's 127.0.0.1 (../shared/notes/vm.md).
+ * pair, because a namespace cannot reach the main namespace's 127.0.0.1.
  *
  * Every name carries the test's PID, and the addresses come from 198.18.0.0/15 (RFC 2544, reserved for network
  * tests) so that nothing the test creates collides with the host's networks or another test run. wireguard-go

@@ -1,6 +1,6 @@
 /**
  * Boots the cached Debian 12 image under QEMU with a NoCloud seed, the way a cloud boots a new server with
- * our user-data. Recipe and measurements: ../shared/notes/vm.md.
+ * our user-data.
  *
  * TCG, not KVM: /dev/kvm on these machines is a nested software hypervisor (kvm_pvm) under which Debian
  * kernels stall in early boot. Every boot gets its own copy-on-write overlay, so the cached image is never
