@@ -3,21 +3,11 @@
  * model/rules.ts, so what the config accepts is never refused later, and what it refuses is refused with the
  * field the user wrote.
  */
-import { ConfigError, loadConfig } from "../components/config";
 import { validateBootstrapSpec } from "../cloud-init/validate";
 import { sshPublicKeyProblem, userNameProblem } from "../model/rules";
 import { ED25519_KEY, spec } from "./cloud-init-helpers";
+import { configProblems } from "./helpers/config-problems";
 import { EXISTING_HOST_KEY, minimalConfig, sshPublicKey } from "./helpers/fixtures";
-
-function configProblems(raw: Record<string, unknown>): string[] {
-  try {
-    loadConfig(raw);
-    return [];
-  } catch (e) {
-    if (e instanceof ConfigError) return [...e.problems];
-    throw e;
-  }
-}
 
 function bootstrapProblem(user: string): string | undefined {
   try {
