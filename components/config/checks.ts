@@ -9,6 +9,7 @@ import type { RawConfig, UnallocatedConfig } from "./types";
 import { hubAddresses, type Subnets } from "../../model/addressing";
 import { show } from "../../model/messages";
 import { SSH_KEY_FIX, sshPublicKeyProblem, userNameProblem } from "../../model/rules";
+import { checkProviderLimits } from "../hosts/limits";
 
 type Net = [ipaddr.IPv4 | ipaddr.IPv6, number];
 type Sound = (path: string) => boolean;
@@ -45,6 +46,7 @@ export function checkConfig(
   const whenSound = (paths: string[], check: () => string[]) => (paths.every(sound) ? check() : []);
   return [
     ...when(["existing", "region", "size", "backups", "operatorUser"], () => checkTarget(raw)),
+    ...when(["size", "hostname", "linodeReservedIpv4"], () => checkProviderLimits(raw, cfg)),
     ...when(["existing", "operatorUser"], () => checkOperatorUser(raw)),
     ...whenSound(["sshPublicKeys"], () => checkSshKeys(cfg.sshPublicKeys, sound)),
     ...whenSound(["sshAllowedCidrs", "allowWorldSsh"], () =>

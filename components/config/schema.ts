@@ -276,6 +276,12 @@ export const CONFIG_SCHEMA = {
       description: "Provider backups (off: your data stays off the provider's backup systems).",
       fix: "must be true or false",
     },
+    linodeReservedIpv4: {
+      type: "boolean",
+      description:
+        "Linode only: the account has IP reservation, so the hub keeps one IPv4 across rebuilds (off: set endpointHostname).",
+      fix: "must be true or false",
+    },
     autoReboot: {
       type: "object",
       additionalProperties: false,
