@@ -9,6 +9,14 @@
 import Ajv from "ajv";
 import * as ipaddr from "ipaddr.js";
 import { hubAddresses } from "./addressing";
+import {
+  isCanonicalCidr,
+  isCanonicalIp,
+  isCanonicalIpv4,
+  isCanonicalIpv6,
+  endpointProblem,
+} from "./canonical";
+import { filterEntryProblem } from "./domain-rules";
 import { isWireGuardKey, publicKeyFromPrivate } from "./keys";
 import { describeAjvError, MESSAGE_KEYWORDS, show } from "./messages";
 import { DOMAIN_PATTERN, NAME_FIX, NAME_PATTERN, WIREGUARD_KEY_PATTERN } from "./rules";
@@ -39,12 +47,12 @@ const port = {
 const ipv4 = {
   type: "string",
   format: "cloudpal-ipv4",
-  fix: "is not an IPv4 address: use a dotted IPv4 address such as 10.77.0.23",
+  fix: "is not an IPv4 address in canonical form: use dotted decimal without leading zeros, such as 10.77.0.23",
 };
 const ipv6 = {
   type: "string",
   format: "cloudpal-ipv6",
-  fix: "is not an IPv6 address: use an IPv6 address such as fd7a:c10d:9a1::17",
+  fix: "is not an IPv6 address in canonical form: write it in lower case, compressed as RFC 5952 says, such as fd7a:c10d:9a1::17",
 };
 
 export const HUB_STATE_SCHEMA = {
@@ -65,8 +73,8 @@ export const HUB_STATE_SCHEMA = {
         listenPort: port,
         endpoint: {
           type: "string",
-          pattern: "^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]{1,253}):[0-9]{1,5}$",
-          fix: "is not an endpoint: use host:port, e.g. vpn.example.com:51820 or [2001:db8::1]:51820",
+          format: "cloudpal-endpoint",
+          fix: "is not an endpoint: use host:port with a canonical address, e.g. vpn.example.com:51820 or [2001:db8::1]:51820",
         },
         persistentKeepalive: {
           type: "integer",
@@ -82,7 +90,7 @@ export const HUB_STATE_SCHEMA = {
           items: {
             type: "string",
             format: "cloudpal-cidr",
-            fix: "is not a CIDR: use a CIDR such as 203.0.113.0/24 or ::/0",
+            fix: "is not a CIDR in canonical form: use a CIDR such as 203.0.113.0/24 or ::/0 (decimal without leading zeros, IPv6 compressed as RFC 5952 says)",
           },
           fix: "must list at least one CIDR allowed to reach SSH (0.0.0.0/0 and ::/0 for anywhere), so the operator is never locked out",
         },
@@ -165,7 +173,7 @@ export const HUB_STATE_SCHEMA = {
               address: {
                 type: "string",
                 format: "cloudpal-ip",
-                fix: "is not an IP address: use the resolver's IPv4 or IPv6 address",
+                fix: "is not an IP address in canonical form: use the resolver's IPv4 address in dotted decimal without leading zeros, or its IPv6 address compressed as RFC 5952 says",
               },
               tlsName: domain,
               port,
@@ -187,14 +195,14 @@ export class StateError extends Error {
 }
 
 function isPrivateV4Subnet(s: string): boolean {
-  if (!ipaddr.isValidCIDR(s)) return false;
+  if (!isCanonicalCidr(s)) return false;
   const [addr, prefix] = ipaddr.parseCIDR(s);
   if (addr.kind() !== "ipv4" || prefix < 8 || prefix > 28) return false;
   return addr.range() === "private" && addr.toString() === ipaddr.IPv4.networkAddressFromCIDR(s).toString();
 }
 
 function isUlaPrefix(s: string): boolean {
-  if (!ipaddr.isValidCIDR(s)) return false;
+  if (!isCanonicalCidr(s)) return false;
   const [addr, prefix] = ipaddr.parseCIDR(s);
   if (addr.kind() !== "ipv6" || prefix < 48 || prefix > 120) return false;
   return (
@@ -206,13 +214,13 @@ function isUlaPrefix(s: string): boolean {
 function makeValidator() {
   const ajv = new Ajv({ allErrors: true, verbose: true, strict: true });
   ajv.addVocabulary([...MESSAGE_KEYWORDS]);
-  ajv.addFormat("cloudpal-ipv4", (s: string) => ipaddr.IPv4.isValidFourPartDecimal(s));
-  ajv.addFormat("cloudpal-ipv6", (s: string) => ipaddr.IPv6.isValid(s) && !s.includes("%"));
-  ajv.addFormat(
-    "cloudpal-ip",
-    (s: string) => ipaddr.IPv4.isValidFourPartDecimal(s) || (ipaddr.IPv6.isValid(s) && !s.includes("%")),
-  );
-  ajv.addFormat("cloudpal-cidr", (s: string) => ipaddr.isValidCIDR(s) && !s.includes("%"));
+  // Canonical forms only (model/canonical.ts): "10.077.0.0" or "0xa.0.0.1" would pass ipaddr.js and then be
+  // read differently, or refused, by nft, unbound or wg.
+  ajv.addFormat("cloudpal-ipv4", isCanonicalIpv4);
+  ajv.addFormat("cloudpal-ipv6", isCanonicalIpv6);
+  ajv.addFormat("cloudpal-ip", isCanonicalIp);
+  ajv.addFormat("cloudpal-cidr", isCanonicalCidr);
+  ajv.addFormat("cloudpal-endpoint", (s: string) => endpointProblem(s) === undefined);
   ajv.addFormat("cloudpal-ipv4-subnet", isPrivateV4Subnet);
   ajv.addFormat("cloudpal-ipv6-prefix", isUlaPrefix);
   return ajv.compile(HUB_STATE_SCHEMA);
@@ -314,8 +322,21 @@ function crossCheck(state: HubState): string[] {
       );
     } else dup("v6", v6, "ipv6", "use the address allocateAddresses() gives, or pin a free one");
   });
+  state.hub.sshAllowedCidrs.forEach((c, i) => {
+    const [addr, bits] = ipaddr.parseCIDR(c);
+    const network = `${(addr.kind() === "ipv4" ? ipaddr.IPv4 : ipaddr.IPv6).networkAddressFromCIDR(c).toString()}/${bits}`;
+    if (network !== c)
+      problems.push(
+        `'hub.sshAllowedCidrs[${i}]' (${show(c)}) has host bits set: write the network, '${network}'.`,
+      );
+  });
   if (!isWireGuardKey(state.hub.privateKey))
     problems.push(`'hub.privateKey' is not 32 bytes of base64: generate one with 'wg genkey'.`);
+  for (const list of ["allow", "deny"] as const)
+    state.dns[list].forEach((d, i) => {
+      const problem = filterEntryProblem(d);
+      if (problem !== undefined) problems.push(`'dns.${list}[${i}]' (${show(d)}) ${problem}.`);
+    });
   const deny = new Set(state.dns.deny);
   state.dns.allow.forEach((d, i) => {
     if (deny.has(d))
@@ -324,8 +345,48 @@ function crossCheck(state: HubState): string[] {
   return problems;
 }
 
+/**
+ * The deepest a state nests is 4 (dns.upstreams[i].port); anything far deeper is hostile or broken, and the
+ * recursive validator and messages would end in "Maximum call stack size exceeded" on it.
+ */
+export const MAX_STATE_DEPTH = 32;
+/** 60,000 peers with preshared keys and 200,000 filter entries stay far below this. */
+export const MAX_STATE_BYTES = 64 * 1024 * 1024;
+
+const TOO_DEEP = `the state nests objects or arrays more than ${MAX_STATE_DEPTH} levels deep, which no hub state does: pipe the document the Pulumi program builds.`;
+
+/** How deep the JSON text nests, in one linear pass that skips strings (and stops past `limit`). */
+function jsonDepth(text: string, limit: number): number {
+  let depth = 0;
+  let deepest = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \ */) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      if (++depth > deepest) deepest = depth;
+      if (deepest > limit) return deepest;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) depth--;
+  }
+  return deepest;
+}
+
 /** Parse and validate; throws StateError listing every problem. Secrets are never echoed back. */
 export function validateHubState(input: unknown): HubState {
+  try {
+    return validateUnguarded(input);
+  } catch (e) {
+    // An object built in memory (not parsed from text) can still nest deeply enough to exhaust the stack.
+    if (e instanceof RangeError) throw new StateError([TOO_DEEP]);
+    throw e;
+  }
+}
+
+function validateUnguarded(input: unknown): HubState {
   compiled ??= makeValidator();
   if (!compiled(input)) {
     const problems = (compiled.errors ?? []).map((e) => describeAjvError(e, WORDING)).filter((p) => p !== "");
@@ -339,6 +400,11 @@ export function validateHubState(input: unknown): HubState {
 
 /** JSON text → HubState, with a clear error for text that is not JSON. */
 export function parseHubState(text: string): HubState {
+  if (text.length > MAX_STATE_BYTES)
+    throw new StateError([
+      `the state on stdin is ${text.length} characters, more than the ${MAX_STATE_BYTES} any hub state needs: pipe the document the Pulumi program builds.`,
+    ]);
+  if (jsonDepth(text, MAX_STATE_DEPTH) > MAX_STATE_DEPTH) throw new StateError([TOO_DEEP]);
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -40,10 +40,11 @@ describe("hub state validation", () => {
     ],
     [(s: any) => (s.peers[0].ipv4 = "10.77.0.1"), `'peers[0].ipv4' ("10.77.0.1")`, "hub (10.77.0.1)"],
     [(s: any) => (s.peers[1].ipv4 = s.peers[0].ipv4), `'peers[1].ipv4' (`, "is already used by 'peers[0]'"],
+    [(s: any) => (s.peers[1].ipv6 = s.peers[0].ipv6), `'peers[1].ipv6' (`, "is already used by 'peers[0]'"],
     [
       (s: any) => (s.peers[1].ipv6 = s.peers[0].ipv6.toUpperCase()),
       `'peers[1].ipv6' (`,
-      "is already used by 'peers[0]'",
+      "in canonical form: write it in lower case",
     ],
     [
       (s: any) => (s.peers[0].ipv6 = "fd00::5"),

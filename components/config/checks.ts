@@ -10,6 +10,7 @@ import { hubAddresses, type Subnets } from "../../model/addressing";
 import { show } from "../../model/messages";
 import { SSH_KEY_FIX, sshPublicKeyProblem, userNameProblem } from "../../model/rules";
 import { checkProviderLimits } from "../hosts/limits";
+import { checkCanonicalForms } from "./canonical-checks";
 
 type Net = [ipaddr.IPv4 | ipaddr.IPv6, number];
 type Sound = (path: string) => boolean;
@@ -57,6 +58,7 @@ export function checkConfig(
     ...whenSound(["groups"], () => checkGroups(cfg, sound)),
     ...whenSound(["peers"], () => checkPeers(cfg, sound)),
     ...whenSound(["dns"], () => checkDns(cfg, sound, clean("ipv4Subnet", "ipv6Prefix"))),
+    ...checkCanonicalForms(raw, cfg, sound),
   ];
 }
 
