@@ -67,6 +67,9 @@ ExecStart=${LAYOUT.agentBin} reconcile
 WantedBy=multi-user.target
 `,
     },
+    // Bounded whatever a list host sends: 64 sources of 60 s each at most (TimeoutStartSec), and the agent's
+    // memory below half the hub's (MemoryMax; the entry cap, agent/src/blocklist.ts maxBlocklistEntries, keeps a
+    // refresh near a quarter of it). systemd kills a run past either; the last good copies stay loaded.
     // As root, sandboxed: the same run reads the state (0600, it holds the keys) and reloads unbound through its
     // root-only control key, so the download cannot drop to a user of its own without splitting the command.
     {
@@ -82,6 +85,8 @@ ConditionPathExists=${LAYOUT.stateFile}
 [Service]
 Type=oneshot
 ExecStart=${LAYOUT.agentBin} blocklists refresh
+TimeoutStartSec=20min
+MemoryMax=50%
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes

@@ -2,17 +2,60 @@
  * Downloads blocklists on the hub, bounded in time and size, and keeps the last good copy of each source.
  * A failed or rejected download leaves the previous copy in place, so the filter never switches itself off
  * and DNS never breaks because a list host is down.
+ *
+ * Shrink guard: a new copy with fewer than SHRINK_GUARD of the last good copy's names is far more likely a
+ * broken or hijacked source (a tiny page naming one domain) than a list that really lost most of its names,
+ * and loading it would quietly switch most of the filter off. It is kept aside (`<hash>.held`, with a
+ * `<hash>.held.json` note that `status` reports), never loaded; the user accepts it by deleting the last good
+ * copy (`<hash>.list`) and refreshing again.
  */
 import { createHash } from "crypto";
-import { readFileSync, statSync } from "fs";
+import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, rmSync } from "fs";
 import * as path from "path";
 import { fileURLToPath } from "url";
 import { writeFileAtomic, readIfExists } from "../../lib/atomic-file";
-import { normalizeDomain, parseBlocklist, rejectReason } from "./blocklist";
+import { isFilterEntry } from "../../model/domain-rules";
+import { maxBlocklistEntries, normalizeDomain, parseBlocklist, rejectReason } from "./blocklist";
 
 export interface FetchBounds {
   readonly maxBytes: number;
   readonly timeoutMs: number;
+  /** The most names one list may have; by default what this hub's memory holds (maxBlocklistEntries). */
+  readonly maxEntries?: number;
+}
+
+/** A new copy below this share of the last good one's names is held back, not loaded. */
+export const SHRINK_GUARD = 0.5;
+/** Lists smaller than this may shrink freely: the guard is about losing a real list, not a dozen names. */
+const SHRINK_GUARD_FLOOR = 100;
+
+/**
+ * A file:// source, read only if it is a regular file and only up to the bound. Opened non-blocking (a FIFO
+ * would otherwise block the open until a writer comes) and judged by fstat on the open descriptor, so a
+ * symlink swapped in between cannot lead the read to /dev/zero, a FIFO or a socket.
+ */
+function readLocalFile(file: string, maxBytes: number): string {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw new Error(`${file} is not a regular file`);
+    if (stat.size > maxBytes)
+      throw new Error(`it is ${stat.size} bytes, more than the ${maxBytes}-byte bound`);
+    // Counted while reading, whatever the size said: the file can grow while it is read.
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(1 << 20);
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      total += n;
+      if (total > maxBytes) throw new Error(`it exceeded the ${maxBytes}-byte bound`);
+      chunks.push(chunk.subarray(0, n));
+    }
+    return Buffer.concat(chunks).toString("utf8");
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export interface RefreshResult {
@@ -31,11 +74,7 @@ export function storedListPath(dir: string, url: string): string {
 export async function download(url: string, bounds: FetchBounds): Promise<string> {
   const parsed = new URL(url);
   if (parsed.protocol === "file:") {
-    const file = fileURLToPath(parsed);
-    const size = statSync(file).size;
-    if (size > bounds.maxBytes)
-      throw new Error(`it is ${size} bytes, more than the ${bounds.maxBytes}-byte bound`);
-    return readFileSync(file, "utf8");
+    return readLocalFile(fileURLToPath(parsed), bounds.maxBytes);
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:")
     throw new Error(`scheme ${parsed.protocol} is not http(s) or file`);
@@ -78,23 +117,85 @@ export async function refreshOne(dir: string, url: string, bounds: FetchBounds):
   } catch (e) {
     return keep(`download failed: ${(e as Error).message}`);
   }
-  const parsed = parseBlocklist(text);
-  const reason = rejectReason(parsed);
+  const maxEntries = bounds.maxEntries ?? maxBlocklistEntries();
+  const parsed = parseBlocklist(text, maxEntries);
+  text = ""; // the text can be 64 MiB: let it go before the copies below are made
+  const reason = rejectReason(parsed, maxEntries);
   if (reason) return keep(`rejected: ${reason}`);
   const unique = [...new Set(parsed.domains)].sort();
-  writeFileAtomic(stored, unique.join("\n") + "\n", 0o644, 0o700);
+  const body = unique.join("\n") + "\n";
+  const lastCount = countStoredNames(dir, url);
+  if (lastCount >= SHRINK_GUARD_FLOOR && unique.length < lastCount * SHRINK_GUARD) {
+    writeFileAtomic(heldPath(dir, url), body, 0o644, 0o700);
+    const note: HeldCopy = { url, domains: unique.length, lastGood: lastCount, at: new Date().toISOString() };
+    writeFileAtomic(heldNotePath(dir, url), JSON.stringify(note) + "\n", 0o644, 0o700);
+    return keep(
+      `held back: the new copy names ${unique.length} domains, less than half of the last good copy's ${lastCount}; it is kept aside, not loaded (delete ${stored} and refresh again to accept it)`,
+    );
+  }
+  writeFileAtomic(stored, body, 0o644, 0o700);
+  rmSync(heldPath(dir, url), { force: true });
+  rmSync(heldNotePath(dir, url), { force: true });
+  const skipped = parsed.reserved > 0 ? `, ${parsed.reserved} reserved names left out` : "";
   return {
     url,
     ok: true,
     domains: unique.length,
-    message: `${url}: ${unique.length} domains (${parsed.invalidLines} lines skipped)`,
+    message: `${url}: ${unique.length} domains (${parsed.invalidLines} lines skipped${skipped})`,
   };
+}
+
+/** What `status` says about a copy the shrink guard held back. */
+export interface HeldCopy {
+  readonly url: string;
+  readonly domains: number;
+  readonly lastGood: number;
+  /** ISO time of the refresh that held it back. */
+  readonly at: string;
+}
+
+function heldPath(dir: string, url: string): string {
+  return storedListPath(dir, url).replace(/\.list$/, ".held");
+}
+
+function heldNotePath(dir: string, url: string): string {
+  return `${heldPath(dir, url)}.json`;
+}
+
+/** Names in the stored copy: one per line, as refreshOne writes it. */
+function countStoredNames(dir: string, url: string): number {
+  const text = readIfExists(storedListPath(dir, url));
+  if (text === undefined) return 0;
+  let lines = 0;
+  for (let at = text.indexOf("\n"); at !== -1; at = text.indexOf("\n", at + 1)) lines++;
+  return lines;
+}
+
+/** Every copy the shrink guard holds back in `dir`, for `status`. */
+export function heldCopies(dir: string): HeldCopy[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const out: HeldCopy[] = [];
+  for (const name of names.filter((n) => n.endsWith(".held.json")).sort()) {
+    try {
+      const note = JSON.parse(readIfExists(path.join(dir, name)) ?? "") as HeldCopy;
+      if (typeof note.url === "string" && typeof note.domains === "number") out.push(note);
+    } catch {
+      // A torn or foreign file is not a held copy.
+    }
+  }
+  return out;
 }
 
 /** The last good copy of a source, or [] when it was never fetched. */
 export function readStoredList(dir: string, url: string): string[] {
   const text = readIfExists(storedListPath(dir, url));
-  // Re-checked on read: the file is ours, but nothing unvalidated may reach unbound's config.
+  // Re-checked on read: the file is ours, but nothing unvalidated may reach unbound's config, and a copy stored
+  // before the reserved-zone rule existed may still name e.g. hub.pal.
   const out: string[] = [];
   if (text === undefined) return out;
   for (let start = 0; start < text.length;) {
@@ -102,7 +203,7 @@ export function readStoredList(dir: string, url: string): string[] {
     if (end === -1) end = text.length;
     const line = text.slice(start, end);
     start = end + 1;
-    if (line.length > 0 && normalizeDomain(line) === line) out.push(line);
+    if (line.length > 0 && normalizeDomain(line) === line && isFilterEntry(line)) out.push(line);
   }
   return out;
 }

@@ -5,7 +5,15 @@
  * Strict means every kept entry is a valid lowercase domain (so nothing can reach unbound's config but dotted
  * labels) and a source with many lines that are neither format is rejected as a whole: that is what an HTML
  * error page or a captive portal looks like, and loading it would silently switch the filter off.
+ *
+ * Hostile input: a list comes from a host the user does not control, so parsing is linear in its length (one
+ * indexOf per line and per comment; a regex such as /#.*$/ tries every start position and took 52 s on one
+ * line of 180,000 '#' and a '\r'), lines past MAX_LINE_CHARS are skipped without being split, and no list may
+ * hold more names than the hub's memory carries (maxBlocklistEntries). Entries the filter must never have
+ * (the device zone, reserved zones, public suffixes: model/domain-rules.ts) are dropped and counted apart.
  */
+import { totalmem } from "os";
+import { isFilterEntry } from "../../model/domain-rules";
 import { DOMAIN_PATTERN } from "../../model/rules";
 
 const DOMAIN = new RegExp(DOMAIN_PATTERN);
@@ -21,38 +29,99 @@ const HOSTS_BOILERPLATE = new Set([
   "0.0.0.0",
 ]);
 
+/**
+ * The longest line read: a hosts line names a few domains of at most 253 characters. Longer lines count as
+ * invalid and are never split or searched.
+ */
+export const MAX_LINE_CHARS = 4096;
+
+/**
+ * Memory one blocklist name costs, measured (bench/README-agent.md, "DNS blocklists": 1,000,000 names took
+ * unbound from 18 to 456 MiB and the agent's refresh to a 688-868 MiB peak): about 0.45 KiB in unbound for as
+ * long as the list is loaded plus about 0.8 KiB in the agent while it refreshes, so 1.25 KiB in all.
+ */
+const BYTES_PER_NAME = 1280;
+/** The share of the hub's memory the filter may take; the rest is the system, WireGuard, unbound's cache, sshd. */
+const FILTER_MEMORY_SHARE = 0.4;
+
+/**
+ * The most names the filter holds on a hub with `totalBytes` of memory: about 150,000 on a 512 MB plan (what
+ * the kernel reports of it), 320,000 on 1 GB, 650,000 on 2 GB. Read from the machine itself, so it also fits
+ * an `existing` server and a resized plan.
+ */
+export function maxBlocklistEntries(totalBytes: number = totalmem()): number {
+  return Math.max(10_000, Math.floor((totalBytes * FILTER_MEMORY_SHARE) / BYTES_PER_NAME));
+}
+
 export interface ParsedBlocklist {
   readonly domains: string[];
-  /** Lines that were neither a comment, a hosts entry nor a domain. */
+  /** Lines that were neither a comment, a hosts entry nor a domain (too long lines included). */
   readonly invalidLines: number;
   readonly firstInvalid?: string;
+  /** Valid names the filter must not have (device zone, reserved zones, public suffixes): dropped. */
+  readonly reserved: number;
+  /** Whether parsing stopped because the list names more than `maxEntries`. */
+  readonly overLimit: boolean;
 }
 
 export function normalizeDomain(raw: string): string | undefined {
-  const d = raw.toLowerCase().replace(/\.$/, "");
+  const lower = raw.toLowerCase();
+  const d = lower.endsWith(".") ? lower.slice(0, -1) : lower;
   return d.includes(".") && DOMAIN.test(d) ? d : undefined;
 }
 
-export function parseBlocklist(text: string): ParsedBlocklist {
+/** Space or tab. */
+function isBlank(c: number): boolean {
+  return c === 0x20 || c === 0x09;
+}
+
+/** `line` (no newline, no comment) split on runs of spaces and tabs, in one pass. */
+function tokensOf(line: string): string[] {
+  const tokens: string[] = [];
+  let at = 0;
+  while (at < line.length) {
+    while (at < line.length && isBlank(line.charCodeAt(at))) at++;
+    const from = at;
+    while (at < line.length && !isBlank(line.charCodeAt(at))) at++;
+    if (at > from) tokens.push(line.slice(from, at));
+  }
+  return tokens;
+}
+
+export function parseBlocklist(text: string, maxEntries = Infinity): ParsedBlocklist {
   const domains: string[] = [];
   let invalidLines = 0;
+  let reserved = 0;
   let firstInvalid: string | undefined;
   const bad = (line: string) => {
     invalidLines++;
     firstInvalid ??= line.slice(0, 120);
   };
+  const keep = (d: string) => {
+    if (isFilterEntry(d)) domains.push(d);
+    else reserved++;
+  };
   // Line by line with indexOf rather than split(): a million-line list would otherwise exist twice in memory.
   for (let start = 0; start < text.length;) {
+    if (domains.length > maxEntries)
+      return { domains, invalidLines, firstInvalid, reserved, overLimit: true };
     let end = text.indexOf("\n", start);
     if (end === -1) end = text.length;
-    const rawLine = text.slice(start, end);
+    const lineStart = start;
     start = end + 1;
-    const line = rawLine.replace(/#.*$/, "").trim();
+    if (end - lineStart > MAX_LINE_CHARS) {
+      bad(text.slice(lineStart, lineStart + 120));
+      continue;
+    }
+    const rawLine = text.slice(lineStart, end);
+    // indexOf, not /#.*$/: linear, and it also strips a comment before a CRLF line's '\r'.
+    const hash = rawLine.indexOf("#");
+    const line = (hash === -1 ? rawLine : rawLine.slice(0, hash)).trim();
     if (line === "") continue;
-    const tokens = line.split(/[ \t]+/);
+    const tokens = tokensOf(line);
     if (tokens.length === 1) {
       const d = normalizeDomain(tokens[0]);
-      if (d) domains.push(d);
+      if (d) keep(d);
       else bad(line);
       continue;
     }
@@ -60,19 +129,21 @@ export function parseBlocklist(text: string): ParsedBlocklist {
       bad(line);
       continue;
     }
-    for (const token of tokens.slice(1)) {
-      if (HOSTS_BOILERPLATE.has(token.toLowerCase())) continue;
-      const d = normalizeDomain(token);
-      if (d) domains.push(d);
+    for (let i = 1; i < tokens.length; i++) {
+      if (HOSTS_BOILERPLATE.has(tokens[i].toLowerCase())) continue;
+      const d = normalizeDomain(tokens[i]);
+      if (d) keep(d);
       else bad(line);
     }
   }
-  return { domains, invalidLines, firstInvalid };
+  return { domains, invalidLines, firstInvalid, reserved, overLimit: domains.length > maxEntries };
 }
 
 /** Why a parsed source must not replace the last good copy, or undefined when it is fine. */
-export function rejectReason(parsed: ParsedBlocklist): string | undefined {
+export function rejectReason(parsed: ParsedBlocklist, maxEntries = Infinity): string | undefined {
   const total = parsed.domains.length + parsed.invalidLines;
+  if (parsed.overLimit)
+    return `it names more than ${maxEntries} domains, the most this hub's memory holds (README "DNS filter"): use a smaller list`;
   if (parsed.domains.length === 0) return "it holds no domains";
   if (parsed.invalidLines > 10 && parsed.invalidLines > total * 0.05) {
     return `${parsed.invalidLines} of ${total} entries are neither hosts-file nor domain-list lines (first: ${JSON.stringify(parsed.firstInvalid)})`;
@@ -104,28 +175,38 @@ export interface DnsFilter {
   readonly blocked: string[];
   /** Allowed names that sit under a blocked one: answered normally. */
   readonly exempt: string[];
+  /** List names left out because all lists together name more than the hub's memory holds. */
+  readonly dropped?: number;
 }
 
 /**
  * Blocklists ∪ deny, minus allow. An allowed domain exempts itself and its subdomains from the blocklists;
  * deny always applies (a user's own deny beats a list's inclusion and their own allow is checked for conflicts
  * at the edge). Entries under an already blocked parent are dropped: unbound's local-zone covers subdomains,
- * and fewer zones means less memory.
+ * and fewer zones means less memory. Each list was held to `maxEntries` when it was fetched; several lists
+ * together are held to it here (the user's own deny entries always count), the later lists' extra names
+ * dropped and counted.
  */
 export function buildDnsFilter(
   lists: readonly (readonly string[])[],
   allow: readonly string[],
   deny: readonly string[],
+  maxEntries: number = maxBlocklistEntries(),
 ): DnsFilter {
   const allowSet = new Set(allow);
   const allowedByParent = (d: string) => allowSet.has(d) || hasParentIn(d, allowSet);
-  const candidates = new Set<string>();
-  for (const list of lists) for (const d of list) if (!allowedByParent(d)) candidates.add(d);
-  for (const d of deny) candidates.add(d);
+  const candidates = new Set<string>(deny);
+  let dropped = 0;
+  for (const list of lists)
+    for (const d of list) {
+      if (allowedByParent(d) || candidates.has(d)) continue;
+      if (candidates.size >= maxEntries) dropped++;
+      else candidates.add(d);
+    }
   const blocked = [...candidates].filter((d) => !hasParentIn(d, candidates)).sort();
   const blockedSet = new Set(blocked);
   const exempt = allow
     .filter((a) => parents(a).some((p) => blockedSet.has(p)) && !deny.some((d) => isUnder(a, d)))
     .sort();
-  return { blocked, exempt };
+  return { blocked, exempt, dropped };
 }

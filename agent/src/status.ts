@@ -5,6 +5,7 @@
 import type { AgentContext } from "./reconcile";
 import type { HubState } from "../../model/state";
 import { parseWgDump } from "./wireguard-config";
+import { heldCopies } from "./blocklist-fetch";
 
 export interface PeerStatus {
   readonly name: string;
@@ -67,6 +68,19 @@ export async function collectStatus(ctx: AgentContext, state: HubState): Promise
         ? (/uptime: .*/.exec(unbound.stdout)?.[0] ?? "running")
         : unbound.stderr.trim() || unbound.stdout.trim() || "not running",
   });
+  // A copy the shrink guard held back (agent/src/blocklist-fetch.ts) leaves the filter on the last good copy.
+  const held = heldCopies(options.paths.blocklistDir).filter((h) => state.dns.blocklists.includes(h.url));
+  if (held.length > 0)
+    services.push({
+      name: "blocklists",
+      healthy: false,
+      detail: held
+        .map(
+          (h) =>
+            `${h.url} held back at ${h.at}: ${h.domains} domains against ${h.lastGood} in the copy in use`,
+        )
+        .join("; "),
+    });
   return { peers: peers.sort((a, b) => a.name.localeCompare(b.name)), services };
 }
 
