@@ -2,7 +2,7 @@ import { posix } from "node:path";
 import { LAYOUT } from "../model/layout";
 import { AGENT_WRAPPER, agentUnits, stateMountUnit } from "./units";
 import { renderNftablesBaseline } from "./nftables-baseline";
-import { HUB_PACKAGES } from "./packages";
+import { APT_DROP_IN, HUB_PACKAGES, renderAptConfig } from "./packages";
 import type { BootstrapSpec } from "./spec";
 import { renderSshdConfig, renderSshSocketDropIn, SSHD_DROP_IN, SSH_SOCKET_DROP_IN } from "./ssh";
 import {
@@ -85,6 +85,8 @@ export function bootstrapCloudConfig(spec: BootstrapSpec): CloudConfig {
     rootFile(SSH_SOCKET_DROP_IN, renderSshSocketDropIn(spec.sshPort)),
     rootFile(SYSCTL_FILE, renderSysctl()),
     rootFile(JOURNALD_DROP_IN, renderJournald()),
+    // Before package_update and packages (final stage), so the first install already takes no Recommends.
+    rootFile(APT_DROP_IN, renderAptConfig()),
     rootFile(UNATTENDED_UPGRADES_FILE, renderUnattendedUpgrades(spec.image, spec.unattendedUpgrades)),
     rootFile(LAYOUT.agentBin, AGENT_WRAPPER, "0755"),
     ...agentUnits().map((unit) => rootFile(unit.path, unit.content)),
@@ -112,6 +114,8 @@ export function bootstrapCloudConfig(spec: BootstrapSpec): CloudConfig {
       },
     ],
     write_files: files,
+    // Needed: cloud images ship without package lists, and cloud-init's apt install runs `apt-get update`
+    // once per instance anyway (cloudinit/distros/debian.py install_packages); saying so keeps it explicit.
     package_update: true,
     // Upgrading everything at first boot would add minutes; unattended-upgrades applies security fixes.
     package_upgrade: false,

@@ -2,9 +2,10 @@
  * The files the user-data writes, run through the real tools: nft (check mode, then a real load, in a network
  * namespace this test creates), unbound-checkconf, systemd-sysctl (in a namespace) and apt-config.
  */
-import { copyFileSync, readFileSync, writeFileSync } from "fs";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "fs";
 import { join } from "path";
 import { LAYOUT } from "../model/layout";
+import { APT_DROP_IN } from "../cloud-init/packages";
 import { renderUserData } from "../cloud-init/render";
 import { JOURNALD_DROP_IN, SYSCTL_FILE, UNATTENDED_UPGRADES_FILE } from "../cloud-init/system";
 import { fileContent, parseUserData, run, runOk, spec, withNetns, withTempDir } from "./cloud-init-helpers";
@@ -185,6 +186,53 @@ describe("forwarding sysctls", () => {
         // The glob reached an interface by name: router adverts keep working with forwarding on.
         expect(read("net.ipv6.conf.lo.accept_ra")).toBe("2");
       });
+    });
+  });
+});
+
+describe("apt settings", () => {
+  it("turn off Recommends, Suggests and translations, as apt reads them", () => {
+    withTempDir((dir) => {
+      const file = join(dir, "90cloudpal-apt");
+      writeFileSync(file, fileContent(config, APT_DROP_IN));
+      const dump = runOk("apt-config", ["-c", file, "dump"]);
+      expect(dump).toContain('APT::Install-Recommends "false";');
+      expect(dump).toContain('APT::Install-Suggests "false";');
+      expect(dump).toContain('Acquire::Languages:: "none";');
+    });
+  });
+
+  it("make `apt-get update` fetch gzip indexes and no source indexes for deb-src lines", () => {
+    withTempDir((dir) => {
+      const file = join(dir, "90cloudpal-apt");
+      writeFileSync(file, fileContent(config, APT_DROP_IN));
+      // A deb-src line next to the deb, as cloud-init's Debian template writes them. Nothing is downloaded.
+      const sources = join(dir, "sources.list");
+      writeFileSync(
+        sources,
+        "deb http://deb.debian.org/debian bookworm main\ndeb-src http://deb.debian.org/debian bookworm main\n",
+      );
+      mkdirSync(join(dir, "parts"));
+      mkdirSync(join(dir, "lists", "partial"), { recursive: true });
+      const uris = (...extra: string[]): string =>
+        runOk("apt-get", [
+          "-o",
+          `Dir::Etc::SourceList=${sources}`,
+          "-o",
+          `Dir::Etc::SourceParts=${join(dir, "parts")}`,
+          "-o",
+          `Dir::State::Lists=${join(dir, "lists")}`,
+          ...extra,
+          "--print-uris",
+          "update",
+        ]);
+      // Control: without the file apt would fetch the source index.
+      expect(uris()).toContain("/main/source/Sources");
+      const ours = uris("-c", file);
+      expect(ours).not.toContain("/source/Sources");
+      // gzip, not xz: cheaper to decompress on a small vCPU.
+      expect(uris()).toContain("/main/binary-amd64/Packages.xz");
+      expect(ours).toContain("/main/binary-amd64/Packages.gz");
     });
   });
 });
