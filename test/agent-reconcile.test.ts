@@ -91,7 +91,9 @@ describe("cloudpal-agent apply", () => {
     const added: HubState = { ...state, peers: [...state.peers, testPeer("tablet", "family")] };
     const r = await apply(added);
     expect(r.out).toBe("applied: wireguard peers, nftables, unbound zones\n");
-    expect(hub.lines().filter((l) => !/ (show|list|status)\b/.test(l))).toEqual([
+    expect(
+      hub.lines().filter((l) => !/ (show|list|status)\b|\] (nft -c|unbound-checkconf) /.test(l)),
+    ).toEqual([
       `[#] wg addconf wg0 ${options.paths.wireguardConfig}.add`,
       "[#] nft -f -",
       "[#] unbound-control local_datas",
@@ -121,7 +123,9 @@ describe("cloudpal-agent apply", () => {
     const state = testState();
     const revoked = { ...state, peers: state.peers.filter((p) => p.name !== "visitor") };
     await apply(revoked);
-    const effects = hub.lines().filter((l) => !/ (show|list|status)\b/.test(l));
+    const effects = hub
+      .lines()
+      .filter((l) => !/ (show|list|status)\b|\] (nft -c|unbound-checkconf) /.test(l));
     expect(effects[0]).toBe(`[#] wg set wg0 peer ${state.peers[2].publicKey} remove`);
     expect(hub.wg.peers.map((p) => p.publicKey)).not.toContain(state.peers[2].publicKey);
     expect(hub.nftTable).not.toContain(state.peers[2].ipv4);

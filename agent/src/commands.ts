@@ -6,8 +6,20 @@ import { parseArgs } from "util";
 import * as QRCode from "qrcode";
 import { refreshOne } from "./blocklist-fetch";
 import { peerClientConfig } from "./peer-config";
-import { type AgentContext, reconcile, reconcileUnbound } from "./reconcile";
+import { readIfExists } from "../../lib/atomic-file";
+import { acquireHubLock } from "./lock";
+import { type AgentContext, prevalidate, reconcile, reconcileUnbound, renderAll } from "./reconcile";
+import { assertSecretStorage } from "./secret-storage";
 import { loadPersistedState, persistState } from "./state-store";
+import {
+  beginJournal,
+  endJournal,
+  type LockedCommand,
+  readJournal,
+  type Recovery,
+  recoveryFor,
+  removeStaleFiles,
+} from "./transaction";
 import { parseHubState, StateError } from "../../model/state-schema";
 import { collectStatus, formatStatus } from "./status";
 
@@ -25,6 +37,42 @@ const USAGE = `usage:
   cloudpal-agent peer config NAME [--qr] [--endpoint HOST:PORT]
                                         a device's WireGuard config (PrivateKey left for the device to fill)
 `;
+
+/**
+ * Runs a command that changes the hub under the hub lock (lock.ts), after removing what interrupted writes
+ * left and reading the journal an interrupted command left (transaction.ts). `body` starts the journal itself,
+ * once it knows it will change something, and ends it when the hub matches the saved state.
+ */
+async function locked<T>(
+  ctx: AgentContext,
+  command: LockedCommand,
+  body: (recovery: Recovery) => Promise<T>,
+): Promise<T> {
+  const paths = ctx.options.paths;
+  const lock = await acquireHubLock(paths);
+  try {
+    for (const file of removeStaleFiles(paths)) ctx.log(`[!] removed ${file}, left by an interrupted write`);
+    const recovery = recoveryFor(readJournal(paths), command);
+    if (recovery.note) ctx.log(recovery.note);
+    return await body(recovery);
+  } finally {
+    lock.release();
+  }
+}
+
+/** The saved state made live again, comparing with what is loaded; ends the journal of an interrupted run. */
+async function finishSaved(ctx: AgentContext, command: "reconcile" | "other"): Promise<string[]> {
+  // An interrupted first apply that never saved its state changed nothing that a state describes.
+  if (command === "other" && readIfExists(ctx.options.paths.stateFile) === undefined) {
+    endJournal(ctx.options.paths);
+    return [];
+  }
+  const state = parseHubState(loadPersistedState(ctx));
+  beginJournal(ctx.options.paths, "reconcile");
+  const changes = await reconcile(ctx, state, { verifyLive: true });
+  endJournal(ctx.options.paths);
+  return changes;
+}
 
 export async function runCli(argv: readonly string[], ctx: AgentContext, io: CliIo): Promise<number> {
   let parsed;
@@ -51,16 +99,33 @@ export async function runCli(argv: readonly string[], ctx: AgentContext, io: Cli
     switch (command) {
       case "apply": {
         if (sub !== undefined) break;
+        // Read and validated before waiting for the lock: a bad state is refused at once.
         const state = parseHubState(await io.stdin());
-        persistState(ctx, state);
-        const changes = await reconcile(ctx, state);
+        const changes = await locked(ctx, "apply", async (recovery) => {
+          const paths = ctx.options.paths;
+          assertSecretStorage(paths);
+          const renders = renderAll(ctx, state);
+          try {
+            await prevalidate(ctx, renders);
+          } catch (e) {
+            // Refused: the saved state stays, and an interrupted earlier run is still finished.
+            if (recovery.note) await finishSaved(ctx, "other");
+            throw e;
+          }
+          // The journal first: from here on, a crash leaves a trace the next command acts on.
+          beginJournal(paths, "apply");
+          persistState(ctx, state);
+          const done = await reconcile(ctx, state, { verifyLive: recovery.verifyLive, renders });
+          endJournal(paths);
+          return done;
+        });
         io.stdout(changes.length > 0 ? `applied: ${changes.join(", ")}\n` : "applied: nothing changed\n");
         return 0;
       }
       case "reconcile": {
         if (sub !== undefined) break;
-        const state = parseHubState(loadPersistedState(ctx));
-        const changes = await reconcile(ctx, state);
+        // Always against what is live (recoveryFor): this is the boot unit and the repair for any drift.
+        const changes = await locked(ctx, "reconcile", () => finishSaved(ctx, "reconcile"));
         io.stdout(
           changes.length > 0 ? `reconciled: ${changes.join(", ")}\n` : "reconciled: nothing changed\n",
         );
@@ -68,13 +133,22 @@ export async function runCli(argv: readonly string[], ctx: AgentContext, io: Cli
       }
       case "blocklists": {
         if (sub !== "refresh" || name !== undefined) break;
-        const state = parseHubState(loadPersistedState(ctx));
+        const before = parseHubState(loadPersistedState(ctx));
         const bounds = { maxBytes: ctx.options.blocklistMaxBytes, timeoutMs: ctx.options.blocklistTimeoutMs };
+        // Downloads run outside the lock (they may take a minute); each stored copy is replaced atomically.
         const results = [];
-        for (const url of state.dns.blocklists)
+        for (const url of before.dns.blocklists)
           results.push(await refreshOne(ctx.options.paths.blocklistDir, url, bounds));
         for (const r of results) (r.ok ? io.stdout : io.stderr)(`${r.ok ? "" : "[!] "}${r.message}\n`);
-        const changes = await reconcileUnbound(ctx, state);
+        const changes = await locked(ctx, "blocklists refresh", async (recovery) => {
+          // Read again under the lock: an apply that landed during the download is the state to keep.
+          if (recovery.note) return finishSaved(ctx, "other");
+          const state = parseHubState(loadPersistedState(ctx));
+          beginJournal(ctx.options.paths, "blocklists refresh");
+          const done = await reconcileUnbound(ctx, state);
+          endJournal(ctx.options.paths);
+          return done;
+        });
         io.stdout(changes.length > 0 ? `applied: ${changes.join(", ")}\n` : "applied: nothing changed\n");
         // Failing the unit makes a dead source visible in `systemctl status`; the filter itself stays on.
         return results.every((r) => r.ok) ? 0 : 1;

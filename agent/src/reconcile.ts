@@ -8,8 +8,15 @@
  * Each part first compares the desired state with the live one and does nothing when they match, so applying
  * the same state twice runs no reload at all. Order matters for revocation: WireGuard first, so a removed
  * device loses its tunnel before anything else happens.
+ *
+ * WireGuard is always compared live (`wg show dump`). nftables and unbound are compared with the agent's own
+ * files after a clean run, which is cheap; with `verifyLive` (after an interrupted command, and in every
+ * `reconcile`: transaction.ts) they are compared with what is loaded: the table as the kernel lists it, and
+ * unbound's local zones and records (unbound-live.ts), because the files may already say what never reached
+ * the daemons.
  */
-import { readdirSync, rmSync, writeFileSync } from "fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
 import * as path from "path";
 import { hubAddresses } from "../../model/addressing";
 import { readBytesIfExists, readHeadIfExists, readIfExists, writeFileAtomic } from "../../lib/atomic-file";
@@ -21,14 +28,18 @@ import { assertSecretStorage } from "./secret-storage";
 import type { AgentOptions } from "./options";
 import type { Logger, Runner } from "../../lib/runner";
 import type { HubState } from "../../model/state";
+import { digest, nftLiveMatches, readLoadRecord, updateLoadRecord } from "./transaction";
+import { liveOwnZones, planLiveRepair } from "./unbound-live";
 import {
+  parseUnboundZones,
   peerZones,
   renderBlocklistZones,
   renderUnboundSettings,
   renderUnboundZones,
+  type UnboundZones,
   zonesInputs,
 } from "./unbound-config";
-import { type LiveEdits, planUnbound } from "./unbound-plan";
+import { type LiveEdits, listenLines, planUnbound } from "./unbound-plan";
 import {
   diffPeers,
   parseWgDump,
@@ -55,14 +66,107 @@ export type Change =
   | "unbound files"
   | "unbound zones";
 
-export async function reconcile(ctx: AgentContext, state: HubState): Promise<Change[]> {
+export interface ReconcileOptions {
+  /** Compare nftables and unbound with what is loaded, not with the agent's files (see the header). */
+  readonly verifyLive?: boolean;
+  /** Renders already made for this state (by the pre-validation of an apply). */
+  readonly renders?: Renders;
+}
+
+/** Everything the agent writes for nftables and unbound, rendered once per command. */
+export interface Renders {
+  readonly nftRuleset: string;
+  readonly settings: string;
+  readonly peers: UnboundZones;
+  readonly peersText: string;
+  /** Digest of the blocklist zones' inputs, and whether the file on disk was made from them. */
+  readonly blocklistInputs: string;
+  readonly blocklistExists: boolean;
+  readonly blocklistCurrent: boolean;
+  /** The rebuilt blocklist file; undefined when the one on disk is current. */
+  readonly blocklistText: string | undefined;
+}
+
+export function renderAll(ctx: AgentContext, state: HubState): Renders {
+  const { options } = ctx;
+  const paths = options.paths;
+  const peers = peerZones(state);
+  const inputs = blocklistInputs(ctx, state);
+  // Only the header is read to see whether the (large) file is current.
+  const blockHead = readHeadIfExists(paths.unboundBlocklist, 1000);
+  const blockCurrent = blockHead !== undefined && zonesInputs(blockHead) === inputs;
+  return {
+    nftRuleset: renderNftRuleset(state, { table: options.nftTable, interface: options.interface }),
+    settings: renderUnboundSettings(state, { caBundle: paths.caBundle }),
+    peers,
+    peersText: renderUnboundZones(peers),
+    blocklistInputs: inputs,
+    blocklistExists: blockHead !== undefined,
+    blocklistCurrent: blockCurrent,
+    // Only rebuilt when its inputs changed: with a million blocked names this is most of an apply's work.
+    blocklistText: blockCurrent ? undefined : renderBlocklistZones(currentFilter(ctx, state), inputs),
+  };
+}
+
+/**
+ * Refuses, before anything is saved or changed, renders the tools would not load: the ruleset through
+ * `nft -c` (checked by the kernel, nothing committed), unbound's files through `unbound-checkconf` on a copy in
+ * a temporary directory. Only CloudPal's own files are copied: a state changes nothing else in unbound's
+ * configuration, so every failure a state can cause is in them, and a distribution file the check cannot read
+ * outside its tree never blocks an apply. The blocklist file is checked when it is rebuilt.
+ */
+export async function prevalidate(ctx: AgentContext, r: Renders): Promise<void> {
+  const { runner } = ctx;
+  const refuse = (tool: string, out: { stdout: string; stderr: string }) => {
+    const why = (out.stderr.trim() || out.stdout.trim() || "no output").split("\n")[0].slice(0, 300);
+    return new Error(
+      `the new hub state was refused because ${tool} rejects what it renders (${why}); nothing was saved and the hub keeps running the previous state.`,
+    );
+  };
+  const nft = await runner.run("nft", ["-c", "-f", "-"], { input: r.nftRuleset, allowFailure: true });
+  if (nft.code !== 0) throw refuse("nft -c", nft);
+  const dir = mkdtempSync(path.join(tmpdir(), "cloudpal-check-"));
+  try {
+    const files = [path.join(dir, "settings.conf"), path.join(dir, "zones.conf")];
+    writeFileSync(files[0], r.settings);
+    writeFileSync(files[1], r.peersText);
+    if (r.blocklistText !== undefined) {
+      files.push(path.join(dir, "blocklist.conf"));
+      writeFileSync(files[2], r.blocklistText);
+    }
+    const main = path.join(dir, "unbound.conf");
+    writeFileSync(
+      main,
+      [
+        "server:",
+        '    chroot: ""',
+        '    username: ""',
+        `    directory: "${dir}"`,
+        ...files.map((f) => `include-toplevel: "${f}"`),
+        "",
+      ].join("\n"),
+    );
+    const check = await runner.run("unbound-checkconf", [main], { allowFailure: true });
+    if (check.code !== 0) throw refuse("unbound-checkconf", check);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function reconcile(
+  ctx: AgentContext,
+  state: HubState,
+  opts: ReconcileOptions = {},
+): Promise<Change[]> {
   // Before anything: the WireGuard config written below holds the same keys as the state.
   assertSecretStorage(ctx.options.paths);
+  const renders = opts.renders ?? renderAll(ctx, state);
+  const verify = opts.verifyLive ?? false;
   const changes: Change[] = [];
   changes.push(...ensureForwarding(ctx));
   changes.push(...(await reconcileWireguard(ctx, state)));
-  changes.push(...(await reconcileNftables(ctx, state)));
-  changes.push(...(await reconcileUnbound(ctx, state)));
+  changes.push(...(await reconcileNftables(ctx, renders.nftRuleset, verify)));
+  changes.push(...(await reconcileUnbound(ctx, state, { renders, verifyLive: verify })));
   return changes;
 }
 
@@ -174,17 +278,33 @@ async function reconcileWireguard(ctx: AgentContext, state: HubState): Promise<C
   return [...new Set(changes)];
 }
 
-async function reconcileNftables(ctx: AgentContext, state: HubState): Promise<Change[]> {
+async function reconcileNftables(ctx: AgentContext, ruleset: string, verify: boolean): Promise<Change[]> {
   const { runner, options } = ctx;
-  const ruleset = renderNftRuleset(state, { table: options.nftTable, interface: options.interface });
-  const onDisk = readIfExists(options.paths.nftablesConfig);
-  const loaded = await runner.run("nft", ["-t", "list", "table", "inet", options.nftTable], {
-    allowFailure: true,
-  });
-  if (onDisk === ruleset && loaded.code === 0) return [];
-  // Load first, then save: a ruleset the kernel rejects never becomes the one loaded at boot.
+  const paths = options.paths;
+  const onDisk = readIfExists(paths.nftablesConfig);
+  // -s: no counters or quotas, so the listing of one loaded ruleset never changes by itself.
+  const list = () =>
+    runner.run("nft", ["-s", "list", "table", "inet", options.nftTable], { allowFailure: true });
+  if (verify) {
+    const live = await list();
+    if (live.code === 0 && nftLiveMatches(readLoadRecord(paths), ruleset, live.stdout)) {
+      if (onDisk === ruleset) return [];
+      writeFileAtomic(paths.nftablesConfig, ruleset, 0o644);
+      return ["nftables"];
+    }
+  } else {
+    const loaded = await runner.run("nft", ["-t", "list", "table", "inet", options.nftTable], {
+      allowFailure: true,
+    });
+    if (onDisk === ruleset && loaded.code === 0) return [];
+  }
+  // Load first, then save: a ruleset the kernel rejects never becomes the one loaded at boot. One `nft -f` is
+  // one kernel transaction, so loading again after an interruption is always safe.
   await runner.run("nft", ["-f", "-"], { input: ruleset });
-  writeFileAtomic(options.paths.nftablesConfig, ruleset, 0o644);
+  writeFileAtomic(paths.nftablesConfig, ruleset, 0o644);
+  const after = await list();
+  if (after.code === 0)
+    updateLoadRecord(paths, { nftRuleset: digest(ruleset), nftLive: digest(after.stdout) });
   return ["nftables"];
 }
 
@@ -205,83 +325,134 @@ function blocklistInputs(ctx: AgentContext, state: HubState): string {
   return hash.digest("hex");
 }
 
-export async function reconcileUnbound(ctx: AgentContext, state: HubState): Promise<Change[]> {
+export async function reconcileUnbound(
+  ctx: AgentContext,
+  state: HubState,
+  opts: ReconcileOptions = {},
+): Promise<Change[]> {
   const { runner, options } = ctx;
   const paths = options.paths;
   const control = (args: string[], input?: string) =>
     runner.run("unbound-control", [...options.unboundControlArgs, ...args], { input });
-  const settings = renderUnboundSettings(state, { caBundle: paths.caBundle });
-  const peers = peerZones(state);
-  const peersText = renderUnboundZones(peers);
-  const inputs = blocklistInputs(ctx, state);
-  // Only the header is read to see whether the (large) file is current.
-  const blockHead = readHeadIfExists(paths.unboundBlocklist, 1000);
-  const blockCurrent = blockHead !== undefined && zonesInputs(blockHead) === inputs;
-  // Only rebuilt when its inputs changed: with a million blocked names this is most of an apply's work.
-  const blockText = blockCurrent ? undefined : renderBlocklistZones(currentFilter(ctx, state), inputs);
-  const plan = planUnbound({
-    settings,
-    settingsOnDisk: readIfExists(paths.unboundConfig),
-    peers,
-    peersText,
-    peersOnDisk: readIfExists(paths.unboundZones),
-    blocklistExists: blockHead !== undefined,
-    blocklistCurrent: blockCurrent,
-    blocklistText: blockText,
-    readBlocklistOnDisk: () => readIfExists(paths.unboundBlocklist) ?? "",
-  });
-  if (plan.action === "none") return [];
+  const r = opts.renders ?? renderAll(ctx, state);
+  const { settings, peers, peersText } = r;
+  const blockText = r.blocklistText;
+  const settingsOnDisk = readIfExists(paths.unboundConfig);
+  const record = readLoadRecord(paths);
+  const recordSettings = () =>
+    updateLoadRecord(paths, { unboundSettings: digest(settings), unboundListen: listenLines(settings) });
 
-  const writeAll = () => {
-    writeFileAtomic(paths.unboundZones, peersText, 0o644);
-    if (blockText !== undefined) writeFileAtomic(paths.unboundBlocklist, blockText, 0o644);
-    writeFileAtomic(paths.unboundConfig, settings, 0o644);
+  const writeAll = (): boolean => {
+    let wrote = false;
+    if (readIfExists(paths.unboundZones) !== peersText) {
+      writeFileAtomic(paths.unboundZones, peersText, 0o644);
+      wrote = true;
+    }
+    if (blockText !== undefined) {
+      writeFileAtomic(paths.unboundBlocklist, blockText, 0o644);
+      wrote = true;
+    }
+    if (settingsOnDisk !== settings) {
+      writeFileAtomic(paths.unboundConfig, settings, 0o644);
+      wrote = true;
+    }
+    return wrote;
   };
   const reload = async (): Promise<Change[]> => {
     writeAll();
     await control(["reload"]);
+    recordSettings();
     return ["unbound reload"];
   };
+  const restart = async (): Promise<Change[]> => {
+    writeAll();
+    await runner.run(options.unboundRestartCommand[0], options.unboundRestartCommand.slice(1));
+    recordSettings();
+    return ["unbound restart"];
+  };
   const notRunning = async (): Promise<string | undefined> => {
-    const r = await runner.run("unbound-control", [...options.unboundControlArgs, "status"], {
+    const res = await runner.run("unbound-control", [...options.unboundControlArgs, "status"], {
       allowFailure: true,
     });
-    return r.code === 0 ? undefined : (r.stderr || r.stdout).trim().split("\n")[0];
+    return res.code === 0 ? undefined : (res.stderr || res.stdout).trim().split("\n")[0];
   };
   const filesOnly = (why: string): Change[] => {
     // Not started yet (boot order, first install): it reads these files when it starts.
     writeAll();
+    recordSettings();
     ctx.log(`[!] unbound is not running (${why}); its files are written for its next start`);
     return ["unbound files"];
   };
+  const editLive = async (edits: LiveEdits): Promise<Change[]> => {
+    const commands = Object.entries(edits) as [keyof LiveEdits, readonly string[]][];
+    if (commands.every(([, lines]) => lines.length === 0)) return [];
+    try {
+      for (const [command, lines] of commands) {
+        if (lines.length === 0) continue;
+        const out = await control([command], lines.join("\n") + "\n");
+        // unbound-control exits 0 even when a line is rejected; it says so on stdout.
+        if (/error/i.test(out.stdout))
+          throw new Error(`unbound-control ${command}: ${out.stdout.trim().slice(0, 300)}`);
+      }
+      return ["unbound zones"];
+    } catch (e) {
+      const why = await notRunning();
+      if (why !== undefined) return filesOnly(why);
+      // The files already hold the desired zones; a reload makes unbound match them whatever the live edit left.
+      ctx.log(`[!] live zone update failed (${(e as Error).message}); reloading unbound instead`);
+      return reload();
+    }
+  };
 
+  if (opts.verifyLive) {
+    const why = await notRunning();
+    if (why !== undefined) return filesOnly(why);
+    if (record.unboundSettings !== digest(settings)) {
+      // Settings cannot be listed live: unless unbound is known to have loaded these very settings, load them.
+      // A reload keeps its sockets, so a different (or unknown) set of listen addresses needs a restart.
+      const listening =
+        record.unboundListen ?? (settingsOnDisk !== undefined ? listenLines(settingsOnDisk) : undefined);
+      return listening === listenLines(settings) ? reload() : restart();
+    }
+    const blocklist = parseUnboundZones(blockText ?? readIfExists(paths.unboundBlocklist) ?? "");
+    const desired: UnboundZones = {
+      zones: new Map([...peers.zones, ...blocklist.zones]),
+      datas: new Map([...peers.datas, ...blocklist.datas]),
+    };
+    const live = liveOwnZones(
+      (await control(["list_local_zones"])).stdout,
+      (await control(["list_local_data"])).stdout,
+    );
+    const repair = planLiveRepair(live, desired);
+    const wrote = writeAll();
+    if (repair.action === "reload") return reload();
+    if (repair.action === "live") return editLive(repair.edits);
+    return wrote ? ["unbound files"] : [];
+  }
+
+  const plan = planUnbound({
+    settings,
+    settingsOnDisk,
+    peers,
+    peersText,
+    peersOnDisk: readIfExists(paths.unboundZones),
+    blocklistExists: r.blocklistExists,
+    blocklistCurrent: r.blocklistCurrent,
+    blocklistText: blockText,
+    readBlocklistOnDisk: () => readIfExists(paths.unboundBlocklist) ?? "",
+  });
+  if (plan.action === "none") {
+    // After a clean run the files are what unbound loaded; a hub set up before the load record existed gets one.
+    if (record.unboundSettings === undefined) recordSettings();
+    return [];
+  }
   if (plan.action !== "live") {
     if (plan.ifRunning) {
       const why = await notRunning();
       if (why !== undefined) return filesOnly(why);
     }
-    if (plan.action === "reload") return reload();
-    writeAll();
-    await runner.run(options.unboundRestartCommand[0], options.unboundRestartCommand.slice(1));
-    return ["unbound restart"];
+    return plan.action === "reload" ? reload() : restart();
   }
   writeAll();
-  const commands = Object.entries(plan.edits) as [keyof LiveEdits, readonly string[]][];
-  if (commands.every(([, lines]) => lines.length === 0)) return [];
-  try {
-    for (const [command, lines] of commands) {
-      if (lines.length === 0) continue;
-      const out = await control([command], lines.join("\n") + "\n");
-      // unbound-control exits 0 even when a line is rejected; it says so on stdout.
-      if (/error/i.test(out.stdout))
-        throw new Error(`unbound-control ${command}: ${out.stdout.trim().slice(0, 300)}`);
-    }
-    return ["unbound zones"];
-  } catch (e) {
-    const why = await notRunning();
-    if (why !== undefined) return filesOnly(why);
-    // The files already hold the desired zones; a reload makes unbound match them whatever the live edit left.
-    ctx.log(`[!] live zone update failed (${(e as Error).message}); reloading unbound instead`);
-    return reload();
-  }
+  return editLive(plan.edits);
 }

@@ -93,7 +93,7 @@ export function planUnbound(i: UnboundInputs): UnboundPlan {
   };
 }
 
-function listenLines(settings: string): string {
+export function listenLines(settings: string): string {
   return settings
     .split("\n")
     .filter((l) => /^\s*(interface|port):/.test(l))

@@ -130,13 +130,16 @@ export class FakeHub implements Runner {
         }
         break;
       case "nft":
-        if (a[0] === "-t" && a[1] === "list")
+        if (a[0] === "-c" && a[1] === "-f") return ok();
+        if ((a[0] === "-t" || a[0] === "-s") && a[1] === "list")
           return this.nftTable !== undefined ? ok(this.nftTable) : fail("Error: No such file or directory");
         if (a[0] === "-f" && a[1] === "-") {
           this.nftTable = options.input;
           return ok();
         }
         break;
+      case "unbound-checkconf":
+        return ok(`unbound-checkconf: no errors in ${a[0]}\n`);
       case "unbound-control":
         if (!this.unboundRunning)
           return fail("error: connect: No such file or directory for /run/unbound.ctl");
@@ -170,6 +173,13 @@ export class FakeHub implements Runner {
       case "reload":
         this.loadZoneFile();
         return "ok\n";
+      case "list_local_zones":
+        // unbound's built-in zones are listed too (daemon/remote.c); the agent must leave them alone.
+        return [...this.zones, ["localhost.", "redirect"]].map(([k, v]) => `${k} ${v}\n`).join("");
+      case "list_local_data":
+        return [...[...this.datas.values()].flat(), "localhost. 10800 IN A 127.0.0.1"]
+          .map((rr) => rr.split(" ").join("\t") + "\n")
+          .join("");
       case "local_zones":
         for (const l of lines) this.zones.set(l.split(" ")[0], l.split(" ")[1]);
         return "ok\n";
