@@ -2,9 +2,10 @@
  * Prints the rendered user-data size per provider and image against each provider's limit, for a typical
  * spec (one ed25519 key) and a large one (ten RSA-4096 keys). Run: npx ts-node --transpile-only bench/userdata-size.ts
  */
-import { generateKeyPairSync } from "crypto";
+import { generateKeyPairSync, randomBytes } from "crypto";
 import { renderBootstrapScript, renderUserData } from "../cloud-init/render";
 import type { BootstrapSpec, ImageFamily } from "../cloud-init/spec";
+import { ed25519HostKey } from "../model/ssh-host-key";
 
 /** Limits as documented by each provider (see test/cloud-init-render.test.ts for the sources). */
 const LIMITS: { provider: string; bytes: number; measure: (u: string) => number; note: string }[] = [
@@ -35,6 +36,8 @@ function sshRsaKey(): string {
 
 const ed25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGvwDjtFrBh1g3XQuFaASrQa9cfgUDddBNpobli+RPAf me@laptop";
 const rsa = sshRsaKey();
+/** The cloud user-data carries the hub's SSH host key (README, "Delivery trust"): measured with it. */
+const hostKey = ed25519HostKey(randomBytes(32).toString("base64"), "cloudpal-hub");
 
 function spec(image: ImageFamily, keys: string[]): BootstrapSpec {
   return {
@@ -53,7 +56,7 @@ for (const image of ["debian-12", "ubuntu-24.04"] as ImageFamily[]) {
     ["1 ed25519", [ed25519]],
     ["10 rsa-4096", Array.from({ length: 10 }, () => rsa)],
   ] as [string, string[]][]) {
-    const userData = renderUserData(spec(image, keys));
+    const userData = renderUserData(spec(image, keys), hostKey);
     for (const limit of LIMITS) {
       const size = limit.measure(userData);
       console.log(
