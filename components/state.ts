@@ -31,7 +31,12 @@ export function buildHubState(
       ipv6Prefix: config.ipv6Prefix,
     },
     mode: config.firewallMode,
-    groups: config.groups.map((g) => ({ name: g.name, reaches: [...g.reaches], internet: g.internet })),
+    groups: config.groups.map((g) => ({
+      name: g.name,
+      reaches: [...g.reaches],
+      internet: g.internet,
+      encryptedDns: g.encryptedDns,
+    })),
     peers: config.peers.map((p) => {
       const keys = peerKeys.get(p.name);
       if (!keys) throw new Error(`buildHubState: no keys for peer ${JSON.stringify(p.name)}`);

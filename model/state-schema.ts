@@ -123,6 +123,10 @@ export const HUB_STATE_SCHEMA = {
           name: name("group"),
           reaches: { type: "array", maxItems: 256, items: name("group") },
           internet: { type: "boolean", fix: "must be true or false" },
+          encryptedDns: {
+            enum: ["allow", "block"],
+            fix: "is not an encrypted-DNS choice: use 'block' (devices use the hub's filter) or 'allow' (DNS-over-TLS and DNS-over-HTTPS pass)",
+          },
         },
       },
     },

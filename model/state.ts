@@ -8,6 +8,20 @@
  */
 export type FirewallMode = "vpn" | "mesh-only";
 
+/**
+ * Whether a group's devices may use encrypted DNS that bypasses the hub's filter: DNS-over-TLS and DNS-over-QUIC
+ * (port 853) anywhere, and DNS-over-HTTPS to the well-known resolvers (agent/src/nftables-ruleset.ts). Plain
+ * DNS to any resolver is always answered by the hub.
+ */
+export type EncryptedDns = "allow" | "block";
+
+/**
+ * "block": the filter is the reason the hub runs a resolver, and devices whose encrypted DNS is refused fall
+ * back to plain DNS, which the hub answers (browsers in automatic DoH mode, Android's automatic Private DNS).
+ * A group whose devices insist on their own encrypted resolver opts out with "allow".
+ */
+export const DEFAULT_ENCRYPTED_DNS: EncryptedDns = "block";
+
 export interface GroupState {
   /** Group name, hostname-safe. */
   readonly name: string;
@@ -15,6 +29,8 @@ export interface GroupState {
   readonly reaches: readonly string[];
   /** Whether this group's peers may use the hub as their internet gateway (only honoured in `vpn` mode). */
   readonly internet: boolean;
+  /** Absent in states written before it existed: DEFAULT_ENCRYPTED_DNS. */
+  readonly encryptedDns?: EncryptedDns;
 }
 
 export interface PeerState {

@@ -61,7 +61,7 @@ describe("defaults", () => {
       ipv4Subnet: "10.77.0.0/16",
       ipv6Prefix: "fd7a:c10d:9a1::/64",
       peers: [],
-      groups: [{ name: "family", reaches: ["family"], internet: true }],
+      groups: [{ name: "family", reaches: ["family"], internet: true, encryptedDns: "block" }],
       dns: {
         blocklists: DEFAULTS.dns.blocklists,
         allow: [],
@@ -122,13 +122,13 @@ const VALID: [string, Record<string, unknown>, (c: HubConfig) => unknown, unknow
   [
     "groups",
     {
-      groups: { adults: { reaches: ["adults", "kids"], internet: true }, kids: {} },
+      groups: { adults: { reaches: ["adults", "kids"], internet: true }, kids: { encryptedDns: "allow" } },
       peers: [{ name: "a", group: "kids" }],
     },
     (c) => c.groups,
     [
-      { name: "adults", reaches: ["adults", "kids"], internet: true },
-      { name: "kids", reaches: [], internet: false },
+      { name: "adults", reaches: ["adults", "kids"], internet: true, encryptedDns: "block" },
+      { name: "kids", reaches: [], internet: false, encryptedDns: "allow" },
     ],
   ],
   [

@@ -41,8 +41,8 @@ describe("buildHubState", () => {
       group: "servers",
     });
     expect(state.groups).toEqual([
-      { name: "family", reaches: ["family", "servers"], internet: true },
-      { name: "servers", reaches: [], internet: false },
+      { name: "family", reaches: ["family", "servers"], internet: true, encryptedDns: "block" },
+      { name: "servers", reaches: [], internet: false, encryptedDns: "block" },
     ]);
   });
 

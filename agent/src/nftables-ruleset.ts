@@ -23,12 +23,20 @@
  * - NAT: masquerade traffic from the tunnel subnets leaving by any interface other than wg0. Matching
  *   `oifname != wg0` instead of a detected egress name keeps working when the provider names the NIC ens3,
  *   eth0 or enp1s0, or adds a second one; the forward chain already decides what may leave.
+ * - DNS through the filter: plain DNS (port 53, UDP and TCP, both families) from the tunnel to any resolver
+ *   outside it is redirected (DNAT) to the hub's unbound, so a device set to ask 8.8.8.8 gets the hub's
+ *   filtered answer (conntrack rewrites the reply's source back, so the device sees 8.8.8.8 answer). Resolvers
+ *   inside the tunnel (a peer's own DNS server) are left alone: the forward chain decides whether they are
+ *   reachable. For groups whose `encryptedDns` is "block", DNS-over-TLS and DNS-over-QUIC (853, RFC 7858 and
+ *   9250) anywhere, and HTTPS (TCP and UDP 443) to the well-known DoH resolvers (DOH_RESOLVERS_V4/V6), are
+ *   rejected rather than dropped, so the device falls back to plain DNS at once instead of after a timeout.
+ *   DoH to any other address cannot be told from web traffic and passes (README "What can still bypass").
  */
 import * as ipaddr from "ipaddr.js";
 import { hubAddresses } from "../../model/addressing";
 import { canonicalIpv6 } from "../../model/ip-text";
 import { MANAGED_HEADER } from "../../model/layout";
-import type { HubState } from "../../model/state";
+import { DEFAULT_ENCRYPTED_DNS, type HubState } from "../../model/state";
 
 export interface NftOptions {
   readonly table: string;
@@ -49,6 +57,68 @@ export const NON_INTERNET_V4 = [
 ];
 /** fd00:ec2::254 is a cloud metadata address; it is inside fc00::/7 like every ULA. */
 export const NON_INTERNET_V6 = ["::1/128", "fc00::/7", "fe80::/10", "ff00::/8"];
+
+/**
+ * The anycast addresses of the public resolvers that browsers and operating systems offer for DNS-over-HTTPS,
+ * as each operator documents them: Google (developers.google.com/speed/public-dns/docs/using), Cloudflare
+ * incl. its malware and family variants (developers.cloudflare.com/1.1.1.1/ip-addresses), Quad9
+ * (quad9.net/service/service-addresses-and-features), OpenDNS (support.opendns.com, "OpenDNS IP addresses"),
+ * AdGuard DNS (adguard-dns.io/kb/general/dns-providers), CleanBrowsing (cleanbrowsing.org/filters) and
+ * Mullvad DNS (mullvad.net/help/dns-over-https-and-dns-over-tls). These addresses serve only DNS, so refusing
+ * HTTPS to them takes nothing else away.
+ */
+export const DOH_RESOLVERS_V4 = [
+  "8.8.8.8",
+  "8.8.4.4",
+  "1.1.1.1",
+  "1.0.0.1",
+  "1.1.1.2",
+  "1.0.0.2",
+  "1.1.1.3",
+  "1.0.0.3",
+  "9.9.9.9",
+  "149.112.112.112",
+  "9.9.9.10",
+  "149.112.112.10",
+  "9.9.9.11",
+  "149.112.112.11",
+  "208.67.222.222",
+  "208.67.220.220",
+  "208.67.222.123",
+  "208.67.220.123",
+  "94.140.14.14",
+  "94.140.15.15",
+  "94.140.14.15",
+  "94.140.15.16",
+  "185.228.168.9",
+  "185.228.169.9",
+  "185.228.168.168",
+  "185.228.169.168",
+  "194.242.2.2",
+];
+export const DOH_RESOLVERS_V6 = [
+  "2001:4860:4860::8888",
+  "2001:4860:4860::8844",
+  "2606:4700:4700::1111",
+  "2606:4700:4700::1001",
+  "2606:4700:4700::1112",
+  "2606:4700:4700::1002",
+  "2606:4700:4700::1113",
+  "2606:4700:4700::1003",
+  "2620:fe::fe",
+  "2620:fe::9",
+  "2620:fe::10",
+  "2620:fe::fe:10",
+  "2620:fe::11",
+  "2620:fe::fe:11",
+  "2620:119:35::35",
+  "2620:119:53::53",
+  "2a10:50c0::ad1:ff",
+  "2a10:50c0::ad2:ff",
+  "2a0d:2a00:1::2",
+  "2a0d:2a00:2::2",
+  "2a07:e340::2",
+];
 
 function elements(items: readonly string[]): string {
   return items.length > 0 ? ` elements = { ${items.join(", ")} }` : "";
@@ -115,6 +185,8 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
   );
   set("non_internet_v4", "ipv4_addr", NON_INTERNET_V4, "never reached through the hub");
   set("non_internet_v6", "ipv6_addr", NON_INTERNET_V6, "never reached through the hub");
+  set("doh_v4", "ipv4_addr", DOH_RESOLVERS_V4, "well-known DNS-over-HTTPS resolvers");
+  set("doh_v6", "ipv6_addr", DOH_RESOLVERS_V6, "well-known DNS-over-HTTPS resolvers");
 
   out.push(
     "",
@@ -163,6 +235,17 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
   }
   const egress = state.mode === "vpn" ? state.groups.filter((g) => g.internet) : [];
   for (const g of egress) {
+    if ((g.encryptedDns ?? DEFAULT_ENCRYPTED_DNS) !== "block") continue;
+    const i = groupIndex.get(g.name);
+    const why = JSON.stringify(`${g.name}: encrypted DNS blocked`);
+    out.push(
+      `    iifname ${wg} oifname != ${wg} ip saddr @group${i}_v4 meta l4proto { tcp, udp } th dport 853 reject comment ${why}`,
+      `    iifname ${wg} oifname != ${wg} ip6 saddr @group${i}_v6 meta l4proto { tcp, udp } th dport 853 reject comment ${why}`,
+      `    iifname ${wg} oifname != ${wg} ip saddr @group${i}_v4 ip daddr @doh_v4 meta l4proto { tcp, udp } th dport 443 reject comment ${why}`,
+      `    iifname ${wg} oifname != ${wg} ip6 saddr @group${i}_v6 ip6 daddr @doh_v6 meta l4proto { tcp, udp } th dport 443 reject comment ${why}`,
+    );
+  }
+  for (const g of egress) {
     const i = groupIndex.get(g.name);
     out.push(
       `    iifname ${wg} oifname != ${wg} ip saddr @group${i}_v4 ip daddr != @non_internet_v4 accept comment ${JSON.stringify(`${g.name} uses the internet`)}`,
@@ -170,6 +253,14 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     );
   }
   out.push('    drop comment "default deny"', "  }");
+  out.push(
+    "",
+    "  chain prerouting {",
+    "    type nat hook prerouting priority dstnat; policy accept;",
+    `    iifname ${wg} ip daddr != ${state.hub.ipv4Subnet} meta l4proto { udp, tcp } th dport 53 dnat ip to ${hub.ipv4} comment "DNS goes through the hub's filter"`,
+    `    iifname ${wg} ip6 daddr != ${state.hub.ipv6Prefix} meta l4proto { udp, tcp } th dport 53 dnat ip6 to ${v6(hub.ipv6)} comment "DNS goes through the hub's filter"`,
+    "  }",
+  );
   if (egress.length > 0) {
     out.push(
       "",

@@ -2,11 +2,21 @@
  * `cloudpal-agent peer config NAME`: the same wg-quick text the Pulumi program outputs, built from the
  * persisted state by the same function (model/client-config.ts). The hub never holds a device's private key,
  * so the PrivateKey line is the placeholder.
+ *
+ * `--endpoint` reaches the printed file's `Endpoint = ` line, in a config the device runs as root (wg-quick
+ * runs its PostUp lines), so it passes the state's own endpoint rule (model/canonical.ts) before anything is
+ * rendered: a newline there would have written a line of the attacker's choosing.
  */
 import { clientConfigInput, renderClientConfig } from "../../model/client-config";
+import { endpointProblem } from "../../model/canonical";
 import type { HubState } from "../../model/state";
 
 export function peerClientConfig(state: HubState, name: string, endpointOverride?: string): string {
+  if (endpointOverride !== undefined) {
+    const problem = endpointProblem(endpointOverride);
+    if (problem !== undefined)
+      throw new Error(`'--endpoint' (${JSON.stringify(endpointOverride)}) ${problem}.`);
+  }
   return renderClientConfig(
     clientConfigInput(state, name, endpointOverride !== undefined ? { endpoint: endpointOverride } : {}),
   );

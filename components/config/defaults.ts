@@ -2,7 +2,7 @@
  * Every default of the stack config, and the one function that applies them.
  */
 import type { ImageFamily } from "../../cloud-init/spec";
-import type { FirewallMode } from "../../model/state";
+import { DEFAULT_ENCRYPTED_DNS, type FirewallMode } from "../../model/state";
 import { DEFAULT_PERSISTENT_KEEPALIVE } from "../../model/client-config";
 import { CATALOG } from "../catalog";
 import type { HostTarget, RawConfig, UnallocatedConfig } from "./types";
@@ -27,7 +27,7 @@ export const DEFAULTS = {
   peerGroup: "family",
   groups: { family: { reaches: ["family"], internet: true } } as Record<
     string,
-    { reaches?: string[]; internet?: boolean }
+    { reaches?: string[]; internet?: boolean; encryptedDns?: "allow" | "block" }
   >,
   dns: {
     blocklists: ["https://raw.githubusercontent.com/StevenBlack/hosts/master/hosts"],
@@ -92,6 +92,7 @@ export function withDefaults(raw: RawConfig): UnallocatedConfig {
       name,
       reaches: g.reaches ?? [],
       internet: g.internet ?? false,
+      encryptedDns: g.encryptedDns ?? DEFAULT_ENCRYPTED_DNS,
     })),
     dns: {
       blocklists: dns.blocklists ?? [...DEFAULTS.dns.blocklists],

@@ -213,6 +213,10 @@ export const CONFIG_SCHEMA = {
         properties: {
           reaches: { type: "array", items: { type: "string", pattern: NAME_PATTERN, fix: NAME_FIX } },
           internet: { type: "boolean", fix: "must be true or false" },
+          encryptedDns: {
+            enum: ["allow", "block"],
+            fix: `is not an encrypted-DNS choice: use "block" (default: DNS-over-TLS and known DNS-over-HTTPS resolvers refused, so devices use the hub's filter) or "allow"`,
+          },
         },
       },
     },

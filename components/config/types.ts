@@ -3,7 +3,7 @@
  * and the config before addresses are allocated. Types only, and the error every config problem is reported in.
  */
 import type { ImageFamily } from "../../cloud-init/spec";
-import type { DnsState, FirewallMode } from "../../model/state";
+import type { DnsState, EncryptedDns, FirewallMode } from "../../model/state";
 import type { CloudProvider } from "../catalog";
 
 export const CONFIG_NAMESPACE = "cloudpal";
@@ -53,6 +53,8 @@ export interface GroupConfig {
   readonly reaches: readonly string[];
   /** Defaults to false. */
   readonly internet: boolean;
+  /** Defaults to DEFAULT_ENCRYPTED_DNS ("block"). */
+  readonly encryptedDns: EncryptedDns;
 }
 
 export interface AutoRebootConfig {
@@ -114,7 +116,7 @@ export interface RawConfig {
   ipv4Subnet?: string;
   ipv6Prefix?: string;
   peers?: { name: string; publicKey?: string; group?: string; address?: string }[];
-  groups?: Record<string, { reaches?: string[]; internet?: boolean }>;
+  groups?: Record<string, { reaches?: string[]; internet?: boolean; encryptedDns?: EncryptedDns }>;
   dns?: {
     blocklists?: string[];
     allow?: string[];
