@@ -27,6 +27,8 @@ import { Lab, waitFor } from "./netns/lab";
 jest.setTimeout(240_000);
 
 const HUB_V4 = "10.77.0.1";
+/** A well-known public resolver's address, given to the lab's internet namespace (never real traffic). */
+const PUBLIC_RESOLVER = "8.8.8.8";
 const PORT = 51820;
 
 interface Device {
@@ -63,7 +65,8 @@ function state(
     mode: "vpn",
     groups: [
       { name: "family", reaches: ["family"], internet: true },
-      { name: "guest", reaches: [], internet: true },
+      // The guest group lets encrypted DNS through, so the test below sees both choices.
+      { name: "guest", reaches: [], internet: true, encryptedDns: "allow" },
     ],
     peers: [...peers],
     dns: {
@@ -288,6 +291,76 @@ describe("hub agent in network namespaces", () => {
       status: "NOERROR",
       answers: ["198.51.100.82"],
     });
+  });
+
+  it("a device asking another resolver (8.8.8.8, here in the lab's internet) gets the hub's filtered answer", async () => {
+    // A public resolver at 8.8.8.8 in the internet namespace that answers lab.example unfiltered.
+    const publicDns = path.join(dir, "public-dns");
+    mkdirSync(publicDns);
+    const conf = path.join(publicDns, "unbound.conf");
+    writeFileSync(
+      conf,
+      [
+        "server:",
+        `  directory: "${publicDns}"`,
+        '  username: ""',
+        '  chroot: ""',
+        `  pidfile: "${publicDns}/unbound.pid"`,
+        "  do-daemonize: no",
+        "  use-syslog: no",
+        `  interface: ${PUBLIC_RESOLVER}@53`,
+        "  access-control: 0.0.0.0/0 allow",
+        '  local-zone: "lab.example." static',
+        `  local-data: "ads.lab.example. 60 IN A 198.51.100.81"`,
+        `  local-data: "www.lab.example. 60 IN A 198.51.100.80"`,
+        "remote-control:",
+        "  control-enable: no",
+        "",
+      ].join("\n"),
+    );
+    await lab.exec(internetNs, "ip", ["addr", "add", `${PUBLIC_RESOLVER}/32`, "dev", `vi${tag}`]);
+    await lab.exec(hubNs, "ip", ["route", "add", `${PUBLIC_RESOLVER}/32`, "via", INTERNET]);
+    lab.daemon("public-dns", internetNs, "unbound", ["-d", "-c", conf]);
+    // Asked directly (from the hub's namespace, outside the tunnel), it answers the blocked name.
+    await waitFor(
+      async () => (await dig(hubNs, PUBLIC_RESOLVER, "ads.lab.example")).status === "NOERROR",
+      10_000,
+      "the public resolver to answer",
+    );
+    expect(await dig(hubNs, PUBLIC_RESOLVER, "ads.lab.example")).toEqual({
+      status: "NOERROR",
+      answers: ["198.51.100.81"],
+    });
+    // From a device, through the tunnel, over UDP and TCP: the hub answers, with its filter.
+    for (const d of [laptop(), visitor()]) {
+      await lab.exec(d.ns, "ip", ["route", "add", `${PUBLIC_RESOLVER}/32`, "dev", d.ifname]);
+      expect((await dig(d.ns, PUBLIC_RESOLVER, "ads.lab.example")).status).toBe("REFUSED");
+      expect((await dig(d.ns, PUBLIC_RESOLVER, "denied.lab.example")).status).toBe("REFUSED");
+      // A name only the hub's upstream knows proves the answer came from the hub, not from 8.8.8.8.
+      expect(await dig(d.ns, PUBLIC_RESOLVER, "fine.lab.example")).toEqual({
+        status: "NOERROR",
+        answers: ["198.51.100.82"],
+      });
+    }
+    const tcp = await lab.exec(
+      laptop().ns,
+      "dig",
+      ["+tcp", "+tries=1", "+time=2", `@${PUBLIC_RESOLVER}`, "ads.lab.example"],
+      {
+        allowFailure: true,
+      },
+    );
+    expect(tcp.stdout).toMatch(/status: REFUSED/);
+    // DNS-over-TLS to the lab's upstream: refused at once for the family (encryptedDns "block", the default),
+    // connected for the guest group, whose state says "allow". bash's /dev/tcp connects or fails (exit 1).
+    const dot = async (d: Device) =>
+      (
+        await lab.exec(d.ns, "timeout", ["5", "bash", "-c", `exec 3<>/dev/tcp/${INTERNET}/853`], {
+          allowFailure: true,
+        })
+      ).code;
+    expect(await dot(laptop())).toBe(1);
+    expect(await dot(visitor())).toBe(0);
   });
 
   it("keeps the last good blocklist when the source fails", async () => {
