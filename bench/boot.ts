@@ -63,6 +63,7 @@ async function main(): Promise<void> {
       instanceId: `i-cloudpal-bench-${process.pid}`,
       operatorUser: "cloudpal-admin",
       identityFile: key.privateKeyPath,
+      hostKey: stack.hostKey,
       sshGuestPort: 22,
       wireguardGuestPort: 51820,
       deviceHostAddress: device.names.hostAddress,

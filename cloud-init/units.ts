@@ -91,7 +91,7 @@ NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
 PrivateTmp=yes
-ReadWritePaths=${LAYOUT.stateDir} /etc/unbound/unbound.conf.d /run/unbound
+ReadWritePaths=${LAYOUT.stateDir} /etc/unbound/unbound.conf.d
 `,
     },
     {

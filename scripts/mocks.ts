@@ -60,16 +60,31 @@ export interface SeenOptions {
   readonly dependsOn: readonly pulumi.Resource[];
 }
 
-const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+/**
+ * Pulumi's serialised special values carry this key; its value says which kind: a secret, an asset, an
+ * archive (@pulumi/pulumi runtime/rpc.js specialSigKey, specialSecretSig, specialAssetSig). Only secrets
+ * are unwrapped: an asset keeps its `path` or `text`.
+ */
+const SPECIAL_SIG_KEY = "4dabf18193072939515e22adb298388d";
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 
 function isSecretWrapper(v: unknown): v is { value: unknown } {
-  return typeof v === "object" && v !== null && SECRET_SIG in v;
+  return (
+    typeof v === "object" && v !== null && (v as Record<string, unknown>)[SPECIAL_SIG_KEY] === SECRET_SIG
+  );
+}
+
+/** A plain object or map, as opposed to an instance (a FileAsset, its path's Promise) that must stay whole. */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== "object" || value === null) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
 }
 
 export function maskSecrets(value: unknown): unknown {
   if (isSecretWrapper(value)) return "[secret]";
   if (Array.isArray(value)) return value.map(maskSecrets);
-  if (value && typeof value === "object") {
+  if (isPlainObject(value)) {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskSecrets(v)]));
   }
   return value;
@@ -78,7 +93,7 @@ export function maskSecrets(value: unknown): unknown {
 export function unwrapSecrets(value: unknown): unknown {
   if (isSecretWrapper(value)) return unwrapSecrets(value.value);
   if (Array.isArray(value)) return value.map(unwrapSecrets);
-  if (value && typeof value === "object") {
+  if (isPlainObject(value)) {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v)]));
   }
   return value;

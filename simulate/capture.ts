@@ -138,10 +138,18 @@ export async function capture(
     const explicit = (Array.isArray(opts.dependsOn) ? (opts.dependsOn as pulumi.Resource[]) : [])
       .map((d) => names.get(d))
       .filter((n): n is string => n !== undefined);
-    const taken = leaves(r.inputs);
-    const implicit = [...outputsOf]
-      .filter(([other, values]) => other !== urn && [...values].some((v) => taken.has(v)))
-      .map(([other]) => other);
+    const takers = (value: unknown) => {
+      const taken = leaves(value);
+      return [...outputsOf]
+        .filter(([other, values]) => other !== urn && [...values].some((v) => taken.has(v)))
+        .map(([other]) => other);
+    };
+    const implicit = takers(r.inputs);
+    const inputDeps = Object.fromEntries(
+      Object.entries(r.inputs)
+        .map(([key, value]) => [key, takers(value)] as const)
+        .filter(([, from]) => from.length > 0),
+    );
     return {
       urn,
       type: r.type,
@@ -150,9 +158,10 @@ export async function capture(
       inputs: r.inputs,
       protect: Boolean(opts.protect),
       retainOnDelete: Boolean(opts.retainOnDelete),
-      deleteBeforeReplace: Boolean(opts.deleteBeforeReplace),
+      deleteBeforeReplace: opts.deleteBeforeReplace,
       replaceOnChanges: [...(opts.replaceOnChanges ?? [])],
       dependsOn: [...new Set([...(urn === hubUrn ? [] : [hubUrn]), ...explicit, ...implicit])],
+      inputDeps,
     };
   });
   return {

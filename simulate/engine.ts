@@ -30,10 +30,13 @@ export interface ResourceRecord {
   readonly inputs: Readonly<Record<string, unknown>>;
   readonly protect: boolean;
   readonly retainOnDelete: boolean;
-  readonly deleteBeforeReplace: boolean;
+  /** The resource option; undefined when the program leaves it to the provider (rules.ts says what it asks). */
+  readonly deleteBeforeReplace: boolean | undefined;
   readonly replaceOnChanges: readonly string[];
   /** URNs this resource depends on: parent, `dependsOn`, and every resource whose id or output it takes. */
   readonly dependsOn: readonly string[];
+  /** Per input: the URNs whose id or outputs that input takes (the engine's property dependencies). */
+  readonly inputDeps?: Readonly<Record<string, readonly string[]>>;
 }
 
 export interface Snapshot {
@@ -103,16 +106,27 @@ export function decide(
   return changed.length > 0 ? { kind: "update", changed } : { kind: "same" };
 }
 
-/** Resources in `among` that depend on `urn`, directly or through others, dependents last. */
-function dependentsOf(urn: string, among: readonly ResourceRecord[]): ResourceRecord[] {
+/**
+ * The dependents the engine deletes before a delete-before-replace: those it predicts must be replaced
+ * because a replace-forcing input (or one named in `replaceOnChanges`) takes a value from the resource, or
+ * from another dependent so doomed. The engine decides from the dependent's old inputs with those values made
+ * unknown (pulumi/pulumi v3.248.0 pkg/resource/deploy/step_generator.go L3009-3115), not from the new ones: a
+ * dependent that only lists the resource in a non-forcing input (a droplet's `volumeIds`) stays up.
+ */
+function doomedDependents(urn: string, among: readonly ResourceRecord[]): ResourceRecord[] {
   const out: ResourceRecord[] = [];
-  const seen = new Set([urn]);
+  const doomed = new Set([urn]);
   let grew = true;
   while (grew) {
     grew = false;
     for (const r of among) {
-      if (!seen.has(r.urn) && r.dependsOn.some((d) => seen.has(d))) {
-        seen.add(r.urn);
+      if (doomed.has(r.urn)) continue;
+      const forcing = new Set([...ruleFor(r.type).forceNew, ...r.replaceOnChanges]);
+      const hit = Object.entries(r.inputDeps ?? {}).some(
+        ([input, from]) => forcing.has(input) && from.some((u) => doomed.has(u)),
+      );
+      if (hit) {
+        doomed.add(r.urn);
         out.push(r);
         grew = true;
       }
@@ -214,6 +228,23 @@ class World {
   remove(urn: string, id: string): void {
     for (const [k, v] of this.live) if (v.urn === urn && v.id === id) this.live.delete(k);
   }
+
+  /** Checked on a delete: a live resource still holds this one (a droplet with the volume in `volumeIds`). */
+  holders(r: ResourceRecord, violations: Violation[]): void {
+    const rule = ruleFor(r.type);
+    for (const held of rule.heldBy ?? []) {
+      for (const other of this.live.values()) {
+        if (other.type !== held.type || other === r) continue;
+        const value = other.inputs[held.input];
+        const values = Array.isArray(value) ? value.map(String) : value === undefined ? [] : [String(value)];
+        if (!values.includes(r.id)) continue;
+        violations.push({
+          urn: r.urn,
+          message: `deleting ${r.urn} while ${other.urn} still holds it in ${held.input}: ${held.error} (${rule.source})`,
+        });
+      }
+    }
+  }
 }
 
 /**
@@ -251,6 +282,7 @@ export function simulate(before: Snapshot, after: Snapshot, replace: readonly st
       });
       return;
     }
+    world.holders(r, violations);
     world.remove(r.urn, r.id);
     steps.push({ kind, urn: r.urn, why });
   };
@@ -280,10 +312,8 @@ export function simulate(before: Snapshot, after: Snapshot, replace: readonly st
           });
           break;
         }
-        if (r.deleteBeforeReplace || providerAsksDeleteFirst(rule, r)) {
-          const doomed = dependentsOf(r.urn, before.resources).filter(
-            (dep) => !current.has(dep.urn) || isReplaced(dep, after, old, replace),
-          );
+        if (r.deleteBeforeReplace ?? providerAsksDeleteFirst(rule, r)) {
+          const doomed = doomedDependents(r.urn, before.resources);
           for (const dep of dependentsFirst(doomed)) {
             removeOld(
               dep,
@@ -322,18 +352,4 @@ function providerAsksDeleteFirst(rule: ResourceRule, r: ResourceRecord): boolean
   if (rule.alwaysDeleteBeforeReplace === true) return true;
   const input = rule.deleteBeforeReplaceWhenSet;
   return input !== undefined && r.inputs[input] !== undefined;
-}
-
-function isReplaced(
-  r: ResourceRecord,
-  after: Snapshot,
-  old: ReadonlyMap<string, ResourceRecord>,
-  replace: readonly string[],
-): boolean {
-  const next = after.resources.find((x) => x.urn === r.urn);
-  if (!next) return false;
-  return (
-    decide(next.type, old.get(r.urn), next.inputs, next.replaceOnChanges, replace.includes(r.urn)).kind ===
-    "replace"
-  );
 }

@@ -29,6 +29,13 @@ export interface ExclusiveRule {
   readonly error: string;
 }
 
+export interface HeldByRule {
+  /** A live resource of this type whose `input` holds this resource's id keeps it from being deleted. */
+  readonly type: string;
+  readonly input: string;
+  readonly error: string;
+}
+
 export interface ResourceRule {
   readonly type: string;
   /** Inputs whose change makes the provider replace the resource (ForceNew / RequiresReplace). */
@@ -43,6 +50,8 @@ export interface ResourceRule {
    * pkg/tfbridge/provider.go Diff → schema.go nameRequiresDeleteBeforeReplace).
    */
   readonly deleteBeforeReplaceWhenSet?: string;
+  /** Resources that must let go of this one before it can be deleted. */
+  readonly heldBy?: readonly HeldByRule[];
   /** Where the rule was read: repository, path, version. */
   readonly source: string;
 }
@@ -160,6 +169,16 @@ export const RULES: readonly ResourceRule[] = [
         scope: "region",
         regionInput: "region",
         error: "a volume with that name already exists in the region",
+      },
+    ],
+    // resourceDigitalOceanVolumeDelete calls DeleteVolume without detaching first; the API refuses an attached
+    // volume (terraform-provider-digitalocean issue 27, PR 32).
+    heldBy: [
+      {
+        type: "digitalocean:index/droplet:Droplet",
+        input: "volumeIds",
+        error:
+          "409 A volume that's attached to a Droplet cannot be deleted. Please detach it first before deleting.",
       },
     ],
     source: `${TF_DO} digitalocean/volume/resource_volume.go`,

@@ -26,7 +26,7 @@ function record(
     inputs,
     protect: false,
     retainOnDelete: false,
-    deleteBeforeReplace: false,
+    deleteBeforeReplace: undefined,
     replaceOnChanges: [],
     dependsOn: [],
     ...extra,
@@ -104,7 +104,11 @@ it("deletes a delete-before-replace resource's replaced dependents first, and re
       "linode:index/firewallDevice:FirewallDevice",
       "fwd",
       { entityId: linodeId, firewallId: 7 },
-      { id: `fwd-${linodeId}`, dependsOn: [urnOf(LINODE, "vm")] },
+      {
+        id: `fwd-${linodeId}`,
+        dependsOn: [urnOf(LINODE, "vm")],
+        inputDeps: { entityId: [urnOf(LINODE, "vm")] },
+      },
     );
   const gone = record(VULTR_IP, "old-ip", { region: "fra" });
   const plan = simulate(snap(vm("a"), dev("a"), gone), snap(vm("b"), dev("b")));
@@ -116,4 +120,38 @@ it("deletes a delete-before-replace resource's replaced dependents first, and re
     "delete old-ip",
   ]);
   expect(plan.violations).toEqual([]);
+});
+
+it("keeps a dependent up that takes the replaced resource only in an in-place input, and fails deleting what it holds", () => {
+  const DROPLET = "digitalocean:index/droplet:Droplet";
+  const VOLUME = "digitalocean:index/volume:Volume";
+  const volume = (region: string, extra: Partial<ResourceRecord> = {}) =>
+    record(VOLUME, "vol", { name: "state-hub", region }, { id: `vol-${region}`, ...extra });
+  const droplet = (region: string, volumeId: string) =>
+    record(
+      DROPLET,
+      "vm",
+      { name: "hub", region, volumeIds: [volumeId] },
+      {
+        id: `vm-${region}`,
+        dependsOn: [urnOf(VOLUME, "vol")],
+        inputDeps: { volumeIds: [urnOf(VOLUME, "vol")] },
+      },
+    );
+  // The provider asks for delete-first (explicit `name`): the old volume goes first, still attached.
+  const bridgeDefault = simulate(
+    snap(volume("fra1", { deleteBeforeReplace: undefined }), droplet("fra1", "vol-fra1")),
+    snap(volume("ams3", { deleteBeforeReplace: undefined }), droplet("ams3", "vol-ams3")),
+  );
+  expect(bridgeDefault.steps[0]).toMatchObject({ kind: "delete-replaced", urn: urnOf(VOLUME, "vol") });
+  expect(bridgeDefault.violations.map((v) => v.message)).toEqual([
+    expect.stringContaining("409 A volume that's attached to a Droplet cannot be deleted"),
+  ]);
+  // The program's explicit deleteBeforeReplace: false overrides the provider: new volume first, old one last.
+  const createFirst = simulate(
+    snap(volume("fra1", { deleteBeforeReplace: false }), droplet("fra1", "vol-fra1")),
+    snap(volume("ams3", { deleteBeforeReplace: false }), droplet("ams3", "vol-ams3")),
+  );
+  expect(createFirst.violations).toEqual([]);
+  expect(createFirst.steps.at(-1)).toMatchObject({ kind: "delete-replaced", urn: urnOf(VOLUME, "vol") });
 });

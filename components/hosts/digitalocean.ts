@@ -41,14 +41,23 @@ export function digitalOceanHost(name: string, args: HostArgs, parent: pulumi.Re
   const volume = new digitalocean.Volume(
     `${name}-state-volume`,
     {
-      name: `${config.hostname}-state`,
+      // Volume names "must begin with a letter" (DigitalOcean's volume API); a hostname may start with a digit.
+      name: `state-${config.hostname}`,
       region: target.region,
       size: 1,
       initialFilesystemType: LAYOUT.stateVolume.fsType,
       initialFilesystemLabel: LAYOUT.stateVolume.label,
       description: "CloudPal hub state",
     },
-    opts,
+    {
+      ...opts,
+      // Create-before-delete, against the bridge's delete-first for an explicit `name` (digitalocean.md §0):
+      // a region or hostname change would otherwise delete the old volume while the old droplet still has it
+      // attached (the API answers 409 "A volume that's attached to a Droplet cannot be deleted"). This way the
+      // new volume is made first, the droplet (replaced delete-first) releases the old one as it goes, and
+      // the old volume is deleted at the end of the update, detached.
+      deleteBeforeReplace: false,
+    },
   );
   const droplet = new digitalocean.Droplet(
     `${name}-droplet`,

@@ -172,6 +172,7 @@ describe("a CloudPal hub on a real Debian VM", () => {
       instanceId,
       operatorUser: "cloudpal-admin",
       identityFile: key.privateKeyPath,
+      hostKey: stack.hostKey,
       sshGuestPort: 22,
       wireguardGuestPort: 51820,
       deviceHostAddress: device.names.hostAddress,
@@ -220,6 +221,17 @@ describe("a CloudPal hub on a real Debian VM", () => {
       expect(s.wireguardPeers).toBe(2);
       expect(s.wireguardLink.split(/[<>,\s]+/)).toContain("UP");
       expect(s.nftTableLoaded).toBe(true);
+      // The daily refresh unit starts in its sandbox (ProtectSystem=strict, ReadWritePaths) and finishes:
+      // a path systemd cannot set up fails it with 226/NAMESPACE, which no unit-file check catches.
+      const refresh = await hub.ssh.exec(
+        `sudo systemctl start ${LAYOUT.units.blocklists} && systemctl show -p Result --value ${LAYOUT.units.blocklists}`,
+        { allowFailure: true },
+      );
+      expect({ code: refresh.code, stdout: refresh.stdout.trim(), stderr: refresh.stderr.trim() }).toEqual({
+        code: 0,
+        stdout: "success",
+        stderr: "",
+      });
     }));
 
   it("(3) connects the device with the program's client config, resolves peer names, refuses a denied domain", () =>
@@ -340,6 +352,8 @@ describe("a CloudPal hub on a real Debian VM", () => {
       );
       expect(again.userData).toBe(first.userData);
       expect(again.payloads.state).toBe(first.payloads.state);
+      // The same pinned host key: ssh below checks it strictly, so the rebuilt hub must present it.
+      expect(again.hostKey).toBe(first.hostKey);
       expect(Object.keys(again.clientConfigs).sort()).toEqual(Object.keys(first.clientConfigs).sort());
       for (const name of Object.keys(first.clientConfigs)) {
         expect(withoutEndpoint(again.clientConfigs[name])).toBe(withoutEndpoint(first.clientConfigs[name]));

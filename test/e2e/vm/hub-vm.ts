@@ -25,6 +25,8 @@ export interface HubVmOptions {
   readonly instanceId: string;
   readonly operatorUser: string;
   readonly identityFile: string;
+  /** The SSH host key the program pins on every Command (connection.hostKey); ssh checks it strictly. */
+  readonly hostKey?: string;
   readonly sshGuestPort: number;
   readonly wireguardGuestPort: number;
   /** Host end of the device namespace's veth pair. */
@@ -83,6 +85,7 @@ export async function bootHubVm(o: HubVmOptions): Promise<HubVm> {
     port: sshPort,
     user: o.operatorUser,
     identityFile: o.identityFile,
+    ...(o.hostKey !== undefined ? { hostKey: o.hostKey } : {}),
   });
   return { vm, ssh, wireguardEndpoint: `${o.deviceHostAddress}:${wgPort}`, tcpProbe, udpProbe };
 }

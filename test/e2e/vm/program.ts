@@ -15,6 +15,8 @@ import {
   DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS,
   type RemoteStep,
 } from "../../../components/delivery";
+import type { HubConfig } from "../../../components/config";
+import { stateOnVolume } from "../../../components/hub";
 import { installMocks, settle, valueOf, type Registered } from "../../helpers/pulumi-mocks";
 import type { Payloads } from "./delivery-runner";
 
@@ -26,6 +28,8 @@ export interface RenderedStack {
   readonly clientConfigs: Readonly<Record<string, string>>;
   readonly endpoint: string;
   readonly resources: readonly Registered[];
+  /** The host key every Command pins (`connection.hostKey`): one key for all of them. */
+  readonly hostKey: string;
 }
 
 /** Pulumi's flat config map: structured values as JSON text, as `pulumi config set --path` stores them. */
@@ -76,6 +80,7 @@ export async function runProgram(
   const expected = deliverySteps({
     bootstrapOverSsh: config.provider === "existing",
     cloudInitTimeoutSeconds: DEFAULT_CLOUD_INIT_TIMEOUT_SECONDS,
+    stateOnVolume: stateOnVolume(config.provider as HubConfig["host"]["provider"]),
   });
   const payloads: Payloads = {};
   const steps: RemoteStep[] = [];
@@ -118,5 +123,13 @@ export async function runProgram(
       `the program registered ${commands.size} Commands, the contract has ${expected.length} steps`,
     );
   }
-  return { userData, steps, payloads, clientConfigs, endpoint, resources };
+  const hostKeys = new Set(
+    resources
+      .filter((r) => r.type.startsWith("command:remote:"))
+      .map((r) => (r.inputs.connection as { hostKey?: unknown } | undefined)?.hostKey),
+  );
+  const [hostKey] = [...hostKeys];
+  if (hostKeys.size !== 1 || typeof hostKey !== "string")
+    throw new Error(`expected every delivery resource to pin one host key, found ${hostKeys.size}`);
+  return { userData, steps, payloads, clientConfigs, endpoint, resources, hostKey };
 }

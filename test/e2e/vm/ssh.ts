@@ -1,7 +1,12 @@
 /**
- * ssh/scp to a test VM through its loopback port forward. Host keys are not checked: every boot of a fresh
- * overlay makes new ones, and the only host reachable this way is the VM the test itself started.
+ * ssh/scp to a test VM through its loopback port forward. With `hostKey` (the hub's VMs) the key is pinned
+ * exactly as the program's Commands pin it (`connection.hostKey`): strict checking against a known_hosts file
+ * holding only that key, so a hub that presents any other key fails the test. Without it (the device-side
+ * helpers) host keys are not checked: the only host reachable this way is the VM the test itself started.
  */
+import { mkdtempSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import { join } from "path";
 import { run, sleep, type RunOptions, type RunResult } from "./exec";
 
 export interface SshTarget {
@@ -9,6 +14,38 @@ export interface SshTarget {
   readonly port: number;
   readonly user: string;
   readonly identityFile: string;
+  /** The host key the hub must present, as an authorized_keys-style line ("ssh-ed25519 AAAA…"). */
+  readonly hostKey?: string;
+}
+
+/** A known_hosts file holding only the pinned key for `[host]:port`. */
+function knownHostsFile(target: SshTarget & { hostKey: string }): string {
+  const dir = mkdtempSync(join(tmpdir(), "cloudpal-known-hosts-"));
+  const file = join(dir, "known_hosts");
+  const [type, key] = target.hostKey.trim().split(/\s+/);
+  writeFileSync(file, `[${target.host}]:${target.port} ${type} ${key}\n`, { mode: 0o600 });
+  return file;
+}
+
+const pinnedFiles = new WeakMap<SshTarget, string>();
+
+function hostKeyOptions(target: SshTarget): string[] {
+  if (target.hostKey === undefined) {
+    return ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"];
+  }
+  let file = pinnedFiles.get(target);
+  if (file === undefined) {
+    file = knownHostsFile({ ...target, hostKey: target.hostKey });
+    pinnedFiles.set(target, file);
+  }
+  return [
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    `UserKnownHostsFile=${file}`,
+    "-o",
+    "HostKeyAlgorithms=ssh-ed25519",
+  ];
 }
 
 function sshOptions(target: SshTarget, connectTimeoutSeconds: number): string[] {
@@ -17,10 +54,7 @@ function sshOptions(target: SshTarget, connectTimeoutSeconds: number): string[] 
     target.identityFile,
     "-o",
     "IdentitiesOnly=yes",
-    "-o",
-    "StrictHostKeyChecking=no",
-    "-o",
-    "UserKnownHostsFile=/dev/null",
+    ...hostKeyOptions(target),
     "-o",
     "LogLevel=ERROR",
     "-o",
