@@ -178,13 +178,13 @@ export const storageEncrypted: ResourceValidationPolicy = {
 export const storageEncryptionUnavailable: ResourceValidationPolicy = {
   name: "storage-encryption-unavailable",
   description:
-    "Vultr cannot encrypt disks or block storage at rest; the data is as private as Vultr's storage.",
+    "Vultr documents no encryption at rest for disks or block storage; the hub's keys are as private as Vultr's storage.",
   enforcementLevel: "advisory",
   configSchema: { properties: {} },
   validateResource: (args, report) => {
     if (args.isType(vultr.BlockStorage) || args.isType(vultr.Instance))
       report(
-        `Storage should be encrypted at rest, which Vultr does not offer (${args.name}): keep secrets off it, or encrypt it on the host (LUKS).`,
+        `Storage should be encrypted at rest, which Vultr does not document (${args.name}): the hub's keys live on its Block Storage, as private as Vultr keeps it; choose DigitalOcean or Linode where that matters.`,
       );
   },
 };

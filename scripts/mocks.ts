@@ -58,6 +58,8 @@ export interface SeenOptions {
   readonly deleteBeforeReplace: boolean;
   readonly replaceOnChanges: readonly string[];
   readonly dependsOn: readonly pulumi.Resource[];
+  /** The names of the resource's aliases (those given as `{ name }`). */
+  readonly aliasNames: readonly string[];
 }
 
 /**
@@ -208,6 +210,9 @@ export function installMocks(
         deleteBeforeReplace: Boolean((args.opts as pulumi.CustomResourceOptions).deleteBeforeReplace),
         replaceOnChanges: [...(args.opts.replaceOnChanges ?? [])],
         dependsOn: Array.isArray(dependsOn) ? (dependsOn as pulumi.Resource[]) : [],
+        aliasNames: (args.opts.aliases ?? [])
+          .map((a) => (typeof a === "object" && a !== null && "name" in a ? a.name : undefined))
+          .filter((n): n is string => typeof n === "string"),
       });
       return undefined;
     },

@@ -575,7 +575,7 @@ describe("provider-specific fields", () => {
     const raw = minimalConfig("existing", { region: "fra1", operatorUser: "ops", backups: true });
     delete raw.existing;
     expect(problems(raw)).toEqual([
-      `'existing' is missing: provider "existing" needs the server to use, e.g. { host: "203.0.113.7", user: "admin" }.`,
+      `'existing' is missing: provider "existing" needs the server to use, e.g. { host: "203.0.113.7", user: "admin", hostKey: "ssh-ed25519 AAAA…" } (hostKey: the line 'cat /etc/ssh/ssh_host_ed25519_key.pub' prints on the server's console).`,
       `'backups' (true) does not apply to provider "existing": remove it (back up your own server yourself).`,
       `'region' ("fra1") does not apply to provider "existing": remove it (a server you already have has no region to choose).`,
       `'operatorUser' ("ops") does not apply to provider "existing": remove it (set 'existing.user' instead).`,

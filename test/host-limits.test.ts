@@ -105,3 +105,19 @@ it("keeps Linode to regions with the Metadata service, the default among them", 
   expect(problem).toContain(`'region' ("xx-nowhere")`);
   expect(problem).toContain(CATALOG.linode.regions.join(", "));
 });
+
+describe("backups of the hub's keys", () => {
+  it("refuses Linode backups (not encrypted, and the keys live on the instance disk)", () => {
+    expect(problems(minimalConfig("linode", { backups: true }))).toEqual([
+      `'backups' (true) is refused on Linode: Linode backups are not encrypted, and they would copy the hub's keys off its encrypted disk; remove it (the stack holds everything needed to rebuild the hub).`,
+    ]);
+    expect(problems(minimalConfig("linode", { backups: false }))).toEqual([]);
+  });
+
+  it.each(["digitalocean", "vultr"])(
+    "allows %s backups: the keys live on a volume those backups leave out",
+    (p) => {
+      expect(problems(minimalConfig(p, { backups: true }))).toEqual([]);
+    },
+  );
+});

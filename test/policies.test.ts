@@ -161,7 +161,7 @@ describe("storage-encrypted", () => {
       name: "st",
       props: {},
     });
-    expect(found).toEqual([expect.stringContaining("which Vultr does not offer (st)")]);
+    expect(found).toEqual([expect.stringContaining("which Vultr does not document (st)")]);
     expect(storageEncryptionUnavailable.enforcementLevel).toBe("advisory");
     expect(
       violations(storageEncryptionUnavailable, { type: "linode:index/volume:Volume", props: {} }),

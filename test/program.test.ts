@@ -217,6 +217,8 @@ describe("DigitalOcean", () => {
     expect(retained.sort()).toEqual(names);
     // protect would stop a move: the engine refuses to delete a protected resource even with retainOnDelete.
     expect([...recorder.options].filter(([, o]) => o.protect)).toEqual([]);
+    // Stacks from before region naming called them hub-ipv4 / hub-ipv6: aliased, so their address stays.
+    expect(names.map((n) => recorder.options.get(n)?.aliasNames)).toEqual([["hub-ipv4"], ["hub-ipv6"]]);
   });
 
   it("replaces the droplet and its IP assignments delete-first, and assigns IPv4 before IPv6", async () => {

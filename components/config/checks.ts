@@ -68,7 +68,7 @@ function checkTarget(raw: RawConfig): string[] {
   if (raw.provider === "existing") {
     if (raw.existing === undefined)
       out.push(
-        `'existing' is missing: provider "existing" needs the server to use, e.g. { host: "203.0.113.7", user: "admin" }.`,
+        `'existing' is missing: provider "existing" needs the server to use, e.g. { host: "203.0.113.7", user: "admin", hostKey: "ssh-ed25519 AAAA…" } (hostKey: the line 'cat /etc/ssh/ssh_host_ed25519_key.pub' prints on the server's console).`,
       );
     // The bootstrap turns root login over SSH off, so root cannot stay the operator CloudPal logs in as.
     else if (raw.existing.user === "root")

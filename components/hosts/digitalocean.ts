@@ -15,7 +15,7 @@ import {
   type HostArgs,
   inboundRules,
   MACHINE_OPTIONS,
-  RESERVED_IP_OPTIONS,
+  reservedIpOptions,
   reservedIpName,
 } from "./host";
 
@@ -110,7 +110,7 @@ export function digitalOceanHost(name: string, args: HostArgs, parent: pulumi.Re
   const ipv4 = new digitalocean.ReservedIp(
     reservedIpName(name, "ipv4", target.region),
     { region: target.region },
-    { ...opts, ...RESERVED_IP_OPTIONS },
+    { ...opts, ...reservedIpOptions(name, "ipv4") },
   );
   const ipv4Assignment = new digitalocean.ReservedIpAssignment(
     `${name}-ipv4-assignment`,
@@ -121,7 +121,7 @@ export function digitalOceanHost(name: string, args: HostArgs, parent: pulumi.Re
   const ipv6 = new digitalocean.ReservedIpv6(
     reservedIpName(name, "ipv6", target.region),
     { regionSlug: target.region },
-    { ...opts, ...RESERVED_IP_OPTIONS },
+    { ...opts, ...reservedIpOptions(name, "ipv6") },
   );
   const ipv6Assignment = new digitalocean.ReservedIpv6Assignment(
     `${name}-ipv6-assignment`,

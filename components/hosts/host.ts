@@ -57,6 +57,15 @@ export function inboundRules(config: HubConfig): InboundRule[] {
  */
 export const RESERVED_IP_OPTIONS: pulumi.CustomResourceOptions = { retainOnDelete: true };
 
+/**
+ * The options of a region-named reserved address. The alias is the name stacks made before region naming
+ * used (`hub-ipv4`, protected): their first `pulumi up` on this version renames the address in the state,
+ * drops `protect` and keeps it, rather than making a new address that every device config would miss.
+ */
+export function reservedIpOptions(name: string, family: "ipv4" | "ipv6"): pulumi.CustomResourceOptions {
+  return { ...RESERVED_IP_OPTIONS, aliases: [{ name: `${name}-${family}` }] };
+}
+
 /** The logical name of a region-bound reserved address: a new region is a new resource, never a replace. */
 export function reservedIpName(name: string, family: "ipv4" | "ipv6", region: string): string {
   return `${name}-${family}-${region}`;

@@ -34,6 +34,15 @@ export function checkProviderLimits(raw: RawConfig, cfg: UnallocatedConfig): str
   if (provider === "existing") return out;
   out.push(...checkSize(provider, raw.size));
   if (provider === "linode") out.push(...checkLinodeHostname(cfg.hostname));
+  // On Linode the keys live on the instance disk, which is encrypted; its backups are not ("Backups aren't
+  // encrypted even when they're taken from an encrypted disk", Linode API reference; /tmp/audit/linode.md), so
+  // they would hold the hub's keys in the clear. DigitalOcean and Vultr keep the keys on a volume, which
+  // their backups of the machine do not include.
+  if (provider === "linode" && raw.backups === true) {
+    out.push(
+      `'backups' (true) is refused on Linode: Linode backups are not encrypted, and they would copy the hub's keys off its encrypted disk; remove it (the stack holds everything needed to rebuild the hub).`,
+    );
+  }
   return out;
 }
 

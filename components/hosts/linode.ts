@@ -17,7 +17,7 @@ import {
   type HostArgs,
   inboundRules,
   MACHINE_OPTIONS,
-  RESERVED_IP_OPTIONS,
+  reservedIpOptions,
   reservedIpName,
 } from "./host";
 
@@ -38,7 +38,7 @@ export function linodeHost(name: string, args: HostArgs, parent: pulumi.Resource
     ? new linode.NetworkingIp(
         reservedIpName(name, "ipv4", target.region),
         { type: "ipv4", public: true, reserved: true, region: target.region },
-        { ...opts, ...RESERVED_IP_OPTIONS },
+        { ...opts, ...reservedIpOptions(name, "ipv4") },
       )
     : undefined;
   const instance = new linode.Instance(

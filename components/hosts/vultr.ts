@@ -12,7 +12,7 @@ import {
   type HostArgs,
   inboundRules,
   MACHINE_OPTIONS,
-  RESERVED_IP_OPTIONS,
+  reservedIpOptions,
   reservedIpName,
 } from "./host";
 
@@ -50,7 +50,7 @@ export function vultrHost(name: string, args: HostArgs, parent: pulumi.Resource)
   const ipv4 = new vultr.ReservedIp(
     reservedIpName(name, "ipv4", target.region),
     { region: target.region, ipType: "v4", label: `${config.hostname}-ipv4` },
-    { ...opts, ...RESERVED_IP_OPTIONS },
+    { ...opts, ...reservedIpOptions(name, "ipv4") },
   );
   const instance = new vultr.Instance(
     `${name}-instance`,
