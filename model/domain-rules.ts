@@ -11,7 +11,7 @@
  * - special-use names that never reach public DNS: `localhost` and `invalid` (RFC 6761 sections 6.3, 6.4:
  *   resolvers answer them themselves), `local` (RFC 6762 section 3: multicast DNS only) and `onion` (RFC 7686);
  *   `test` and `example` (RFC 6761 sections 6.2, 6.5) are resolved like any name, so names under them are kept;
- * - a single label (a whole top-level domain) and a public suffix alone (`co.uk`, `kawasaki.jp`): blocking one
+ * - a single label (a whole top-level domain) and a public suffix alone (`co.uk`, `com.au`): blocking one
  *   blocks every registrant under it. The suffixes are the ICANN section of the Public Suffix List, bundled in
  *   `tldts-icann` (no fetch at run time); the private section (`github.io`) names ordinary registrations that a
  *   user may well mean to block.

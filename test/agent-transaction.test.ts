@@ -223,6 +223,26 @@ describe("commands after an interruption (FakeHub)", () => {
     expect((await cli(["apply"], JSON.stringify(next))).out).toBe("applied: nothing changed\n");
   });
 
+  it("a refresh finishes only unbound when an apply is pending, keeps the journal and says so; reconcile then finishes", async () => {
+    await crashBeforeUnboundControl();
+    const nftBefore = existsSync(options.paths.nftablesConfig)
+      ? readFileSync(options.paths.nftablesConfig, "utf8")
+      : "";
+    const r = await cli(["blocklists", "refresh"]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("an interrupted apply is still pending");
+    // unbound matches the saved state now; the firewall file is left to `reconcile` (the unit cannot write /etc).
+    expect(hub.datas.has("visitor.pal.")).toBe(false);
+    expect(hub.datas.has("tablet.pal.")).toBe(true);
+    expect(
+      existsSync(options.paths.nftablesConfig) ? readFileSync(options.paths.nftablesConfig, "utf8") : "",
+    ).toBe(nftBefore);
+    expect(existsSync(journalPath(options.paths))).toBe(true);
+    expect((await cli(["reconcile"])).code).toBe(0);
+    expect(existsSync(journalPath(options.paths))).toBe(false);
+    expect((await cli(["blocklists", "refresh"])).code).toBe(0);
+  });
+
   it("reconcile finds drift between live and saved state without any journal", async () => {
     await crashBeforeUnboundControl();
     rmSync(journalPath(options.paths));

@@ -493,6 +493,13 @@ const INVALID: [string, Record<string, unknown>, string[]][] = [
     ],
   ],
   [
+    "endpointHostname (the hub's own rule)",
+    { endpointHostname: "1.2.3.4.5" },
+    [
+      `'endpointHostname' ("1.2.3.4.5") is not an address in canonical form: write it like '203.0.113.10' (IPv4 in dotted decimal without leading zeros).`,
+    ],
+  ],
+  [
     "autoReboot.time",
     { autoReboot: { time: "4am" } },
     [`'autoReboot.time' ("4am") is not a time: write it as HH:MM in UTC, e.g. '04:00'.`],

@@ -23,6 +23,9 @@ import {
 import { parseHubState, StateError } from "../../model/state-schema";
 import { collectStatus, formatStatus } from "./status";
 
+/** How long a refresh may spend downloading, within the refresh unit's 20-minute TimeoutStartSec. */
+const REFRESH_DOWNLOAD_BUDGET_MS = 15 * 60_000;
+
 export interface CliIo {
   readonly stdin: () => Promise<string>;
   readonly stdout: (text: string) => void;
@@ -137,21 +140,44 @@ export async function runCli(argv: readonly string[], ctx: AgentContext, io: Cli
         const bounds = { maxBytes: ctx.options.blocklistMaxBytes, timeoutMs: ctx.options.blocklistTimeoutMs };
         // Downloads run outside the lock (they may take a minute); each stored copy is replaced atomically.
         const results = [];
-        for (const url of before.dns.blocklists)
+        // The unit's TimeoutStartSec is 20 minutes (cloud-init/units.ts): downloads stop after 15, so the
+        // locked load below always runs; a list not reached keeps its last good copy.
+        const deadline = Date.now() + REFRESH_DOWNLOAD_BUDGET_MS;
+        for (const url of before.dns.blocklists) {
+          if (Date.now() > deadline) {
+            results.push({
+              ok: false,
+              message: `${url}: not downloaded: the refresh spent its ${REFRESH_DOWNLOAD_BUDGET_MS / 60_000}-minute download budget; the last good copy stays in use`,
+            });
+            continue;
+          }
           results.push(await refreshOne(ctx.options.paths.blocklistDir, url, bounds));
+        }
         for (const r of results) (r.ok ? io.stdout : io.stderr)(`${r.ok ? "" : "[!] "}${r.message}\n`);
+        let pending = false;
         const changes = await locked(ctx, "blocklists refresh", async (recovery) => {
           // Read again under the lock: an apply that landed during the download is the state to keep.
-          if (recovery.note) return finishSaved(ctx, "other");
           const state = parseHubState(loadPersistedState(ctx));
+          if (recovery.note) {
+            // An interrupted command is pending. The refresh unit's sandbox (ProtectSystem=strict) cannot
+            // write /etc/nftables.conf, so it finishes only its own part, against what unbound has live, and
+            // leaves the journal for `reconcile` (the boot unit, or by hand).
+            pending = true;
+            return reconcileUnbound(ctx, state, { verifyLive: true });
+          }
           beginJournal(ctx.options.paths, "blocklists refresh");
           const done = await reconcileUnbound(ctx, state);
           endJournal(ctx.options.paths);
           return done;
         });
         io.stdout(changes.length > 0 ? `applied: ${changes.join(", ")}\n` : "applied: nothing changed\n");
-        // Failing the unit makes a dead source visible in `systemctl status`; the filter itself stays on.
-        return results.every((r) => r.ok) ? 0 : 1;
+        if (pending)
+          io.stderr(
+            "[!] an interrupted apply is still pending: WireGuard and the firewall are finished by 'cloudpal-agent reconcile' (run it now, or it runs at the next boot).\n",
+          );
+        // Failing the unit makes a dead source or a pending apply visible in `systemctl status`; the filter
+        // itself stays on.
+        return results.every((r) => r.ok) && !pending ? 0 : 1;
       }
       case "status": {
         if (sub !== undefined) break;

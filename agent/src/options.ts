@@ -5,6 +5,7 @@
  * path can be moved under a root directory and every name overridden, through one function and environment
  * variables the CLI reads. Nothing else in the agent consults the environment.
  */
+import { totalmem } from "os";
 import * as path from "path";
 import { LAYOUT } from "../../model/layout";
 
@@ -98,7 +99,10 @@ export function defaultOptions(paths: AgentPaths = productionPaths()): AgentOpti
     nftTable: LAYOUT.nftTable,
     unboundControlArgs: [],
     unboundRestartCommand: ["systemctl", "restart", "unbound.service"],
-    blocklistMaxBytes: 64 * 1024 * 1024,
+    // A download is held whole while it is parsed (about three times its size at the peak), so the cap
+    // follows the hub's memory: 16 MiB on a 512 MB hub, 64 MiB from 2 GB up. The entry cap
+    // (blocklist.ts maxBlocklistEntries) is the tighter bound on what is loaded either way.
+    blocklistMaxBytes: Math.min(64 * 1024 * 1024, Math.floor(totalmem() / 32)),
     blocklistTimeoutMs: 60_000,
   };
 }

@@ -407,7 +407,10 @@ export async function reconcileUnbound(
   if (opts.verifyLive) {
     const why = await notRunning();
     if (why !== undefined) return filesOnly(why);
-    if (record.unboundSettings !== digest(settings)) {
+    // A settings file on disk that differs from the record may have been loaded behind the record's back (a
+    // crash after the write, then unbound restarted on its own): then what runs is unknown, so load again.
+    const diskDrift = settingsOnDisk !== undefined && digest(settingsOnDisk) !== record.unboundSettings;
+    if (record.unboundSettings !== digest(settings) || diskDrift) {
       // Settings cannot be listed live: unless unbound is known to have loaded these very settings, load them.
       // A reload keeps its sockets, so a different (or unknown) set of listen addresses needs a restart.
       const listening =

@@ -131,8 +131,13 @@ export function removeStaleFiles(paths: AgentPaths): string[] {
     }
     for (const name of names) {
       if (!targets.some((t) => isTempOf(name, t))) continue;
-      rmSync(path.join(dir, name), { force: true });
-      removed.push(path.join(dir, name));
+      try {
+        rmSync(path.join(dir, name), { force: true });
+        removed.push(path.join(dir, name));
+      } catch (e) {
+        // The refresh unit's sandbox makes /etc read-only: that leftover waits for the next apply or reconcile.
+        if (!isReadOnlyError(e)) throw e;
+      }
     }
   }
   return removed;
@@ -174,4 +179,9 @@ export function updateLoadRecord(paths: AgentPaths, change: Partial<LoadRecord>)
  */
 export function nftLiveMatches(record: LoadRecord, ruleset: string, liveListing: string): boolean {
   return record.nftRuleset === digest(ruleset) && record.nftLive === digest(liveListing);
+}
+
+function isReadOnlyError(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return code === "EROFS" || code === "EPERM" || code === "EACCES";
 }

@@ -53,5 +53,12 @@ export function checkCanonicalForms(raw: RawConfig, cfg: UnallocatedConfig, soun
     const problem = hostProblem(host);
     if (problem !== undefined) out.push(`'existing.host' (${show(host)}) ${problem}.`);
   }
+  // The same rule the agent's state schema applies to the endpoint the hub hands out (model/canonical.ts):
+  // refused here, before anything is created, not at the `state` delivery step after the server exists.
+  const endpointHost = raw.endpointHostname;
+  if (typeof endpointHost === "string" && sound("endpointHostname")) {
+    const problem = hostProblem(endpointHost);
+    if (problem !== undefined) out.push(`'endpointHostname' (${show(endpointHost)}) ${problem}.`);
+  }
   return out;
 }

@@ -276,9 +276,16 @@ async function converge(k: number): Promise<string> {
       current++;
       await agentOk(["apply"], JSON.stringify(variant(current)));
       return "apply";
-    default:
-      await agentOk(["blocklists", "refresh"]);
-      return "blocklists refresh";
+    default: {
+      // The refresh finishes only unbound when a killed command is pending (its systemd sandbox cannot write
+      // /etc/nftables.conf), says so, and exits 1; `reconcile` then finishes the rest.
+      const r = await startAgent(["blocklists", "refresh"]).done;
+      if (r.code === 0) return "blocklists refresh";
+      if (!r.stderr.includes("an interrupted apply is still pending"))
+        throw new Error(`cloudpal-agent blocklists refresh exited ${r.code}: ${r.stderr}`);
+      await agentOk(["reconcile"]);
+      return "blocklists refresh, then reconcile";
+    }
   }
 }
 
