@@ -23,7 +23,7 @@ const NAMESPACE = "cloudpal";
 const PRIVATE_KEY_PLACEHOLDER =
   "-----BEGIN PRIVATE KEY-----\n(offline plan placeholder: no SSH private key is needed)\n-----END PRIVATE KEY-----\n";
 
-class PlanError extends Error {}
+export class PlanError extends Error {}
 
 function availableStacks(dir: string): string[] {
   return readdirSync(dir)
@@ -55,7 +55,7 @@ export function readStackFile(
       const at = e.linePos?.[0];
       const where = at ? `:${at.line}:${at.col}` : "";
       throw new PlanError(
-        `${path.relative(process.cwd(), file)}${where}: not valid YAML: ${e.message.split("\n")[0]}. Fix that line, then run the plan again.`,
+        `${path.relative(process.cwd(), file)}${where}: not valid YAML: ${e.message.split("\n")[0].replace(/:$/, "")}. Fix that line, then run the plan again.`,
       );
     }
     throw e;
@@ -169,7 +169,7 @@ const USAGE =
   "usage: npm run plan -- [--stack NAME] [--change KEY=VALUE ...] [--replace RESOURCE ...]  (or: npm run plan NAME)";
 
 /** The stack to plan: `--stack NAME`, a bare `NAME` (`npm run plan example-linode`), or npm's own `--stack`. */
-function parseCli(argv: readonly string[]): { stack: string; change: string[]; replace: string[] } {
+export function parseCli(argv: readonly string[]): { stack: string; change: string[]; replace: string[] } {
   let parsed;
   try {
     parsed = parseArgs({

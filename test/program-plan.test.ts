@@ -79,3 +79,77 @@ it("names the stacks it knows when asked for one that does not exist", async () 
     "'--stack' (\"no-such-stack\") has no stack file stacks/Pulumi.no-such-stack.yaml: use one of example-digitalocean, example-existing, example-linode, example-vultr.",
   );
 });
+
+describe("the plan command line", () => {
+  function load(): PlanModule {
+    let m: PlanModule | undefined;
+    jest.isolateModules(() => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- a fresh copy
+      m = require("../scripts/plan") as PlanModule;
+    });
+    return m!;
+  }
+
+  it("takes the stack as --stack, as a bare name (npm run plan NAME), or from npm's own --stack", () => {
+    const { parseCli } = load();
+    expect(parseCli(["--stack", "home"]).stack).toBe("home");
+    expect(parseCli(["example-linode"]).stack).toBe("example-linode");
+    const saved = process.env.npm_config_stack;
+    process.env.npm_config_stack = "from-npm";
+    try {
+      expect(parseCli([]).stack).toBe("from-npm");
+    } finally {
+      if (saved === undefined) delete process.env.npm_config_stack;
+      else process.env.npm_config_stack = saved;
+    }
+    expect(parseCli(["--change", "region=ams3", "--replace", "hub-droplet"])).toMatchObject({
+      change: ["region=ams3"],
+      replace: ["hub-droplet"],
+    });
+    expect(() => parseCli(["--bogus"])).toThrow(/Unknown option '--bogus'[\s\S]*usage: npm run plan/);
+    expect(() => parseCli(["a", "b"])).toThrow(/name one stack/);
+  });
+
+  it("names the file and the line of a YAML mistake, in one sentence", () => {
+    const { readStackFile } = load();
+    const dir = mkdtempSync(path.join(tmpdir(), "cloudpal-yaml-"));
+    try {
+      writeFileSync(
+        path.join(dir, "Pulumi.bad.yaml"),
+        "config:\n  cloudpal:provider: digitalocean\n   cloudpal:region: [fra1\n",
+      );
+      expect(() => readStackFile("bad", dir)).toThrow(
+        /Pulumi\.bad\.yaml:2:\d+: not valid YAML: [^\n]*[^:]\. Fix that line, then run the plan again\.$/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("npm run plan -- --change", () => {
+  it("shows a region move: the machine replaced, new addresses, the old ones retained, devices unharmed", async () => {
+    let m: typeof import("../simulate/report") | undefined;
+    jest.isolateModules(() => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- a fresh copy
+      m = require("../simulate/report") as typeof import("../simulate/report");
+    });
+    const { readStackConfig } = await import("../components/config");
+    const { readStackFile } = await import("../scripts/plan");
+    const raw = readStackConfig(readStackFile("example-digitalocean").config);
+    const { code, text } = await m!.planChange("example-digitalocean", raw, ["region=ams3"], []);
+    expect(code).toBe(0);
+    expect(text).toContain(
+      "digitalocean:index/droplet:Droplet  hub-droplet\n      region changed, which forces a new resource",
+    );
+    expect(text).toContain("digitalocean:index/reservedIp:ReservedIp  hub-ipv4-ams3");
+    expect(text).toMatch(/retainOnDelete[\s\S]*hub-ipv4-fra1/);
+    expect(text).toContain("keep their keys and addresses. No step clashes with a provider rule.");
+    await expect(m!.planChange("example-digitalocean", raw, ["region"], [])).rejects.toThrow(
+      `'--change' ("region") is not KEY=VALUE: write e.g. --change region=ams3.`,
+    );
+    await expect(m!.planChange("example-digitalocean", raw, [], ["hub-nothing"])).rejects.toThrow(
+      /'--replace' \("hub-nothing"\) names no resource of this stack: use one of .*hub-droplet/,
+    );
+  });
+});
