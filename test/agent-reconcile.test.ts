@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, statSync, existsSync, mkdirSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
-import { runCli } from "../agent/src/commands";
+import { type CliResult, runAgentCli } from "../agent/test-support/cli";
 import { defaultOptions, pathsUnder, type AgentOptions } from "../agent/src/options";
 import type { AgentContext } from "../agent/src/reconcile";
 import type { HubState } from "../model/state";
@@ -33,16 +33,9 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(root, { recursive: true, force: true }));
 
-async function cli(args: string[], stdin = ""): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
+function cli(args: string[], stdin = ""): Promise<CliResult> {
   const ctx: AgentContext = { options, runner: hub, log: (l) => log.push(l) };
-  const code = await runCli(args, ctx, {
-    stdin: async () => stdin,
-    stdout: (t) => (out += t),
-    stderr: (t) => (err += t),
-  });
-  return { code, out, err };
+  return runAgentCli(ctx, args, stdin);
 }
 
 const apply = (state: unknown) => cli(["apply"], JSON.stringify(state));

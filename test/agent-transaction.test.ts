@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
-import { runCli } from "../agent/src/commands";
+import { runAgentCli } from "../agent/test-support/cli";
 import { acquireHubLock } from "../agent/src/lock";
 import { defaultOptions, pathsUnder, type AgentOptions } from "../agent/src/options";
 import type { AgentContext } from "../agent/src/reconcile";
@@ -176,16 +176,9 @@ describe("commands after an interruption (FakeHub)", () => {
   });
   afterEach(() => rmSync(root, { recursive: true, force: true }));
 
-  async function cli(args: string[], stdin = "") {
-    let out = "";
-    let err = "";
+  function cli(args: string[], stdin = "") {
     const ctx: AgentContext = { options, runner: hub, log: (l) => log.push(l) };
-    const code = await runCli(args, ctx, {
-      stdin: async () => stdin,
-      stdout: (t) => (out += t),
-      stderr: (t) => (err += t),
-    });
-    return { code, out, err };
+    return runAgentCli(ctx, args, stdin);
   }
 
   const base = testState();

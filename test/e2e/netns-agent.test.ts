@@ -19,6 +19,7 @@ import {
   INTERNET,
   INTERNET_HUB,
   LAB_UPSTREAM,
+  startFixtureHttp,
   startInternet,
   writeHubUnboundConfig,
 } from "./netns/hub";
@@ -170,13 +171,7 @@ beforeAll(async () => {
     path.join(dir, "www", "blocklist.txt"),
     "# fixture\n0.0.0.0 ads.lab.example\n0.0.0.0 fine.lab.example\ntracker.lab.example\n",
   );
-  lab.daemon("http", internetNs, process.execPath, [
-    path.join(__dirname, "netns", "fixture-http.js"),
-    INTERNET,
-    "8080",
-    path.join(dir, "www"),
-  ]);
-  await waitFor(async () => lab.daemonOutput("http").includes("listening"), 5000, "fixture http server");
+  await startFixtureHttp(lab, internetNs, dir);
 
   // The hub: wireguard-go; unbound's base config includes the directory the agent writes to.
   await lab.wireguard(hubNs, hubIf);

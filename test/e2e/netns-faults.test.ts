@@ -51,7 +51,15 @@ import {
 import { liveOwnZones, normalizeZones } from "../../agent/src/unbound-live";
 import { parseWgDump, wireguardMatches } from "../../agent/src/wireguard-config";
 import { fixedKeyPair, TEST_SUBNETS } from "../../agent/test-support/state-fixtures";
-import { agentEnv, hubRoot, INTERNET, LAB_UPSTREAM, startInternet, writeHubUnboundConfig } from "./netns/hub";
+import {
+  agentEnv,
+  hubRoot,
+  INTERNET,
+  LAB_UPSTREAM,
+  startFixtureHttp,
+  startInternet,
+  writeHubUnboundConfig,
+} from "./netns/hub";
 import { Lab, waitFor } from "./netns/lab";
 
 jest.setTimeout(600_000);
@@ -352,13 +360,7 @@ beforeAll(async () => {
   mkdirSync(path.join(dir, "www"));
   const names = Array.from({ length: 2000 }, (_, i) => `0.0.0.0 ad${i}.lab.example`);
   writeFileSync(path.join(dir, "www", "list.txt"), names.join("\n") + "\n");
-  lab.daemon("http", internetNs, process.execPath, [
-    path.join(__dirname, "netns", "fixture-http.js"),
-    INTERNET,
-    "8080",
-    path.join(dir, "www"),
-  ]);
-  await waitFor(async () => lab.daemonOutput("http").includes("listening"), 5000, "fixture http server");
+  await startFixtureHttp(lab, internetNs, dir);
   await lab.wireguard(hubNs, hubIf);
   unboundConf = writeHubUnboundConfig(dir);
   await agentOk(["apply"], JSON.stringify(variant(0)));

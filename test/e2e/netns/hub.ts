@@ -11,7 +11,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 import type { DnsUpstream } from "../../../model/state";
-import type { Lab } from "./lab";
+import { type Lab, waitFor } from "./lab";
 
 /** The hub's and the internet's ends of the link between them. */
 export const INTERNET_HUB = "198.51.100.1";
@@ -133,4 +133,15 @@ export async function startInternet(
   );
   lab.daemon("auth-dns", internetNs, "unbound", ["-d", "-c", path.join(auth, "unbound.conf")]);
   return internetNs;
+}
+
+/** Serves `dir/www` over HTTP on INTERNET:8080 in the internet namespace (blocklists, pages), once listening. */
+export async function startFixtureHttp(lab: Lab, internetNs: string, dir: string): Promise<void> {
+  lab.daemon("http", internetNs, process.execPath, [
+    path.join(__dirname, "fixture-http.js"),
+    INTERNET,
+    "8080",
+    path.join(dir, "www"),
+  ]);
+  await waitFor(async () => lab.daemonOutput("http").includes("listening"), 5000, "fixture http server");
 }
