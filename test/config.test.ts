@@ -21,16 +21,7 @@ import {
   sshPublicKey,
   wireguardPublicKey,
 } from "./helpers/fixtures";
-
-function problems(raw: Record<string, unknown>): string[] {
-  try {
-    loadConfig(raw);
-  } catch (e) {
-    if (e instanceof ConfigError) return [...e.problems];
-    throw e;
-  }
-  throw new Error("expected a ConfigError");
-}
+import { configProblems as problems } from "./helpers/config-problems";
 
 const PHONE = wireguardPublicKey("phone");
 const KEY = sshPublicKey("operator");

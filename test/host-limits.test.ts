@@ -3,19 +3,10 @@
  * sizes of another cloud, Linode labels, IPv6-only Vultr plans, and the Linode-only reservation flag.
  */
 import { CATALOG, type CloudProvider } from "../components/catalog";
-import { ConfigError, loadConfig } from "../components/config";
+import { loadConfig } from "../components/config";
 import { LINODE_HOSTNAME_MAX } from "../components/hosts/limits";
 import { minimalConfig } from "./helpers/fixtures";
-
-function problems(raw: Record<string, unknown>): string[] {
-  try {
-    loadConfig(raw);
-    return [];
-  } catch (e) {
-    if (e instanceof ConfigError) return [...e.problems];
-    throw e;
-  }
-}
+import { configProblems as problems } from "./helpers/config-problems";
 
 const CLOUDS: CloudProvider[] = ["digitalocean", "linode", "vultr"];
 
