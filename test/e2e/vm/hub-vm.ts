@@ -44,12 +44,24 @@ export interface HubVm {
 }
 
 export async function bootHubVm(o: HubVmOptions): Promise<HubVm> {
-  const sshPort = await freePort();
-  const wgPort = await freePort(o.deviceHostAddress, "udp");
+  // Each probe socket closes before the next opens, so the kernel may hand out the same port twice (seen: two
+  // forwards on one port, and QEMU refused to start): take a port only once.
+  const taken = new Set<number>();
+  const unique = async (pick: () => Promise<number>): Promise<number> => {
+    for (;;) {
+      const port = await pick();
+      if (!taken.has(port)) {
+        taken.add(port);
+        return port;
+      }
+    }
+  };
+  const sshPort = await unique(() => freePort());
+  const wgPort = await unique(() => freePort(o.deviceHostAddress, "udp"));
   const tcpProbe = new Map<number, number>();
   const udpProbe = new Map<number, number>();
-  for (const p of [...PROBED_TCP_PORTS, CONTROL_PORT]) tcpProbe.set(p, await freePort());
-  for (const p of PROBED_UDP_PORTS) udpProbe.set(p, await freePort("127.0.0.1", "udp"));
+  for (const p of [...PROBED_TCP_PORTS, CONTROL_PORT]) tcpProbe.set(p, await unique(() => freePort()));
+  for (const p of PROBED_UDP_PORTS) udpProbe.set(p, await unique(() => freePort("127.0.0.1", "udp")));
   const forwards: Forward[] = [
     { proto: "tcp", hostAddress: "127.0.0.1", hostPort: sshPort, guestPort: o.sshGuestPort },
     { proto: "udp", hostAddress: o.deviceHostAddress, hostPort: wgPort, guestPort: o.wireguardGuestPort },
