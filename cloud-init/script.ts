@@ -1,4 +1,4 @@
-import { MANAGED_HEADER } from "../model/layout";
+import { LAYOUT, MANAGED_HEADER } from "../model/layout";
 import { shellQuote } from "../model/shell";
 import { FAIL_FAST, type CloudConfig, type CloudUser, type WriteFile } from "./types";
 
@@ -7,6 +7,9 @@ function argv(words: readonly string[]): string {
 }
 
 const EOF_MARK = "CLOUDPAL_EOF";
+
+/** How long the package install waits for another apt run to release the dpkg lock. */
+export const DPKG_LOCK_TIMEOUT_SECONDS = 600;
 
 /** A quoted heredoc: bash expands nothing inside it. The content must not contain the end marker line. */
 function heredoc(content: string): string {
@@ -20,21 +23,32 @@ function heredoc(content: string): string {
 /**
  * Helpers at the top of the script. put_file writes atomically (temp file in the same directory, then rename)
  * and keeps one copy of a file it replaces that CloudPal did not write, so an existing server's own
- * /etc/nftables.conf or sshd settings can be found again as FILE.pre-cloudpal.
+ * /etc/nftables.conf or sshd settings can be found again as FILE.pre-cloudpal. A file that already holds the
+ * same bytes, mode and owner is left alone, mtime included (same_file): users re-run `pulumi up`, and a second
+ * run of the script must change nothing.
  */
 const PRELUDE = `export DEBIAN_FRONTEND=noninteractive
 umask 022
 
+same_file() {
+	[ -f "$2" ] && [ ! -L "$2" ] && cmp -s "$1" "$2" &&
+		[ "$(stat -c %a:%u:%g "$1")" = "$(stat -c %a:%u:%g "$2")" ]
+}
+
 put_file() {
-	path=$1 mode=$2 owner=$3
+	local path=$1 mode=$2 owner=$3 tmp
 	mkdir -p "$(dirname "$path")"
-	if [ -f "$path" ] && [ ! -e "$path.pre-cloudpal" ] && ! grep -qF 'Managed by CloudPal' "$path"; then
-		cp -p "$path" "$path.pre-cloudpal"
-	fi
 	tmp=$(mktemp "$path.cloudpal.XXXXXX")
 	cat >"$tmp"
 	chmod "$mode" "$tmp"
 	chown "$owner" "$tmp"
+	if same_file "$tmp" "$path"; then
+		rm -f "$tmp"
+		return 0
+	fi
+	if [ -f "$path" ] && [ ! -e "$path.pre-cloudpal" ] && ! grep -qF 'Managed by CloudPal' "$path"; then
+		cp -p "$path" "$path.pre-cloudpal"
+	fi
 	sync "$tmp"
 	mv -f "$tmp" "$path"
 }
@@ -44,8 +58,21 @@ add_line_once() {
 }
 `;
 
+/**
+ * Files the bootstrap only seeds: the agent renders them from the state on every apply (agent/src/reconcile.ts
+ * writes LAYOUT.unboundConfig; the nftables ruleset goes to LAYOUT.nftablesConfig). Once a state exists the
+ * agent owns them, and a second run of the script must not put the baseline back: runcmd would then load it
+ * (`nft -f`, `systemctl restart unbound`) and cut every device off DNS and the internet until the next apply.
+ */
+export const AGENT_RENDERED_FILES: readonly string[] = [LAYOUT.nftablesConfig, LAYOUT.unboundConfig];
+
 function writeFiles(files: readonly WriteFile[]): string[] {
-  return files.map((f) => `put_file ${argv([f.path, f.permissions, f.owner])} ${heredoc(f.content)}`);
+  return files.map((f) => {
+    const put = `put_file ${argv([f.path, f.permissions, f.owner])} ${heredoc(f.content)}`;
+    return AGENT_RENDERED_FILES.includes(f.path)
+      ? `if [ ! -e ${shellQuote(LAYOUT.stateFile)} ]; then\n${put}\nfi`
+      : put;
+  });
 }
 
 function user(u: CloudUser): string[] {
@@ -53,19 +80,29 @@ function user(u: CloudUser): string[] {
   if (u.system === true) create.push("--system");
   create.push(u.no_create_home === true ? "--no-create-home" : "--create-home");
   if (u.gecos !== undefined) create.push("--comment", u.gecos);
-  const lines = [`id -u ${shellQuote(u.name)} >/dev/null 2>&1 || ${argv([...create, u.name])}`];
+  // lock_passwd applies to an account the script makes: it gets no usable password, logins are by key only.
+  // An account the owner already has keeps its password: on a home server it may be the console login, and
+  // SSH refuses passwords anyway (the sshd drop-in among write_files).
+  const lines = [
+    `if ! id -u ${shellQuote(u.name)} >/dev/null 2>&1; then`,
+    `\t${argv([...create, u.name])}`,
+    `\t${argv(["usermod", "--lock", u.name])}`,
+    "fi",
+  ];
   if (u.groups !== undefined && u.groups.length > 0) {
     lines.push(argv(["usermod", "--append", "--groups", u.groups.join(","), u.name]));
   }
-  // lock_passwd: the account keeps no usable password; logins are by key only.
-  lines.push(argv(["usermod", "--lock", u.name]));
   if (u.sudo !== undefined) {
     // Checked under a name sudo ignores (it skips files with a dot), then renamed: a broken rule in
-    // sudoers.d would lock everyone out of sudo on a server someone already runs.
-    const file = `/etc/sudoers.d/90-cloudpal-${u.name}`;
-    const candidate = `/etc/sudoers.d/.90-cloudpal-${u.name}.check`;
-    lines.push(`put_file ${argv([candidate, "0440", "root:root"])} ${heredoc(`${u.name} ${u.sudo}\n`)}`);
-    lines.push(argv(["visudo", "-c", "-q", "-f", candidate]), argv(["mv", "-f", candidate, file]));
+    // sudoers.d would lock everyone out of sudo on a server someone already runs. An unchanged rule stays as
+    // it is (same_file), so a second run changes nothing.
+    const file = shellQuote(`/etc/sudoers.d/90-cloudpal-${u.name}`);
+    const candidate = shellQuote(`/etc/sudoers.d/.90-cloudpal-${u.name}.check`);
+    lines.push(`put_file ${candidate} '0440' 'root:root' ${heredoc(`${u.name} ${u.sudo}\n`)}`);
+    lines.push(
+      `'visudo' '-c' '-q' '-f' ${candidate}`,
+      `if same_file ${candidate} ${file}; then rm -f ${candidate}; else mv -f ${candidate} ${file}; fi`,
+    );
   }
   if (u.ssh_authorized_keys !== undefined && u.ssh_authorized_keys.length > 0) {
     // Keys are added, never replaced: an existing operator account keeps the keys it already had.
@@ -107,8 +144,21 @@ const steps: { readonly [K in keyof CloudConfig]: (value: CloudConfig[K], config
     // No Recommends and no source indexes come from the apt drop-in among those files, as on a cloud VM.
     // cloud-init also passes --force-unsafe-io (cloudinit/distros/debian.py); a server someone already runs
     // keeps dpkg's fsyncs.
+    // DPkg::Lock::Timeout (apt 1.9.11 and later): wait for the dpkg lock rather than fail at once. On a hub
+    // that already runs, the daily unattended-upgrades this bootstrap enables may hold it when `pulumi up`
+    // runs the script again.
     packages: (packages) => [
-      argv(["apt-get", "install", "-y", "-q", "-o", "Dpkg::Options::=--force-confold", ...packages]),
+      argv([
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        "-o",
+        `DPkg::Lock::Timeout=${DPKG_LOCK_TIMEOUT_SECONDS}`,
+        ...packages,
+      ]),
     ],
     runcmd: (cmds) => cmds.filter((c) => c !== FAIL_FAST).map((c) => argv(c as readonly string[])),
   };

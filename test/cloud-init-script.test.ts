@@ -3,12 +3,22 @@
  * serialises. These tests check bash accepts it, that it carries every file, package, user and command of the
  * user-data, and run its file-writing parts for real in a temp dir.
  */
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "fs";
 import { join } from "path";
 import { renderBootstrapScript, renderUserData } from "../cloud-init/render";
 import { shellQuote } from "../model/shell";
 import { FAIL_FAST } from "../cloud-init/types";
-import { COMBINATIONS, parseUserData, run, runOk, spec, withTempDir } from "./cloud-init-helpers";
+import { AGENT_RENDERED_FILES, DPKG_LOCK_TIMEOUT_SECONDS } from "../cloud-init/script";
+import { LAYOUT } from "../model/layout";
+import {
+  COMBINATIONS,
+  fileContent,
+  parseUserData,
+  run,
+  runOk,
+  spec,
+  withTempDir,
+} from "./cloud-init-helpers";
 
 /** The lines of one `# key` section of the script, up to the blank line and header of the next one. */
 function section(script: string, key: string): string {
@@ -46,9 +56,19 @@ describe.each(COMBINATIONS)("bootstrap script for $name", ({ spec: s }) => {
     }
   });
 
+  it("seeds the files the agent renders only while no state exists, so a second run keeps the agent's", () => {
+    expect([...AGENT_RENDERED_FILES].sort()).toEqual([LAYOUT.nftablesConfig, LAYOUT.unboundConfig].sort());
+    for (const f of config.write_files) {
+      const put = `put_file ${shellQuote(f.path)} ${shellQuote(f.permissions)} ${shellQuote(f.owner)} <<'CLOUDPAL_EOF'\n${f.content}CLOUDPAL_EOF\n`;
+      const guarded = `if [ ! -e ${shellQuote(LAYOUT.stateFile)} ]; then\n${put}fi\n`;
+      if (AGENT_RENDERED_FILES.includes(f.path)) expect(script).toContain(guarded);
+      else expect(script).not.toContain(guarded);
+    }
+  });
+
   it("installs every package of the user-data, keeping the files written first", () => {
     expect(section(script, "packages")).toBe(
-      `'apt-get' 'install' '-y' '-q' '-o' 'Dpkg::Options::=--force-confold' ${config.packages.map(shellQuote).join(" ")}\n`,
+      `'apt-get' 'install' '-y' '-q' '-o' 'Dpkg::Options::=--force-confold' '-o' 'DPkg::Lock::Timeout=${DPKG_LOCK_TIMEOUT_SECONDS}' ${config.packages.map(shellQuote).join(" ")}\n`,
     );
     expect(section(script, "package_update")).toBe("'apt-get' 'update' '-q'\n");
   });
@@ -63,8 +83,13 @@ describe.each(COMBINATIONS)("bootstrap script for $name", ({ spec: s }) => {
 
   it("creates the same users, adds the operator's keys and sudo rule", () => {
     const users = section(script, "users");
-    for (const u of config.users)
-      expect(users).toContain(`id -u ${shellQuote(u.name)} >/dev/null 2>&1 || 'useradd'`);
+    for (const u of config.users) {
+      // Locked only when the script makes the account: an account the owner already has keeps its password.
+      expect(users).toContain(
+        `if ! id -u ${shellQuote(u.name)} >/dev/null 2>&1; then\n\t'useradd' '--shell' '/bin/bash' '--create-home' '--comment' 'CloudPal operator' ${shellQuote(u.name)}\n\t'usermod' '--lock' ${shellQuote(u.name)}\nfi\n`,
+      );
+      expect(users.split("'usermod' '--lock'").length).toBe(2);
+    }
     for (const key of s.operator.sshPublicKeys)
       expect(users).toContain(`add_line_once "$home/.ssh/authorized_keys" ${shellQuote(key)}`);
     expect(users).toContain(`${s.operator.user} ALL=(ALL) NOPASSWD:ALL\nCLOUDPAL_EOF`);
@@ -73,7 +98,9 @@ describe.each(COMBINATIONS)("bootstrap script for $name", ({ spec: s }) => {
     const check = users.indexOf(`'visudo' '-c' '-q' '-f' '${candidate}'`);
     expect(check).toBeGreaterThan(0);
     expect(
-      users.indexOf(`'mv' '-f' '${candidate}' '/etc/sudoers.d/90-cloudpal-${s.operator.user}'`),
+      users.indexOf(
+        `if same_file '${candidate}' '/etc/sudoers.d/90-cloudpal-${s.operator.user}'; then rm -f '${candidate}'; else mv -f '${candidate}' '/etc/sudoers.d/90-cloudpal-${s.operator.user}'; fi`,
+      ),
     ).toBeGreaterThan(check);
     // Only the operator: every CloudPal unit runs as root under systemd's sandboxing (cloud-init/units.ts).
     expect(users).not.toContain("'useradd' '--shell' '/usr/sbin/nologin'");
@@ -132,13 +159,18 @@ describe("running the script's file writing for real", () => {
   });
 
   const putFile = shellFunction(script, "put_file");
+  const sameFile = shellFunction(script, "same_file");
   const addLineOnce = shellFunction(script, "add_line_once");
 
   it("put_file replaces atomically, keeps one copy of a foreign file, and leaves no temp files", () => {
     withTempDir((dir) => {
       const target = join(dir, "sub", "nftables.conf");
       const call = (content: string): void => {
-        runOk("bash", ["-c", `set -eu\n${putFile}\nput_file "$1" 0640 root:root`, "bash", target], content);
+        runOk(
+          "bash",
+          ["-c", `set -eu\n${sameFile}\n${putFile}\nput_file "$1" 0640 root:root`, "bash", target],
+          content,
+        );
       };
       call("ours 1\n");
       expect(existsSync(`${target}.pre-cloudpal`)).toBe(false);
@@ -150,6 +182,62 @@ describe("running the script's file writing for real", () => {
       expect(readFileSync(target, "utf8")).toBe("# Managed by CloudPal\nours 3\n");
       expect((statSync(target).mode & 0o777).toString(8)).toBe("640");
       expect(readdirSync(join(dir, "sub")).sort()).toEqual(["nftables.conf", "nftables.conf.pre-cloudpal"]);
+    });
+  });
+
+  it("put_file leaves a file with the same bytes, mode and owner untouched (a second run changes nothing)", () => {
+    withTempDir((dir) => {
+      const target = join(dir, "sub", "sysctl.conf");
+      const call = (content: string, mode: string): void => {
+        const owner = `${process.getuid?.() ?? 0}:${process.getgid?.() ?? 0}`;
+        runOk(
+          "bash",
+          ["-c", `set -eu\n${sameFile}\n${putFile}\nput_file "$1" "$2" "$3"`, "bash", target, mode, owner],
+          content,
+        );
+      };
+      call("# Managed by CloudPal\nx = 1\n", "0644");
+      const first = statSync(target);
+      // An old mtime: a rewrite, even within the same second, would set it to now.
+      utimesSync(target, first.atime, new Date(2001, 0, 1));
+      const pinned = statSync(target);
+      call("# Managed by CloudPal\nx = 1\n", "0644");
+      const again = statSync(target);
+      expect({ ino: again.ino, mtimeMs: again.mtimeMs }).toEqual({
+        ino: pinned.ino,
+        mtimeMs: pinned.mtimeMs,
+      });
+      // A different mode, or different bytes, are replaced.
+      call("# Managed by CloudPal\nx = 1\n", "0600");
+      expect((statSync(target).mode & 0o777).toString(8)).toBe("600");
+      expect(statSync(target).ino).not.toBe(pinned.ino);
+      call("# Managed by CloudPal\nx = 2\n", "0600");
+      expect(readFileSync(target, "utf8")).toBe("# Managed by CloudPal\nx = 2\n");
+      expect(readdirSync(join(dir, "sub"))).toEqual(["sysctl.conf"]);
+    });
+  });
+
+  it("the seeded files are written on a fresh server and kept once the agent has a state", () => {
+    const seeded = script.slice(script.indexOf("\n# write_files\n"), script.indexOf("\n# hostname\n"));
+    withTempDir((root) => {
+      // The script's own write_files section, with its absolute paths moved under a temp root.
+      const moved = seeded.split("'/").join(`'${root}/`);
+      const body = `set -eu\n${sameFile}\n${putFile}\n${moved}`;
+      const owner = `${process.getuid?.() ?? 0}:${process.getgid?.() ?? 0}`;
+      const runSection = () => runOk("bash", ["-c", body.split("'root:root'").join(`'${owner}'`)]);
+      runSection();
+      const nft = join(root, LAYOUT.nftablesConfig);
+      expect(readFileSync(nft, "utf8")).toBe(fileContent(config, LAYOUT.nftablesConfig));
+      // The agent applied a state and rendered its own ruleset and unbound settings.
+      mkdirSync(join(root, LAYOUT.stateDir), { recursive: true });
+      writeFileSync(join(root, LAYOUT.stateFile), "{}");
+      writeFileSync(nft, "# Managed by CloudPal\nthe agent's ruleset\n");
+      writeFileSync(join(root, LAYOUT.unboundConfig), "# Managed by CloudPal\nthe agent's settings\n");
+      runSection();
+      expect(readFileSync(nft, "utf8")).toBe("# Managed by CloudPal\nthe agent's ruleset\n");
+      expect(readFileSync(join(root, LAYOUT.unboundConfig), "utf8")).toBe(
+        "# Managed by CloudPal\nthe agent's settings\n",
+      );
     });
   });
 
