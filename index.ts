@@ -12,6 +12,7 @@ import {
   SSH_PRIVATE_KEY_PASSWORD_KEY,
 } from "./components/config";
 import { Hub } from "./components/hub";
+import { wireguardPorts as configWireguardPorts } from "./model/public-ports";
 
 function load() {
   try {
@@ -44,3 +45,5 @@ export const hubPublicKey = hub.hubPublicKey;
 export const knownHosts = hub.knownHosts;
 /** `npm run device -- NAME` reads this (scripts/device.ts). */
 export const clientConfigs = hub.clientConfigs;
+/** The UDP ports devices may dial, the listen port first: `npm run device -- NAME --port P` checks P here. */
+export const wireguardPorts = configWireguardPorts(config);

@@ -23,6 +23,7 @@ export function buildHubState(
     hub: {
       privateKey: hubPrivateKey,
       listenPort: config.wireguardPort,
+      wireguardExtraPorts: [...config.wireguardExtraPorts],
       ...(endpoint !== undefined ? { endpoint } : {}),
       persistentKeepalive: config.persistentKeepalive,
       sshPort: config.sshPort,

@@ -6,6 +6,7 @@
 import { hubAddresses } from "./addressing";
 import { publicKeyFromPrivate } from "./keys";
 import { MANAGED_HEADER } from "./layout";
+import { devicePortProblem, endpointWithPort, wireguardPorts } from "./public-ports";
 import type { FirewallMode, HubState } from "./state";
 
 /**
@@ -53,6 +54,11 @@ export interface DeviceExtras {
   readonly privateKey?: string;
   /** "host:port" instead of the state's `hub.endpoint`. */
   readonly endpoint?: string;
+  /**
+   * The endpoint's port instead of its own: one of the ports the hub's WireGuard answers on (the listen port or
+   * an extra one, model/public-ports.ts), for networks that let only those out. Same keys, same addresses.
+   */
+  readonly port?: number;
 }
 
 /** The one way from a hub state to the renderer's input, for the peer called `name`. */
@@ -66,11 +72,17 @@ export function clientConfigInput(
     const known = state.peers.map((p) => p.name).join(", ") || "none";
     throw new Error(`peer ${JSON.stringify(name)} is not in the hub's state: use one of: ${known}.`);
   }
-  const endpoint = extras.endpoint ?? state.hub.endpoint;
-  if (!endpoint) {
+  const stated = extras.endpoint ?? state.hub.endpoint;
+  if (!stated) {
     throw new Error(
       `the state has no 'hub.endpoint': pass --endpoint HOST:${state.hub.listenPort} with the hub's public name or address.`,
     );
+  }
+  let endpoint = stated;
+  if (extras.port !== undefined) {
+    const problem = devicePortProblem(extras.port, stateWireguardPorts(state));
+    if (problem !== undefined) throw new Error(`'--port' (${extras.port}) ${problem}.`);
+    endpoint = endpointWithPort(stated, extras.port);
   }
   const group = state.groups.find((g) => g.name === peer.group);
   const hub = hubAddresses(state.hub);
@@ -94,6 +106,26 @@ export function clientConfigInput(
     internet: group?.internet ?? false,
     persistentKeepalive: state.hub.persistentKeepalive ?? DEFAULT_PERSISTENT_KEEPALIVE,
   };
+}
+
+/** The UDP ports a device may dial, from the hub state: the listen port first, then the extra ones. */
+export function stateWireguardPorts(state: HubState): number[] {
+  return wireguardPorts({
+    wireguardPort: state.hub.listenPort,
+    wireguardExtraPorts: state.hub.wireguardExtraPorts ?? [],
+  });
+}
+
+/**
+ * A rendered config (the `clientConfigs` stack output) with its endpoint's port replaced: exactly what
+ * renderClientConfig prints for the same device with `port` (tested), for `npm run device -- NAME --port P`,
+ * which has the rendered text and not the state.
+ */
+export function clientConfigWithPort(config: string, port: number): string {
+  const line = /^Endpoint = (.+)$/m;
+  const found = line.exec(config);
+  if (!found) throw new Error("the device config has no 'Endpoint = ' line");
+  return config.replace(line, `Endpoint = ${endpointWithPort(found[1], port)}`);
 }
 
 export function renderClientConfig(input: ClientConfigInput): string {

@@ -71,6 +71,7 @@ export const HUB_STATE_SCHEMA = {
       properties: {
         privateKey: key("private key", "wg genkey"),
         listenPort: port,
+        wireguardExtraPorts: { type: "array", maxItems: 16, uniqueItems: true, items: port },
         endpoint: {
           type: "string",
           format: "cloudpal-endpoint",
@@ -332,6 +333,12 @@ function crossCheck(state: HubState): string[] {
     if (network !== c)
       problems.push(
         `'hub.sshAllowedCidrs[${i}]' (${show(c)}) has host bits set: write the network, '${network}'.`,
+      );
+  });
+  (state.hub.wireguardExtraPorts ?? []).forEach((p, i) => {
+    if (p === state.hub.listenPort || p === state.hub.sshPort)
+      problems.push(
+        `'hub.wireguardExtraPorts[${i}]' (${p}) is also '${p === state.hub.listenPort ? "hub.listenPort" : "hub.sshPort"}': list only other ports, e.g. 443 or 53.`,
       );
   });
   if (!isWireGuardKey(state.hub.privateKey))

@@ -77,6 +77,11 @@ export interface HubState {
     /** WireGuard UDP listen port. */
     readonly listenPort: number;
     /**
+     * Public UDP ports redirected to listenPort (model/public-ports.ts), for networks that let only UDP 443 or 53
+     * out. Absent (a state written before it existed): none.
+     */
+    readonly wireguardExtraPorts?: readonly number[];
+    /**
      * "host:port" devices dial (the DNS name when the user set one). Only the client configs read it
      * (model/client-config.ts); the program always sets it, and an older state without it makes
      * `cloudpal-agent peer config` ask for --endpoint.

@@ -1,7 +1,9 @@
 /**
- * `npm run device -- NAME [--qr] [--out FILE] [--stack STACK]`: a device's WireGuard config from the stack's
- * outputs, as text, as a QR code in the terminal (scan it with the WireGuard app), or as a 0600 file.
- * `npm run device -- --list` names the devices.
+ * `npm run device -- NAME [--qr] [--out FILE] [--port PORT] [--stack STACK]`: a device's WireGuard config from
+ * the stack's outputs, as text, as a QR code in the terminal (scan it with the WireGuard app), or as a 0600 file.
+ * `npm run device -- --list` names the devices. `--port 443` gives the same config (same keys, same addresses)
+ * dialling one of the hub's extra WireGuard ports (the `wireguardPorts` output), for networks that let only UDP
+ * 443 or 53 out.
  *
  * The configs are secret stack outputs; they are read with `pulumi stack output --show-secrets` through the
  * project's one process runner, so the keys only ever pass through a pipe, never argv or a log.
@@ -10,6 +12,8 @@ import { parseArgs } from "util";
 import * as QRCode from "qrcode";
 import { writeFileAtomic } from "../lib/atomic-file";
 import { CommandError, realRunner, type Runner } from "../lib/runner";
+import { clientConfigWithPort } from "../model/client-config";
+import { devicePortProblem, parsePortOption } from "../model/public-ports";
 
 export class DeviceError extends Error {}
 
@@ -49,7 +53,8 @@ export function renderQr(config: string): Promise<string> {
   return QRCode.toString(config, { type: "terminal", small: true, errorCorrectionLevel: "M" });
 }
 
-const USAGE = "'npm run device -- laptop [--qr] [--out laptop.conf] [--stack STACK]', or '--list'";
+const USAGE =
+  "'npm run device -- laptop [--qr] [--out laptop.conf] [--port 443] [--stack STACK]', or '--list'";
 const INSTALL_PULUMI = "https://www.pulumi.com/docs/install/";
 
 function parse(argv: readonly string[]) {
@@ -61,6 +66,7 @@ function parse(argv: readonly string[]) {
         qr: { type: "boolean", default: false },
         list: { type: "boolean", default: false },
         out: { type: "string" },
+        port: { type: "string" },
         stack: { type: "string" },
       },
     });
@@ -70,9 +76,19 @@ function parse(argv: readonly string[]) {
   }
 }
 
-/** The stack's client configs, with the Pulumi CLI's failures said in one line each. */
-async function readOutputs(runner: Runner, stack: string | undefined): Promise<string> {
-  const args = ["stack", "output", "clientConfigs", "--json", "--show-secrets"];
+/** A stack output as JSON text, with the Pulumi CLI's failures said in one line each. */
+async function readOutputs(
+  runner: Runner,
+  stack: string | undefined,
+  output = "clientConfigs",
+): Promise<string> {
+  const args = [
+    "stack",
+    "output",
+    output,
+    "--json",
+    ...(output === "clientConfigs" ? ["--show-secrets"] : []),
+  ];
   if (stack) args.push("--stack", stack);
   try {
     return (await runner.run("pulumi", args)).stdout;
@@ -84,9 +100,40 @@ async function readOutputs(runner: Runner, stack: string | undefined): Promise<s
       );
     const said = e.result.stderr.trim().split("\n")[0] || `exit ${e.result.code}`;
     throw new DeviceError(
-      `'pulumi stack output clientConfigs' failed (${said}): pick the stack with '--stack NAME' (see 'pulumi stack ls'), and run 'pulumi up' on it first.`,
+      `'pulumi stack output ${output}' failed (${said}): pick the stack with '--stack NAME' (see 'pulumi stack ls'), and run 'pulumi up' on it first.`,
     );
   }
+}
+
+function parsePort(text: string): number {
+  try {
+    return parsePortOption(text);
+  } catch (e) {
+    throw new DeviceError((e as Error).message);
+  }
+}
+
+/** The ports the stack's hub answers WireGuard on (the `wireguardPorts` output), as a list of numbers. */
+export function parsePorts(outputJson: string): number[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(outputJson);
+  } catch {
+    parsed = undefined;
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((p) => Number.isInteger(p)))
+    throw new DeviceError(
+      "the stack output 'wireguardPorts' is not a list of ports: run 'pulumi up' with this version of CloudPal first.",
+    );
+  return parsed as number[];
+}
+
+/** The config dialling `port`, if the hub answers WireGuard there; otherwise the ports it does answer on. */
+async function withPort(config: string, port: number, runner: Runner, stack: string | undefined) {
+  const ports = parsePorts(await readOutputs(runner, stack, "wireguardPorts"));
+  const problem = devicePortProblem(port, ports);
+  if (problem !== undefined) throw new DeviceError(`'--port' (${port}) ${problem}.`);
+  return clientConfigWithPort(config, port);
 }
 
 export async function main(argv: readonly string[], runner: Runner): Promise<void> {
@@ -98,7 +145,9 @@ export async function main(argv: readonly string[], runner: Runner): Promise<voi
   }
   const name = positionals[0];
   if (!name) throw new DeviceError(`name a device: ${USAGE}.`);
-  const config = pickConfig(stdout, name);
+  const port = values.port !== undefined ? parsePort(values.port) : undefined;
+  let config = pickConfig(stdout, name);
+  if (port !== undefined) config = await withPort(config, port, runner, values.stack);
   if (values.out) {
     try {
       writeFileAtomic(values.out, config, 0o600);

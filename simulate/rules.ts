@@ -307,3 +307,110 @@ export function ruleFor(type: string): ResourceRule {
   }
   return rule;
 }
+
+/**
+ * How each provider's firewall says which ports it opens, read at the bridged versions above, and what a rule
+ * may say. firewallOpenings reads the firewall inputs the program registered back into openings
+ * ("udp/443 from 0.0.0.0/0"), refusing what the provider would refuse, so a test can compare them with the
+ * hub's public ports (model/public-ports.ts) and a wrong firewall fails `npm test`.
+ */
+export const FIREWALL_PORT_SYNTAX = {
+  // `port_range`: "a single port, a range (e.g. "8000-9000"), or "1-65535"" (docs/resources/firewall.md);
+  // protocol StringInSlice tcp/udp/icmp, lower case (digitalocean/firewall/firewalls.go firewallRuleSchema);
+  // `inbound_rule` is a TypeSet, so two identical rules collapse into one.
+  "digitalocean:index/firewall:Firewall": {
+    ports: /^([0-9]{1,5})(?:-([0-9]{1,5}))?$/,
+    protocols: ["tcp", "udp", "icmp"],
+    source: `${TF_DO} digitalocean/firewall/firewalls.go, docs/resources/firewall.md`,
+  },
+  // `ports`: "A string representation of ports and/or port ranges (i.e. "443" or "80-90, 91")"; `label`
+  // LengthBetween(3, 32); protocol OneOf TCP/UDP/ICMP/IPENCAP (linode/firewall/framework_schema_resource.go).
+  // "A Firewall may have up to 25 rules across its inbound and outbound rulesets" (Linode API v4, Firewall
+  // `rules`); the provider does not check it, the API refuses the update.
+  "linode:index/firewall:Firewall": {
+    ports: /^[0-9]{1,5}(-[0-9]{1,5})?(, ?[0-9]{1,5}(-[0-9]{1,5})?)*$/,
+    protocols: ["TCP", "UDP", "ICMP", "IPENCAP"],
+    maxRules: 25,
+    label: { min: 3, max: 32 },
+    source: `${TF_LINODE} linode/firewall/framework_schema_resource.go`,
+  },
+  // `port`: "a specific port or a colon separated port range" (website/docs/r/firewall_rule.html.markdown);
+  // protocol StringInSlice icmp/tcp/udp/gre/ah/esp, and Create refuses upper case
+  // (vultr/resource_vultr_firewall_rule.go).
+  "vultr:index/firewallRule:FirewallRule": {
+    ports: /^([0-9]{1,5})(?::([0-9]{1,5}))?$/,
+    protocols: ["icmp", "tcp", "udp", "gre", "ah", "esp"],
+    source: `${TF_VULTR} vultr/resource_vultr_firewall_rule.go, website/docs/r/firewall_rule.html.markdown`,
+  },
+} as const;
+
+export type FirewallType = keyof typeof FIREWALL_PORT_SYNTAX;
+
+/** "udp/443", "tcp/8000-9000": one port or a range, as the provider reads the text. */
+function portsOf(type: FirewallType, text: unknown): string[] {
+  const syntax = FIREWALL_PORT_SYNTAX[type];
+  const t = String(text);
+  const parts = type === "linode:index/firewall:Firewall" ? t.split(/, ?/) : [t];
+  if (!syntax.ports.test(t))
+    throw new Error(`${type}: port ${JSON.stringify(t)} is not what the provider accepts (${syntax.source})`);
+  return parts.map((part) => {
+    const [lo, hi] = part.split(/[-:]/).map(Number);
+    for (const p of [lo, hi])
+      if (p !== undefined && !(p >= 1 && p <= 65535)) throw new Error(`${type}: port ${p}`);
+    return hi === undefined || hi === lo ? String(lo) : `${lo}-${hi}`;
+  });
+}
+
+function protocolOf(type: FirewallType, protocol: unknown): string {
+  const allowed: readonly string[] = FIREWALL_PORT_SYNTAX[type].protocols;
+  if (!allowed.includes(String(protocol)))
+    throw new Error(`${type}: protocol ${JSON.stringify(protocol)} is not one of ${allowed.join(", ")}`);
+  return String(protocol).toLowerCase();
+}
+
+/**
+ * What the registered firewall resources of one stack open, one "protocol/port from cidr" per opening, sorted
+ * and without repeats. `resources` are every registered firewall resource of one type: the DigitalOcean or
+ * Linode firewall, or all of Vultr's rules. Throws on what the provider would refuse.
+ */
+export function firewallOpenings(
+  type: FirewallType,
+  resources: readonly { readonly inputs: Record<string, unknown> }[],
+): string[] {
+  const out = new Set<string>();
+  const add = (protocol: string, ports: string[], sources: readonly unknown[]) => {
+    for (const port of ports) for (const s of sources) out.add(`${protocol}/${port} from ${String(s)}`);
+  };
+  for (const { inputs } of resources) {
+    if (type === "digitalocean:index/firewall:Firewall") {
+      for (const r of (inputs.inboundRules ?? []) as Record<string, unknown>[])
+        add(protocolOf(type, r.protocol), portsOf(type, r.portRange), (r.sourceAddresses ?? []) as unknown[]);
+    } else if (type === "linode:index/firewall:Firewall") {
+      const syntax = FIREWALL_PORT_SYNTAX[type];
+      const inbound = (inputs.inbounds ?? []) as Record<string, unknown>[];
+      const outbound = (inputs.outbounds ?? []) as unknown[];
+      if (inbound.length + outbound.length > syntax.maxRules)
+        throw new Error(
+          `${type}: ${inbound.length + outbound.length} rules, the API allows ${syntax.maxRules}`,
+        );
+      for (const r of inbound) {
+        const label = String(r.label);
+        if (label.length < syntax.label.min || label.length > syntax.label.max)
+          throw new Error(`${type}: rule label ${JSON.stringify(label)} is not 3 to 32 characters`);
+        if (r.action !== "ACCEPT") continue;
+        add(protocolOf(type, r.protocol), portsOf(type, r.ports), [
+          ...((r.ipv4s ?? []) as unknown[]),
+          ...((r.ipv6s ?? []) as unknown[]),
+        ]);
+      }
+    } else {
+      const source =
+        inputs.ipType === "v6" || inputs.ipType === "v4"
+          ? `${String(inputs.subnet)}/${String(inputs.subnetSize)}`
+          : "";
+      if (source === "") throw new Error(`${type}: ipType ${JSON.stringify(inputs.ipType)}`);
+      add(protocolOf(type, inputs.protocol), portsOf(type, inputs.port), [source]);
+    }
+  }
+  return [...out].sort();
+}

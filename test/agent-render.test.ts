@@ -124,6 +124,20 @@ describe("nftables ruleset", () => {
     expect(text).not.toContain("hook postrouting");
   });
 
+  it("redirects the extra WireGuard ports to the listen port from the internet side only, and opens nothing else for them", () => {
+    const s = testState();
+    const text = nft({ ...s, hub: { ...s.hub, wireguardExtraPorts: [443, 53] } });
+    const prerouting = text.slice(text.indexOf("  chain prerouting {"));
+    expect(prerouting).toContain(
+      'iifname != { "wg0", "lo" } udp dport { 443, 53 } redirect to :51820 comment "WireGuard on extra ports"',
+    );
+    // Accepted in input as the listen port after the redirect: no accept for 443 or 53 of their own.
+    expect(text).not.toMatch(/^\s+udp dport (443|53)\b/m);
+    for (const none of [undefined, []]) {
+      expect(nft({ ...s, hub: { ...s.hub, wireguardExtraPorts: none } })).not.toContain("redirect to :51820");
+    }
+  });
+
   it("drops spoofed sources in both directions", () => {
     const text = nft(testState());
     expect(text).toContain('iifname "wg0" ip saddr != @peers_v4 drop');

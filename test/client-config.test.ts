@@ -22,7 +22,8 @@ import { defaultOptions, pathsUnder } from "../agent/src/options";
 import { persistState } from "../agent/src/state-store";
 import { loadConfig } from "../components/config";
 import { Hub } from "../components/hub";
-import { DEVICE_KEY_PLACEHOLDER } from "../model/client-config";
+import { clientConfigWithPort, DEVICE_KEY_PLACEHOLDER } from "../model/client-config";
+import { endpointWithPort } from "../model/public-ports";
 import type { HubState } from "../model/state";
 import { parseHubState } from "../model/state-schema";
 
@@ -49,8 +50,18 @@ async function programOutputs(raw: Record<string, unknown>): Promise<{
   return { state: parseHubState(state), configs };
 }
 
-/** `cloudpal-agent peer config NAME` against a persisted state, as the hub runs it. */
-async function agentPeerConfig(state: HubState, name: string): Promise<string> {
+/** `cloudpal-agent peer config NAME [options]` against a persisted state, as the hub runs it. */
+async function agentPeerConfig(state: HubState, name: string, options: string[] = []): Promise<string> {
+  const r = await agentPeerConfigResult(state, name, options);
+  expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: "" });
+  return r.out;
+}
+
+async function agentPeerConfigResult(
+  state: HubState,
+  name: string,
+  options: string[],
+): Promise<{ code: number; out: string; err: string }> {
   const root = mkdtempSync(path.join(tmpdir(), "cloudpal-peer-config-"));
   try {
     const ctx = {
@@ -61,13 +72,12 @@ async function agentPeerConfig(state: HubState, name: string): Promise<string> {
     persistState(ctx, state);
     let out = "";
     let err = "";
-    const code = await runCli(["peer", "config", name], ctx, {
+    const code = await runCli(["peer", "config", name, ...options], ctx, {
       stdin: async () => "",
       stdout: (t) => (out += t),
       stderr: (t) => (err += t),
     });
-    expect({ code, err }).toEqual({ code: 0, err: "" });
-    return out;
+    return { code, out, err };
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -104,5 +114,49 @@ describe("client configs: the program and the hub agree", () => {
     const differing = program.flatMap((line, i) => (line === hub[i] ? [] : [[line.split(" = ")[0], hub[i]]]));
     expect(hub.length).toBe(program.length);
     expect(differing).toEqual([["PrivateKey", `PrivateKey = ${DEVICE_KEY_PLACEHOLDER}`]]);
+  });
+});
+
+describe("--port: the same device dialling one of the hub's extra WireGuard ports", () => {
+  const raw = minimalConfig("linode", {
+    endpointHostname: "vpn.example.com",
+    peers: [{ name: "laptop" }, { name: "phone", publicKey: wireguardPublicKey("phone") }],
+  });
+
+  it("the hub's 'peer config --port 443' and 'npm run device -- --port 443' print the same text", async () => {
+    const { state, configs } = await programOutputs(raw);
+    expect(state.hub.wireguardExtraPorts).toEqual([443, 53]);
+    const onHub = await agentPeerConfig(state, "phone", ["--port", "443"]);
+    expect(onHub).toBe(clientConfigWithPort(configs.phone, 443));
+    // Same keys, same addresses: only the endpoint's port differs from the normal config.
+    const normal = configs.phone.split("\n");
+    const differing = onHub.split("\n").filter((line, i) => line !== normal[i]);
+    expect(differing).toEqual(["Endpoint = vpn.example.com:443"]);
+    // The listen port itself is allowed too, and gives the normal config back.
+    expect(await agentPeerConfig(state, "phone", ["--port", "51820"])).toBe(configs.phone);
+    expect(clientConfigWithPort(configs.laptop, 53)).toContain(
+      configs.laptop.split("\n").find((l) => l.startsWith("PrivateKey = ")) ?? "missing",
+    );
+  });
+
+  it("refuses a port the hub does not answer on, and a --port that is not a port, in one line", async () => {
+    const { state } = await programOutputs(raw);
+    expect(await agentPeerConfigResult(state, "phone", ["--port", "8443"])).toEqual({
+      code: 1,
+      out: "",
+      err: "'--port' (8443) is not a port the hub's WireGuard answers on: use one of 51820, 443, 53 (add it to 'cloudpal:wireguardExtraPorts' and run 'pulumi up' to open another).\n",
+    });
+    expect((await agentPeerConfigResult(state, "phone", ["--port", "44x"])).err).toBe(
+      `'--port' ("44x") is not a port: give a number from 1 to 65535, e.g. '--port 443'.\n`,
+    );
+    const { state: none } = await programOutputs({ ...raw, wireguardExtraPorts: [] });
+    expect((await agentPeerConfigResult(none, "phone", ["--port", "443"])).err).toContain(
+      "use one of 51820 (",
+    );
+  });
+
+  it("keeps an IPv6 literal in brackets", () => {
+    expect(endpointWithPort("[2001:db8::1]:51820", 443)).toBe("[2001:db8::1]:443");
+    expect(endpointWithPort("203.0.113.7:51820", 53)).toBe("203.0.113.7:53");
   });
 });

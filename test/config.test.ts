@@ -49,6 +49,7 @@ describe("defaults", () => {
       sshPort: 22,
       operatorUser: "cloudpal-admin",
       wireguardPort: 51820,
+      wireguardExtraPorts: [443, 53],
       ipv4Subnet: "10.77.0.0/16",
       ipv6Prefix: "fd7a:c10d:9a1::/64",
       peers: [],
@@ -99,6 +100,10 @@ const VALID: [string, Record<string, unknown>, (c: HubConfig) => unknown, unknow
   ["sshPort", { sshPort: 2222 }, (c) => c.sshPort, 2222],
   ["operatorUser", { operatorUser: "ops" }, (c) => c.operatorUser, "ops"],
   ["wireguardPort", { wireguardPort: 443 }, (c) => c.wireguardPort, 443],
+  // The default extra ports leave out the one that is now the listen port.
+  ["wireguardPort", { wireguardPort: 443 }, (c) => c.wireguardExtraPorts, [53]],
+  ["wireguardExtraPorts", { wireguardExtraPorts: [8443] }, (c) => c.wireguardExtraPorts, [8443]],
+  ["wireguardExtraPorts", { wireguardExtraPorts: [] }, (c) => c.wireguardExtraPorts, []],
   ["ipv4Subnet", { ipv4Subnet: "192.168.77.0/24" }, (c) => c.ipv4Subnet, "192.168.77.0/24"],
   ["ipv6Prefix", { ipv6Prefix: "fd12:3456:789a::/48" }, (c) => c.ipv6Prefix, "fd12:3456:789a::/48"],
   [
@@ -310,6 +315,34 @@ const INVALID: [string, Record<string, unknown>, string[]][] = [
     "wireguardPort",
     { wireguardPort: "51820" },
     [`'wireguardPort' ("51820") is not a port: use a number from 1 to 65535 (default 51820).`],
+  ],
+  [
+    "wireguardExtraPorts (not a port)",
+    { wireguardExtraPorts: [443, 70000] },
+    [`'wireguardExtraPorts[1]' (70000) is not a port: use a number from 1 to 65535, e.g. 443.`],
+  ],
+  [
+    "wireguardExtraPorts (not a list)",
+    { wireguardExtraPorts: 443 },
+    [
+      `'wireguardExtraPorts' (443) must be a list of at most 8 UDP ports, e.g. [443, 53] (the default), or [] for none.`,
+    ],
+  ],
+  [
+    "wireguardExtraPorts (the listen port, SSH's, a repeat)",
+    { wireguardExtraPorts: [51820, 22, 443, 443] },
+    [
+      `'wireguardExtraPorts[0]' (51820) is 'wireguardPort', where WireGuard already listens: remove it from 'wireguardExtraPorts'.`,
+      `'wireguardExtraPorts[1]' (22) is kept for SSH: remove it from 'wireguardExtraPorts', or use another port, e.g. 443 or 53.`,
+      `'wireguardExtraPorts[3]' (443) repeats 'wireguardExtraPorts[2]': list each port once.`,
+    ],
+  ],
+  [
+    "wireguardExtraPorts (the SSH port)",
+    { sshPort: 2222, wireguardExtraPorts: [2222] },
+    [
+      `'wireguardExtraPorts[0]' (2222) is kept for SSH: remove it from 'wireguardExtraPorts', or use another port, e.g. 443 or 53.`,
+    ],
   ],
   [
     "ipv4Subnet (cloud range)",

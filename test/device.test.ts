@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, statSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import { CommandError, realRunner, type Runner } from "../lib/runner";
-import { DeviceError, main, parseConfigs, pickConfig, renderQr } from "../scripts/device";
+import { DeviceError, main, parseConfigs, parsePorts, pickConfig, renderQr } from "../scripts/device";
 
 const outputs = JSON.stringify({ laptop: "[Interface]\nAddress = 10.77.0.9/32\n", phone: "[Interface]\n" });
 
@@ -42,7 +42,8 @@ describe("npm run device: a user's mistake is one line, never a stack trace", ()
           : Promise.resolve({ code: 0, stdout: result.stdout ?? "", stderr: "" }),
     };
   }
-  const USAGE = "use 'npm run device -- laptop [--qr] [--out laptop.conf] [--stack STACK]', or '--list'.";
+  const USAGE =
+    "use 'npm run device -- laptop [--qr] [--out laptop.conf] [--port 443] [--stack STACK]', or '--list'.";
 
   it("says to install the Pulumi CLI when there is none", async () => {
     // What lib/runner.ts reports when execFile cannot find the program.
@@ -106,5 +107,71 @@ describe("npm run device: a user's mistake is one line, never a stack trace", ()
     } finally {
       process.env.PATH = saved;
     }
+  });
+});
+
+describe("npm run device -- NAME --port PORT", () => {
+  const config = [
+    "[Interface]",
+    "PrivateKey = kkk",
+    "Address = 10.77.0.9/32, fd7a:c10d:9a1::9/128",
+    "",
+    "[Peer]",
+    "Endpoint = vpn.example.com:51820",
+    "PersistentKeepalive = 25",
+    "",
+  ].join("\n");
+  /** A `pulumi` that prints each stack output, and records what it was asked. */
+  function stack(ports: unknown) {
+    const asked: string[][] = [];
+    const runner: Runner = {
+      run: (_command, args) => {
+        asked.push([...args]);
+        const stdout =
+          args[2] === "wireguardPorts" ? JSON.stringify(ports) : JSON.stringify({ laptop: config });
+        return Promise.resolve({ code: 0, stdout, stderr: "" });
+      },
+    };
+    return { runner, asked };
+  }
+  async function printed(argv: string[], runner: Runner): Promise<string> {
+    let out = "";
+    const spy = jest.spyOn(process.stdout, "write").mockImplementation((t) => {
+      out += String(t);
+      return true;
+    });
+    try {
+      await main(argv, runner);
+    } finally {
+      spy.mockRestore();
+    }
+    return out;
+  }
+
+  it("prints the same config with the endpoint's port replaced, and a QR code of that config", async () => {
+    const { runner, asked } = stack([51820, 443, 53]);
+    const text = await printed(["laptop", "--port", "443"], runner);
+    expect(text).toBe(config.replace("vpn.example.com:51820", "vpn.example.com:443"));
+    // The ports list is not secret: read without --show-secrets.
+    expect(asked[1]).toEqual(["stack", "output", "wireguardPorts", "--json"]);
+    expect(await printed(["laptop", "--port", "53", "--qr"], stack([51820, 443, 53]).runner)).toBe(
+      await renderQr(config.replace(":51820", ":53")),
+    );
+  });
+
+  it("refuses a port the hub does not answer on, naming the ones it does", async () => {
+    await expect(main(["laptop", "--port", "8443"], stack([51820, 443, 53]).runner)).rejects.toThrow(
+      new DeviceError(
+        "'--port' (8443) is not a port the hub's WireGuard answers on: use one of 51820, 443, 53 (add it to 'cloudpal:wireguardExtraPorts' and run 'pulumi up' to open another).",
+      ),
+    );
+    await expect(main(["laptop", "--port", "443"], stack([51820]).runner)).rejects.toThrow(
+      /use one of 51820 \(/,
+    );
+    await expect(main(["laptop", "--port", "https"], stack([51820]).runner)).rejects.toThrow(
+      new DeviceError(`'--port' ("https") is not a port: give a number from 1 to 65535, e.g. '--port 443'.`),
+    );
+    // A stack last updated before the output existed.
+    expect(() => parsePorts("null")).toThrow(/run 'pulumi up' with this version of CloudPal first/);
   });
 });

@@ -26,6 +26,8 @@ describe("buildHubState", () => {
     expect(state.hub).toEqual({
       privateKey: HUB_KEY,
       listenPort: 443,
+      // the default extra ports without 443, which is this stack's listen port
+      wireguardExtraPorts: [53],
       sshPort: 2222,
       sshAllowedCidrs: ["203.0.113.7/32"],
       ipv4Subnet: "10.77.0.0/16",

@@ -27,6 +27,8 @@ import { parse as parseYaml } from "yaml";
 import { AGENT_UPLOAD_PATH, DIAL } from "../components/delivery";
 import { writeAgentBundleFile } from "../components/agent-bundle-file";
 import { readFileSync } from "fs";
+import { hubPublicPorts } from "../model/public-ports";
+import { firewallOpenings, type FirewallType } from "../simulate/rules";
 
 /**
  * The user-data is exactly renderUserData(spec, key) for the host key it carries, and that key is one
@@ -194,6 +196,8 @@ describe("DigitalOcean", () => {
     const fw = r.one("digitalocean:index/firewall:Firewall").inputs;
     expect(fw.inboundRules).toEqual([
       { protocol: "udp", portRange: "51999", sourceAddresses: ["0.0.0.0/0", "::/0"] },
+      { protocol: "udp", portRange: "443", sourceAddresses: ["0.0.0.0/0", "::/0"] },
+      { protocol: "udp", portRange: "53", sourceAddresses: ["0.0.0.0/0", "::/0"] },
       { protocol: "tcp", portRange: "2222", sourceAddresses: [OPERATOR_CIDR] },
     ]);
     const droplet = r.resources.find((x) => x.type === "digitalocean:index/droplet:Droplet");
@@ -281,6 +285,14 @@ describe("Linode", () => {
         ipv4s: ["0.0.0.0/0"],
         ipv6s: ["::/0"],
       },
+      ...[443, 53].map((port) => ({
+        label: `wireguard-${port}`,
+        action: "ACCEPT",
+        protocol: "UDP",
+        ports: String(port),
+        ipv4s: ["0.0.0.0/0"],
+        ipv6s: ["::/0"],
+      })),
       {
         label: "ssh",
         action: "ACCEPT",
@@ -346,7 +358,8 @@ describe("Vultr", () => {
       ...COMMON,
       "vultr:index/blockStorage:BlockStorage": 1,
       "vultr:index/firewallGroup:FirewallGroup": 1,
-      "vultr:index/firewallRule:FirewallRule": 3,
+      // v4 and v6 for WireGuard's port and each extra one (443, 53), one for the SSH CIDR
+      "vultr:index/firewallRule:FirewallRule": 7,
       "vultr:index/instance:Instance": 1,
       "vultr:index/reservedIp:ReservedIp": 1,
       // one more delivery step: formatting (if blank) and mounting the state volume before the state is sent
@@ -403,9 +416,91 @@ describe("Vultr", () => {
     expect(rules).toEqual([
       { protocol: "udp", ipType: "v4", subnet: "0.0.0.0", subnetSize: 0, port: "51820" },
       { protocol: "udp", ipType: "v6", subnet: "::", subnetSize: 0, port: "51820" },
+      { protocol: "udp", ipType: "v4", subnet: "0.0.0.0", subnetSize: 0, port: "443" },
+      { protocol: "udp", ipType: "v6", subnet: "::", subnetSize: 0, port: "443" },
+      { protocol: "udp", ipType: "v4", subnet: "0.0.0.0", subnetSize: 0, port: "53" },
+      { protocol: "udp", ipType: "v6", subnet: "::", subnetSize: 0, port: "53" },
       { protocol: "tcp", ipType: "v4", subnet: "203.0.113.7", subnetSize: 32, port: "22" },
       { protocol: "tcp", ipType: "v6", subnet: "2001:db8:77::", subnetSize: 48, port: "22" },
     ]);
+  });
+});
+
+describe("provider firewalls open exactly the hub's public ports (model/public-ports.ts)", () => {
+  const FIREWALL: Record<string, FirewallType> = {
+    digitalocean: "digitalocean:index/firewall:Firewall",
+    linode: "linode:index/firewall:Firewall",
+    vultr: "vultr:index/firewallRule:FirewallRule",
+  };
+  /** What the public ports say should be open, in firewallOpenings' words. */
+  function expected(config: ReturnType<typeof loadConfig>): string[] {
+    return hubPublicPorts(config)
+      .flatMap((p) =>
+        (p.from === "ssh" ? config.sshAllowedCidrs : ["0.0.0.0/0", "::/0"]).map(
+          (c) => `${p.protocol}/${p.port} from ${c}`,
+        ),
+      )
+      .sort();
+  }
+  const CASES: [string, Record<string, unknown>][] = [
+    ["the defaults (extra ports 443 and 53)", {}],
+    ["no extra ports", { wireguardExtraPorts: [] }],
+    [
+      "other ports and v6 SSH",
+      {
+        wireguardPort: 51999,
+        sshPort: 2222,
+        wireguardExtraPorts: [443, 8443, 53],
+        sshAllowedCidrs: [OPERATOR_CIDR, "2001:db8:77::/48"],
+      },
+    ],
+  ];
+  it.each(Object.keys(FIREWALL).flatMap((provider) => CASES.map((c) => [provider, ...c] as const)))(
+    "%s: %s",
+    async (provider, _what, extra) => {
+      const raw = minimalConfig(provider, extra);
+      const r = await run(raw);
+      const opened = firewallOpenings(FIREWALL[provider], r.byType(FIREWALL[provider]));
+      expect(opened).toEqual(expected(loadConfig(raw)));
+      expect(opened.some((o) => o.startsWith("udp/443 "))).toBe(
+        (extra.wireguardExtraPorts as number[] | undefined)?.includes(443) ?? true,
+      );
+    },
+  );
+
+  it("the reading fails on what a provider refuses, so a wrong firewall fails", () => {
+    const rule = (r: Record<string, unknown>) => [{ inputs: { inboundRules: [r] } }];
+    const DO = FIREWALL.digitalocean;
+    expect(
+      firewallOpenings(DO, rule({ protocol: "udp", portRange: "443", sourceAddresses: ["::/0"] })),
+    ).toEqual(["udp/443 from ::/0"]);
+    // DigitalOcean takes one port or one range, not a list; protocols are lower case.
+    expect(() =>
+      firewallOpenings(DO, rule({ protocol: "udp", portRange: "443,53", sourceAddresses: [] })),
+    ).toThrow(/not what the provider accepts/);
+    expect(() =>
+      firewallOpenings(DO, rule({ protocol: "UDP", portRange: "443", sourceAddresses: [] })),
+    ).toThrow(/protocol "UDP"/);
+    // Vultr ranges use ':'; Linode labels are 3 to 32 characters and a firewall has at most 25 rules.
+    expect(() =>
+      firewallOpenings(FIREWALL.vultr, [
+        { inputs: { protocol: "udp", ipType: "v4", subnet: "0.0.0.0", subnetSize: 0, port: "1-2" } },
+      ]),
+    ).toThrow(/not what the provider accepts/);
+    const linode = (n: number, label = "wireguard") => [
+      {
+        inputs: {
+          inbounds: Array.from({ length: n }, () => ({
+            label,
+            action: "ACCEPT",
+            protocol: "UDP",
+            ports: "443",
+          })),
+        },
+      },
+    ];
+    expect(() => firewallOpenings(FIREWALL.linode, linode(1, "wg"))).toThrow(/3 to 32/);
+    expect(() => firewallOpenings(FIREWALL.linode, linode(26))).toThrow(/26 rules/);
   });
 });
 

@@ -37,8 +37,9 @@ const USAGE = `usage:
   cloudpal-agent reconcile              make the hub match the persisted state (run at boot)
   cloudpal-agent blocklists refresh     download the DNS blocklists and apply them (keeps the last good copy)
   cloudpal-agent status                 peers (handshake, transfer, endpoint) and service health
-  cloudpal-agent peer config NAME [--qr] [--endpoint HOST:PORT]
-                                        a device's WireGuard config (PrivateKey left for the device to fill)
+  cloudpal-agent peer config NAME [--qr] [--endpoint HOST:PORT] [--port PORT]
+                                        a device's WireGuard config (PrivateKey left for the device to fill);
+                                        --port: dial one of the hub's extra WireGuard ports instead
 `;
 
 /**
@@ -86,6 +87,7 @@ export async function runCli(argv: readonly string[], ctx: AgentContext, io: Cli
       options: {
         qr: { type: "boolean" },
         endpoint: { type: "string" },
+        port: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -189,7 +191,7 @@ export async function runCli(argv: readonly string[], ctx: AgentContext, io: Cli
       case "peer": {
         if (sub !== "config" || name === undefined || rest.length > 0) break;
         const state = parseHubState(loadPersistedState(ctx));
-        const text = peerClientConfig(state, name, parsed.values.endpoint);
+        const text = peerClientConfig(state, name, parsed.values.endpoint, parsed.values.port);
         io.stdout(text);
         if (parsed.values.qr) io.stdout(await QRCode.toString(text, { type: "terminal", small: true }));
         return 0;

@@ -37,6 +37,7 @@ import { hubAddresses } from "../../model/addressing";
 import { canonicalIpv6 } from "../../model/ip-text";
 import { MANAGED_HEADER } from "../../model/layout";
 import { DEFAULT_ENCRYPTED_DNS, type HubState } from "../../model/state";
+import { hubPublicPorts, type PublicPort } from "../../model/public-ports";
 
 export interface NftOptions {
   readonly table: string;
@@ -204,9 +205,7 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     "    icmp type { destination-unreachable, time-exceeded, parameter-problem } accept",
     "    icmp type echo-request limit rate 20/second accept",
     "    icmpv6 type echo-request limit rate 20/second accept",
-    `    tcp dport ${state.hub.sshPort} ip saddr @ssh_v4 accept`,
-    `    tcp dport ${state.hub.sshPort} ip6 saddr @ssh_v6 accept`,
-    `    udp dport ${state.hub.listenPort} accept`,
+    ...publicInputRules(state),
     `    iifname ${wg} ip daddr ${hub.ipv4} meta l4proto { udp, tcp } th dport 53 accept`,
     `    iifname ${wg} ip6 daddr ${v6(hub.ipv6)} meta l4proto { udp, tcp } th dport 53 accept`,
     '    drop comment "default deny"',
@@ -259,6 +258,7 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     "    type nat hook prerouting priority dstnat; policy accept;",
     `    iifname ${wg} ip daddr != ${state.hub.ipv4Subnet} meta l4proto { udp, tcp } th dport 53 dnat ip to ${hub.ipv4} comment "DNS goes through the hub's filter"`,
     `    iifname ${wg} ip6 daddr != ${state.hub.ipv6Prefix} meta l4proto { udp, tcp } th dport 53 dnat ip6 to ${v6(hub.ipv6)} comment "DNS goes through the hub's filter"`,
+    ...publicRedirects(state, wg),
     "  }",
   );
   if (egress.length > 0) {
@@ -273,4 +273,50 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
   }
   out.push("}");
   return out.join("\n") + "\n";
+}
+
+/** The hub's public ports (model/public-ports.ts), from the state. */
+export function statePublicPorts(state: HubState): PublicPort[] {
+  return hubPublicPorts({
+    sshPort: state.hub.sshPort,
+    wireguardPort: state.hub.listenPort,
+    wireguardExtraPorts: state.hub.wireguardExtraPorts ?? [],
+  });
+}
+
+/**
+ * The input chain's accepts for the public ports: SSH only from the allowed CIDRs, the others from anywhere.
+ * A redirected port needs none: the redirect (publicRedirects) has already rewritten it to its target port
+ * when the packet reaches the input hook.
+ */
+function publicInputRules(state: HubState): string[] {
+  return statePublicPorts(state).flatMap((p) => {
+    if (p.redirectTo !== undefined) return [];
+    if (p.from === "ssh")
+      return [
+        `    ${p.protocol} dport ${p.port} ip saddr @ssh_v4 accept`,
+        `    ${p.protocol} dport ${p.port} ip6 saddr @ssh_v6 accept`,
+      ];
+    return [`    ${p.protocol} dport ${p.port} accept`];
+  });
+}
+
+/**
+ * Extra WireGuard ports: redirected to the listen port for packets from the internet side, i.e. any interface
+ * but the tunnel and loopback (the same "not wg0" the NAT rules use, so the NIC's name never matters). The
+ * redirect is decided on a flow's first packet; conntrack rewrites every reply's source port back, so replies
+ * leave from the port the device dialled. Nothing else listens on these ports publicly: unbound binds the
+ * tunnel addresses only, so public port 53 is WireGuard's and never an open resolver.
+ */
+function publicRedirects(state: HubState, wg: string): string[] {
+  const byTarget = new Map<string, number[]>();
+  for (const p of statePublicPorts(state)) {
+    if (p.redirectTo === undefined) continue;
+    const key = `${p.protocol} ${p.redirectTo}`;
+    byTarget.set(key, [...(byTarget.get(key) ?? []), p.port]);
+  }
+  return [...byTarget].map(([key, ports]) => {
+    const [protocol, target] = key.split(" ");
+    return `    iifname != { ${wg}, "lo" } ${protocol} dport { ${ports.join(", ")} } redirect to :${target} comment "WireGuard on extra ports"`;
+  });
 }

@@ -53,6 +53,9 @@ export function checkConfig(
     ...whenSound(["sshAllowedCidrs", "allowWorldSsh"], () =>
       checkSshCidrs(cfg.sshAllowedCidrs, cfg.allowWorldSsh, sound),
     ),
+    ...whenSound(["wireguardExtraPorts", "wireguardPort", "sshPort"], () =>
+      checkWireguardExtraPorts(cfg, sound),
+    ),
     ...when(["ipv4Subnet"], () => checkIpv4Subnet(cfg.ipv4Subnet)),
     ...when(["ipv6Prefix"], () => checkIpv6Prefix(cfg.ipv6Prefix)),
     ...whenSound(["groups"], () => checkGroups(cfg, sound)),
@@ -223,6 +226,31 @@ function checkSshCidrs(cidrs: readonly string[], allowWorld: boolean, sound: Sou
           `'sshAllowedCidrs[${i}]' (${show(cidrs[i])}) overlaps 'sshAllowedCidrs[${j}]' (${show(cidrs[j])}): keep only the wider one.`,
         );
     }
+  });
+  return out;
+}
+
+/**
+ * Extra WireGuard ports are redirected to the listen port (model/public-ports.ts): the listen port itself would
+ * be a second rule for the same port, and a duplicate a second provider firewall rule that the clouds refuse or
+ * merge. 22 and the SSH port are kept for SSH (a TCP/443-style path may share a number, never SSH's).
+ */
+function checkWireguardExtraPorts(cfg: UnallocatedConfig, sound: Sound): string[] {
+  const out: string[] = [];
+  const ports = cfg.wireguardExtraPorts;
+  ports.forEach((port, i) => {
+    if (!sound(`wireguardExtraPorts/${i}`)) return;
+    const field = `'wireguardExtraPorts[${i}]' (${port})`;
+    if (port === cfg.wireguardPort)
+      out.push(
+        `${field} is 'wireguardPort', where WireGuard already listens: remove it from 'wireguardExtraPorts'.`,
+      );
+    else if (port === cfg.sshPort || port === DEFAULTS.sshPort)
+      out.push(
+        `${field} is kept for SSH: remove it from 'wireguardExtraPorts', or use another port, e.g. 443 or 53.`,
+      );
+    const first = ports.indexOf(port);
+    if (first < i) out.push(`${field} repeats 'wireguardExtraPorts[${first}]': list each port once.`);
   });
   return out;
 }

@@ -4,6 +4,7 @@
 import type { ImageFamily } from "../../cloud-init/spec";
 import { DEFAULT_ENCRYPTED_DNS, type FirewallMode } from "../../model/state";
 import { DEFAULT_PERSISTENT_KEEPALIVE } from "../../model/client-config";
+import { DEFAULT_WIREGUARD_EXTRA_PORTS } from "../../model/public-ports";
 import { CATALOG } from "../catalog";
 import type { HostTarget, RawConfig, UnallocatedConfig } from "./types";
 
@@ -18,6 +19,7 @@ export const DEFAULTS = {
   sshPort: 22,
   operatorUser: "cloudpal-admin",
   wireguardPort: 51820,
+  wireguardExtraPorts: DEFAULT_WIREGUARD_EXTRA_PORTS,
   // 10.77/16: clear of the home-router favourites (192.168.0/1.x, 10.0.0.x), of Docker (172.17/16), and
   // of the cloud ranges checks.ts rejects; /16 keeps name-hash collisions rare.
   ipv4Subnet: "10.77.0.0/16",
@@ -80,6 +82,12 @@ export function withDefaults(raw: RawConfig): UnallocatedConfig {
     sshPort: raw.sshPort ?? DEFAULTS.sshPort,
     operatorUser: host.provider === "existing" ? host.user : (raw.operatorUser ?? DEFAULTS.operatorUser),
     wireguardPort: raw.wireguardPort ?? DEFAULTS.wireguardPort,
+    // A stack whose own wireguardPort or sshPort is 443 or 53 keeps working: the default leaves that port out.
+    wireguardExtraPorts:
+      raw.wireguardExtraPorts ??
+      DEFAULTS.wireguardExtraPorts.filter(
+        (p) => p !== (raw.wireguardPort ?? DEFAULTS.wireguardPort) && p !== (raw.sshPort ?? DEFAULTS.sshPort),
+      ),
     ipv4Subnet: raw.ipv4Subnet ?? DEFAULTS.ipv4Subnet,
     ipv6Prefix: raw.ipv6Prefix ?? DEFAULTS.ipv6Prefix,
     peers: (raw.peers ?? []).map((p) => ({

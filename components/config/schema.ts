@@ -162,6 +162,19 @@ export const CONFIG_SCHEMA = {
       "WireGuard UDP port.",
       `is not a port: use a number from 1 to 65535 (default ${DEFAULTS.wireguardPort})`,
     ),
+    wireguardExtraPorts: {
+      type: "array",
+      // Each port is one more rule in every provider firewall (Linode allows 25 per firewall, inbound and
+      // outbound together: Linode API v4, Firewall "rules"); 8 leaves room for SSH, WireGuard and the rest.
+      maxItems: 8,
+      items: port(
+        "A UDP port the hub's WireGuard also answers on.",
+        "is not a port: use a number from 1 to 65535, e.g. 443",
+      ),
+      description:
+        "UDP ports the hub's WireGuard also answers on (redirected to wireguardPort), for networks that block other UDP.",
+      fix: `must be a list of at most 8 UDP ports, e.g. [${DEFAULTS.wireguardExtraPorts.join(", ")}] (the default), or [] for none`,
+    },
     ipv4Subnet: {
       type: "string",
       pattern: "^[0-9.]+/[0-9]{1,2}$",

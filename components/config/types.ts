@@ -81,6 +81,8 @@ export interface HubConfig {
   readonly operatorUser: string;
   /** Defaults to 51820. */
   readonly wireguardPort: number;
+  /** UDP ports WireGuard also answers on, by a redirect to wireguardPort. Defaults to [443, 53]. */
+  readonly wireguardExtraPorts: readonly number[];
   /** Defaults to "10.77.0.0/16". */
   readonly ipv4Subnet: string;
   /** Defaults to "fd7a:c10d:9a1::/64". */
@@ -113,6 +115,7 @@ export interface RawConfig {
   sshPort?: number;
   operatorUser?: string;
   wireguardPort?: number;
+  wireguardExtraPorts?: number[];
   ipv4Subnet?: string;
   ipv6Prefix?: string;
   peers?: { name: string; publicKey?: string; group?: string; address?: string }[];

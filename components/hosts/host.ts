@@ -3,6 +3,7 @@
  * over the provider and never looks inside it.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { hubPublicPorts } from "../../model/public-ports";
 import type { HubConfig } from "../config";
 
 export interface HostArgs {
@@ -29,7 +30,12 @@ export interface Host {
   readonly machineId: pulumi.Output<string>;
 }
 
-/** Provider firewall rules, written once: WireGuard from anywhere, SSH only from the allowed CIDRs. */
+/**
+ * Provider firewall rules, written once from the hub's public ports (model/public-ports.ts, which the hub's
+ * nftables ruleset also follows): WireGuard on its listen port and every extra port from anywhere, SSH only
+ * from the allowed CIDRs. One rule per port: DigitalOcean's `port_range` and Vultr's `port` take one port or
+ * one range, not a list (simulate/rules.ts FIREWALL_PORT_SYNTAX).
+ */
 export interface InboundRule {
   readonly label: string;
   readonly protocol: "udp" | "tcp";
@@ -41,10 +47,12 @@ export interface InboundRule {
 export function inboundRules(config: HubConfig): InboundRule[] {
   const v4 = config.sshAllowedCidrs.filter((c) => !c.includes(":"));
   const v6 = config.sshAllowedCidrs.filter((c) => c.includes(":"));
-  return [
-    { label: "wireguard", protocol: "udp", port: config.wireguardPort, ipv4: ["0.0.0.0/0"], ipv6: ["::/0"] },
-    { label: "ssh", protocol: "tcp", port: config.sshPort, ipv4: v4, ipv6: v6 },
-  ];
+  return hubPublicPorts(config).map((p) => ({
+    label: p.label,
+    protocol: p.protocol,
+    port: p.port,
+    ...(p.from === "ssh" ? { ipv4: v4, ipv6: v6 } : { ipv4: ["0.0.0.0/0"], ipv6: ["::/0"] }),
+  }));
 }
 
 /**
