@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the host tools the tests run for real: cloud-init (schema), wireguard-go + wireguard-tools,
-# nftables, unbound, nsd (a local authoritative server for the "internet" namespace), QEMU + debootstrap
+# nftables, unbound, nsd (a local authoritative server for the "internet" namespace), nmap (the public-exposure
+# scan of the namespace hub), QEMU + debootstrap
 # (the VM end-to-end test), dns-root-data (the DNSSEC anchor unbound-checkconf reads) and sudo (for visudo, which
 # checks the sudoers rule the bootstrap writes). Needs root: uses sudo only when not root and sudo exists. Idempotent.
 set -euo pipefail
@@ -8,7 +9,7 @@ packages=(
   cloud-init
   wireguard-go wireguard-tools
   nftables unbound nsd dnsutils dns-root-data sudo
-  iproute2 iputils-ping procps time
+  iproute2 iputils-ping procps time nmap
   qemu-system-x86 qemu-utils debootstrap genisoimage openssh-client
 )
 missing=()
