@@ -34,6 +34,9 @@ const HUB_V4 = "10.77.0.1";
 /** The hub's address on the campus side (its public address, as the device dials it). */
 const HUB_PUBLIC = "203.0.113.1";
 const CAMPUS_WAN = "203.0.113.2";
+/** The same link's IPv6 ends (documentation prefix). */
+const HUB_PUBLIC6 = "2001:db8:c::1";
+const CAMPUS_WAN6 = "2001:db8:c::2";
 const LISTEN_PORT = 51820;
 
 const lab = new Lab();
@@ -61,7 +64,7 @@ const state: HubState = {
     endpoint: `${HUB_PUBLIC}:${LISTEN_PORT}`,
     sshPort: 22,
     // The internet namespace is where the scan comes from: SSH must answer it, as it answers the operator.
-    sshAllowedCidrs: [`${INTERNET}/32`],
+    sshAllowedCidrs: [`${INTERNET}/32`, `${CAMPUS_WAN6}/128`],
     ...TEST_SUBNETS,
   },
   mode: "vpn",
@@ -114,12 +117,13 @@ async function campusCounter(name: string): Promise<number> {
  * private key filled in, loaded into the device's wireguard-go the way wg-quick would (`wg-quick strip`, then
  * `wg setconf`, which also drops any session, so the next packet needs a new handshake). Returns the text.
  */
-async function deviceUses(port?: number): Promise<string> {
+async function deviceUses(port?: number, endpoint?: string): Promise<string> {
   const r = await agent([
     "peer",
     "config",
     "laptop",
     ...(port !== undefined ? ["--port", String(port)] : []),
+    ...(endpoint !== undefined ? ["--endpoint", endpoint] : []),
   ]);
   if (r.code !== 0) throw new Error(`peer config failed: ${r.stderr}`);
   const file = path.join(dir, `${devIf}.conf`);
@@ -152,12 +156,13 @@ interface Scan {
   readonly ignored: { readonly state: string; readonly count: number } | undefined;
 }
 
-/** nmap from the internet namespace against `target`, read from its grepable output. */
-async function scan(kind: "tcp" | "udp", target: string, ports: string): Promise<Scan> {
+/** nmap from `from` (the internet namespace unless said) against `target`, read from its grepable output. */
+async function scan(kind: "tcp" | "udp", target: string, ports: string, from = internetNs): Promise<Scan> {
   const r = await lab.exec(
-    internetNs,
+    from,
     "nmap",
     [
+      ...(target.includes(":") ? ["-6"] : []),
       kind === "tcp" ? "-sS" : "-sU",
       "-p",
       ports,
@@ -210,7 +215,15 @@ beforeAll(async () => {
     { ns: hubNs, ifname: `vhc${tag}`, cidr: `${HUB_PUBLIC}/24` },
   );
   await lab.exec(devNs, "ip", ["route", "add", "default", "via", "192.168.50.1"]);
-  await lab.exec(campusNs, "sysctl", ["-q", "-w", "net.ipv4.ip_forward=1"]);
+  await lab.exec(campusNs, "sysctl", ["-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
+  for (const [ns, dev, cidr] of [
+    [devNs, `vdc${tag}`, "fd00:50::2/64"],
+    [campusNs, campusLan, "fd00:50::1/64"],
+    [campusNs, campusWan, `${CAMPUS_WAN6}/64`],
+    [hubNs, `vhc${tag}`, `${HUB_PUBLIC6}/64`],
+  ])
+    await lab.exec(ns, "ip", ["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+  await lab.exec(devNs, "ip", ["-6", "route", "add", "default", "via", "fd00:50::1"]);
   // The hub answers closed UDP ports with "port unreachable" as fast as nmap asks: without this the kernel's
   // ICMP rate limits (per namespace) would hide a port that the firewall wrongly lets through.
   await lab.exec(hubNs, "sysctl", [
@@ -219,6 +232,7 @@ beforeAll(async () => {
     "net.ipv4.icmp_ratelimit=0",
     "net.ipv4.icmp_msgs_per_sec=1000000",
     "net.ipv4.icmp_msgs_burst=1000000",
+    "net.ipv6.icmp.ratelimit=0",
   ]);
 
   await lab.wireguard(hubNs, hubIf);
@@ -243,6 +257,10 @@ describe("reaching the hub through restrictive networks", () => {
     const udp = await scan("udp", INTERNET_HUB, "1000-1999");
     expect(tcp.ignored).toEqual({ state: "closed", count: 1000 });
     expect(udp.ignored).toEqual({ state: "closed", count: 1000 });
+    expect((await scan("udp", HUB_PUBLIC6, "1000-1999", campusNs)).ignored).toEqual({
+      state: "closed",
+      count: 1000,
+    });
 
     const unboundConf = writeHubUnboundConfig(dir);
     const applied = await agent(["apply"], JSON.stringify(state));
@@ -250,6 +268,8 @@ describe("reaching the hub through restrictive networks", () => {
     // Like systemd at boot: unbound starts and reads the files the agent wrote.
     lab.daemon("hub-dns", hubNs, "unbound", ["-d", "-c", unboundConf]);
     await waitFor(async () => (await agent(["status"])).code === 0, 10_000, "hub unbound");
+    // The redirect is part of the ruleset the agent compares with what is loaded: a second apply is a no-op.
+    expect((await agent(["apply"], JSON.stringify(state))).stdout).toBe("applied: nothing changed\n");
   });
 
   it("behind a campus that lets only UDP 443 out: the normal config gets no handshake, the --port 443 one does, and replies leave from 443", async () => {
@@ -325,5 +345,24 @@ describe("reaching the hub through restrictive networks", () => {
     const tcp = await scan("tcp", INTERNET_HUB, "1-65535");
     expect(answered(tcp)).toEqual([...tcpPorts].sort((a, b) => a - b));
     expect(tcp.ignored).toEqual({ state: "filtered", count: 65535 - tcpPorts.length });
+  });
+
+  it("over IPv6 too: the --port 443 config to the hub's IPv6 endpoint works behind the campus, and only the public ports answer", async () => {
+    await campusAllows([443]);
+    const text = await deviceUses(443, `[${HUB_PUBLIC6}]:${LISTEN_PORT}`);
+    expect(text).toContain(`Endpoint = [${HUB_PUBLIC6}]:443\n`);
+    expect(await tunnelWorks()).toBe(true);
+    expect(await handshake()).toBeGreaterThan(0);
+    expect(await campusCounter("from_listen_port")).toBe(0);
+
+    const expected = statePublicPorts(state);
+    const udpPorts = expected.filter((p) => p.protocol === "udp").map((p) => p.port);
+    const tcpPorts = expected.filter((p) => p.protocol === "tcp").map((p) => p.port);
+    // From the campus's own address, which is in sshAllowedCidrs.
+    const udp = await scan("udp", HUB_PUBLIC6, "1-65535", campusNs);
+    expect(answered(udp).filter((p) => !udpPorts.includes(p))).toEqual([]);
+    expect(udp.ignored?.state).toBe("open|filtered");
+    const tcp = await scan("tcp", HUB_PUBLIC6, "1-65535", campusNs);
+    expect(answered(tcp)).toEqual([...tcpPorts].sort((a, b) => a - b));
   });
 });
