@@ -254,7 +254,24 @@ describe("Linode", () => {
       "linode:index/firewall:Firewall": 1,
       "linode:index/firewallDevice:FirewallDevice": 1,
       "linode:index/instance:Instance": 1,
+      "linode:index/ipv6Range:Ipv6Range": 1,
     });
+  });
+
+  it("routes a /64 to the instance for the devices' global addresses (linode.Ipv6Range)", async () => {
+    const r = await run(minimalConfig("linode", { peers: [{ name: "laptop", publicIpv6: "session" }] }));
+    const range = r.one("linode:index/ipv6Range:Ipv6Range");
+    expect(range.inputs).toMatchObject({ prefixLength: 64, linodeId: expect.any(Number) });
+    const state = parseHubState(await valueOf(r.hub.state));
+    expect(state.hub.publicIpv6).toEqual({
+      prefix: `${MOCK_ADDRESSES.linode.ipv6Range}/64`,
+      sessionIdle: 300,
+    });
+    expect(state.peers[0].publicIpv6).toBe("session");
+    const config = (await valueOf(r.hub.clientConfigs)).laptop;
+    expect(config).toMatch(
+      /^Address = 10\.77\.[0-9.]+\/32, fd7a:c10d:9a1::[0-9a-f]+\/128, 2001:db8:21::[0-9a-f]+\/128$/m,
+    );
   });
 
   it("encrypts the disk, disables backups and passes user-data base64-encoded", async () => {
@@ -554,6 +571,16 @@ describe.each(["digitalocean", "linode", "vultr"])(
       expect(machineInputs(after)).toEqual(machineInputs(before));
       // ...while the desired state the agent receives did change.
       expect(await valueOf(after.hub.state)).not.toEqual(await valueOf(before.hub.state));
+    });
+
+    it("changes only the firewall and the agent's state when the extra WireGuard ports change, never the VM", async () => {
+      const before = await run(minimalConfig(provider, PEERS), "hub");
+      const after = await run(minimalConfig(provider, { ...PEERS, wireguardExtraPorts: [8443] }), "hub");
+      /** Everything machineInputs covers except the provider firewall's own resources. */
+      const notFirewall = (r: Run) =>
+        Object.fromEntries(Object.entries(machineInputs(r)).filter(([name]) => !/-firewall/.test(name)));
+      expect(notFirewall(after)).toEqual(notFirewall(before));
+      expect(parseHubState(await valueOf(after.hub.state)).hub.wireguardExtraPorts).toEqual([8443]);
     });
   },
 );
