@@ -4,12 +4,15 @@
  * `npm run device -- --list` names the devices. `--port 443` gives the same config (same keys, same addresses)
  * dialling one of the hub's extra WireGuard ports (the `wireguardPorts` output), for networks that let only UDP
  * 443 or 53 out.
+ * `--helper --out FILE` writes the device's installer for the direct-connection helper (device/installer.ts).
  *
  * The configs are secret stack outputs; they are read with `pulumi stack output --show-secrets` through the
  * project's one process runner, so the keys only ever pass through a pipe, never argv or a log.
  */
 import { parseArgs } from "util";
 import * as QRCode from "qrcode";
+import { buildHelperBundle } from "../components/helper-bundle";
+import { InstallerError, renderInstaller } from "../device/installer";
 import { writeFileAtomic } from "../lib/atomic-file";
 import { CommandError, realRunner, type Runner } from "../lib/runner";
 import { clientConfigWithPort } from "../model/client-config";
@@ -67,6 +70,7 @@ function parse(argv: readonly string[]) {
         list: { type: "boolean", default: false },
         out: { type: "string" },
         port: { type: "string" },
+        helper: { type: "boolean", default: false },
         stack: { type: "string" },
       },
     });
@@ -147,6 +151,20 @@ export async function main(argv: readonly string[], runner: Runner): Promise<voi
   if (!name) throw new DeviceError(`name a device: ${USAGE}.`);
   const port = values.port !== undefined ? parsePort(values.port) : undefined;
   let config = pickConfig(stdout, name);
+  if (values.helper) {
+    if (!values.out)
+      throw new DeviceError(
+        `'--helper' writes an installer that holds the device's private key: name the file, e.g. '--helper --out ${name}-install.sh'.`,
+      );
+    if (values.qr || port !== undefined)
+      throw new DeviceError("'--helper' goes with '--out FILE' only (not with '--qr' or '--port').");
+    try {
+      config = renderInstaller(name, config, buildHelperBundle().code);
+    } catch (e) {
+      if (e instanceof InstallerError) throw new DeviceError(e.message);
+      throw e;
+    }
+  }
   if (port !== undefined) config = await withPort(config, port, runner, values.stack);
   if (values.out) {
     try {

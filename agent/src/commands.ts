@@ -22,6 +22,8 @@ import {
 } from "./transaction";
 import { parseHubState, StateError } from "../../model/state-schema";
 import { collectStatus, formatStatus } from "./status";
+import { realRunner } from "../../lib/runner";
+import { formatDirectPaths, readDirectStatus, serveDiscovery } from "./discovery";
 
 /** How long a refresh may spend downloading, within the refresh unit's 20-minute TimeoutStartSec. */
 const REFRESH_DOWNLOAD_BUDGET_MS = 15 * 60_000;
@@ -36,7 +38,8 @@ const USAGE = `usage:
   cloudpal-agent apply                  read the hub state (JSON) on stdin, persist it, make the hub match it
   cloudpal-agent reconcile              make the hub match the persisted state (run at boot)
   cloudpal-agent blocklists refresh     download the DNS blocklists and apply them (keeps the last good copy)
-  cloudpal-agent status                 peers (handshake, transfer, endpoint) and service health
+  cloudpal-agent status                 peers (handshake, transfer, endpoint), service health, direct paths
+  cloudpal-agent discovery              serve endpoint discovery for device helpers (runs until stopped)
   cloudpal-agent peer config NAME [--qr] [--endpoint HOST:PORT] [--port PORT]
                                         a device's WireGuard config (PrivateKey left for the device to fill);
                                         --port: dial one of the hub's extra WireGuard ports instead
@@ -186,7 +189,24 @@ export async function runCli(argv: readonly string[], ctx: AgentContext, io: Cli
         const state = parseHubState(loadPersistedState(ctx));
         const status = await collectStatus(ctx, state);
         io.stdout(formatStatus(status, Math.floor(Date.now() / 1000)));
+        const paths = formatDirectPaths(state, readDirectStatus(ctx.options), Date.now());
+        if (paths.length > 0) io.stdout(`direct paths:\n${paths.join("\n")}\n`);
         return status.services.every((s) => s.healthy) ? 0 : 1;
+      }
+      case "discovery": {
+        if (sub !== undefined) break;
+        // Its own quiet runner: it reads `wg show` twice a second while helpers wait, which the log need not hold.
+        const server = await serveDiscovery(
+          ctx.options,
+          realRunner(() => undefined),
+          ctx.log,
+        );
+        await new Promise<void>((resolve) => {
+          process.once("SIGTERM", resolve);
+          process.once("SIGINT", resolve);
+        });
+        await server.close();
+        return 0;
       }
       case "peer": {
         if (sub !== "config" || name === undefined || rest.length > 0) break;

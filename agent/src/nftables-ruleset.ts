@@ -35,6 +35,7 @@
 import * as ipaddr from "ipaddr.js";
 import { hubAddresses } from "../../model/addressing";
 import { canonicalIpv6 } from "../../model/ip-text";
+import { DISCOVERY_PORT, PROBE_MAGIC, PROBE_PORT_BASE, probeVantagePorts } from "../../model/direct";
 import { MANAGED_HEADER } from "../../model/layout";
 import { DEFAULT_ENCRYPTED_DNS, type HubState } from "../../model/state";
 import { hubPublicPorts, type PublicPort } from "../../model/public-ports";
@@ -126,6 +127,7 @@ function elements(items: readonly string[]): string {
 }
 
 const v6 = canonicalIpv6;
+const PROBE_MAGIC_HEX = `0x${PROBE_MAGIC.toString(16)}`;
 
 export function renderNftRuleset(state: HubState, options: NftOptions): string {
   const { table } = options;
@@ -208,6 +210,8 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     ...publicInputRules(state),
     `    iifname ${wg} ip daddr ${hub.ipv4} meta l4proto { udp, tcp } th dport 53 accept`,
     `    iifname ${wg} ip6 daddr ${v6(hub.ipv6)} meta l4proto { udp, tcp } th dport 53 accept`,
+    `    iifname ${wg} ip daddr ${hub.ipv4} tcp dport ${DISCOVERY_PORT} accept comment "direct connections: endpoint discovery"`,
+    `    iifname != ${wg} udp dport { ${PROBE_PORT_BASE}, ${PROBE_PORT_BASE + 1} } ct status dnat limit rate 50/second accept comment "direct connections: NAT probes redirected from WireGuard ports"`,
     '    drop comment "default deny"',
     "  }",
     "",
@@ -256,6 +260,11 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     "",
     "  chain prerouting {",
     "    type nat hook prerouting priority dstnat; policy accept;",
+    // Before the extra ports' redirect to the listen port: a redirect ends the chain for its packet.
+    ...probeVantagePorts(state.hub.listenPort, state.hub.wireguardExtraPorts ?? []).map(
+      (port, i) =>
+        `    iifname != { ${wg}, "lo" } udp dport ${port} @th,64,32 ${PROBE_MAGIC_HEX} redirect to :${PROBE_PORT_BASE + i} comment "direct connections: NAT probes"`,
+    ),
     `    iifname ${wg} ip daddr != ${state.hub.ipv4Subnet} meta l4proto { udp, tcp } th dport 53 dnat ip to ${hub.ipv4} comment "DNS goes through the hub's filter"`,
     `    iifname ${wg} ip6 daddr != ${state.hub.ipv6Prefix} meta l4proto { udp, tcp } th dport 53 dnat ip6 to ${v6(hub.ipv6)} comment "DNS goes through the hub's filter"`,
     ...publicRedirects(state, wg),

@@ -58,6 +58,53 @@ export class Lab {
     }
   }
 
+  /** A bridge (an L2 switch: a LAN, or the lab's internet) in a namespace, up, without an address. */
+  async bridge(ns: string, name: string): Promise<void> {
+    await this.exec(ns, "ip", ["link", "add", name, "type", "bridge"]);
+    await this.exec(ns, "ip", ["link", "set", name, "up"]);
+  }
+
+  /** A veth pair from a bridge in `bridgeNs` to `b` (which gets the address). */
+  async plug(
+    bridgeNs: string,
+    bridge: string,
+    portName: string,
+    b: { ns: string; ifname: string; cidr: string },
+  ): Promise<void> {
+    await this.run("ip", [
+      "link",
+      "add",
+      portName,
+      "netns",
+      bridgeNs,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      b.ifname,
+      "netns",
+      b.ns,
+    ]);
+    await this.exec(bridgeNs, "ip", ["link", "set", portName, "master", bridge]);
+    await this.exec(bridgeNs, "ip", ["link", "set", portName, "up"]);
+    await this.exec(b.ns, "ip", ["addr", "add", b.cidr, "dev", b.ifname]);
+    await this.exec(b.ns, "ip", ["link", "set", b.ifname, "up"]);
+  }
+
+  /**
+   * A NAT router namespace: forwards, and masquerades what leaves by `wanIf` (`random`: a new public port for
+   * every new flow, i.e. per destination, as a "symmetric" NAT does). Unsolicited packets to the router itself
+   * are dropped in the input hook, as a home router's firewall does; dropped before conntrack confirms them,
+   * they leave no entry behind (a kept entry would clash with the router's own later mapping to that peer and
+   * make it pick another port).
+   */
+  async natRouter(ns: string, wanIf: string, random = false): Promise<void> {
+    await this.exec(ns, "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
+    await this.exec(ns, "nft", ["-f", "-"], {
+      input: `table ip lab_nat {\n  chain post {\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname "${wanIf}" masquerade${random ? " random" : ""}\n  }\n  chain in {\n    type filter hook input priority filter; policy accept;\n    iifname "${wanIf}" ct state new drop\n  }\n}\n`,
+    });
+  }
+
   /** Start a daemon in a namespace; it is killed (by PID) in cleanup. */
   daemon(
     name: string,
