@@ -138,7 +138,15 @@ const steps: { readonly [K in keyof CloudConfig]: (value: CloudConfig[K], config
     disable_root: () => [],
     ssh_pwauth: () => [],
     locale: (locale) => [argv(["localectl", "set-locale", `LANG=${locale}`])],
-    package_update: () => [argv(["apt-get", "update", "-q"])],
+    // A later run finds every package installed and runs no apt at all: it needs no mirror and changes nothing
+    // (upgrades are unattended-upgrades' job, as on a cloud hub). `db:Status-Abbrev` is "ii " for an
+    // installed package; dpkg-query prints nothing for one it does not know.
+    package_update: (_on, config) => [
+      `installed=$(dpkg-query -W -f='\${db:Status-Abbrev}\\n' ${argv(config.packages)} 2>/dev/null | grep -c '^ii' || :)`,
+      `if [ "$installed" -ne ${config.packages.length} ]; then`,
+      `\t${argv(["apt-get", "update", "-q"])}`,
+      "fi",
+    ],
     package_upgrade: () => [],
     // The same dpkg option cloud-init uses: keep the files written above rather than the packages' defaults.
     // No Recommends and no source indexes come from the apt drop-in among those files, as on a cloud VM.
@@ -148,17 +156,20 @@ const steps: { readonly [K in keyof CloudConfig]: (value: CloudConfig[K], config
     // that already runs, the daily unattended-upgrades this bootstrap enables may hold it when `pulumi up`
     // runs the script again.
     packages: (packages) => [
-      argv([
-        "apt-get",
-        "install",
-        "-y",
-        "-q",
-        "-o",
-        "Dpkg::Options::=--force-confold",
-        "-o",
-        `DPkg::Lock::Timeout=${DPKG_LOCK_TIMEOUT_SECONDS}`,
-        ...packages,
-      ]),
+      `if [ "$installed" -ne ${packages.length} ]; then`,
+      "\t" +
+        argv([
+          "apt-get",
+          "install",
+          "-y",
+          "-q",
+          "-o",
+          "Dpkg::Options::=--force-confold",
+          "-o",
+          `DPkg::Lock::Timeout=${DPKG_LOCK_TIMEOUT_SECONDS}`,
+          ...packages,
+        ]),
+      "fi",
     ],
     runcmd: (cmds) => cmds.filter((c) => c !== FAIL_FAST).map((c) => argv(c as readonly string[])),
   };

@@ -66,11 +66,15 @@ describe.each(COMBINATIONS)("bootstrap script for $name", ({ spec: s }) => {
     }
   });
 
-  it("installs every package of the user-data, keeping the files written first", () => {
+  it("installs every package of the user-data, keeping the files written first, unless all are installed", () => {
+    const n = config.packages.length;
     expect(section(script, "packages")).toBe(
-      `'apt-get' 'install' '-y' '-q' '-o' 'Dpkg::Options::=--force-confold' '-o' 'DPkg::Lock::Timeout=${DPKG_LOCK_TIMEOUT_SECONDS}' ${config.packages.map(shellQuote).join(" ")}\n`,
+      `if [ "$installed" -ne ${n} ]; then\n\t'apt-get' 'install' '-y' '-q' '-o' 'Dpkg::Options::=--force-confold' '-o' 'DPkg::Lock::Timeout=${DPKG_LOCK_TIMEOUT_SECONDS}' ${config.packages.map(shellQuote).join(" ")}\nfi\n`,
     );
-    expect(section(script, "package_update")).toBe("'apt-get' 'update' '-q'\n");
+    expect(section(script, "package_update")).toBe(
+      `installed=$(dpkg-query -W -f='\${db:Status-Abbrev}\\n' ${config.packages.map(shellQuote).join(" ")} 2>/dev/null | grep -c '^ii' || :)\n` +
+        `if [ "$installed" -ne ${n} ]; then\n\t'apt-get' 'update' '-q'\nfi\n`,
+    );
   });
 
   it("runs every runcmd command, in the same order", () => {
@@ -239,6 +243,27 @@ describe("running the script's file writing for real", () => {
         "# Managed by CloudPal\nthe agent's settings\n",
       );
     });
+  });
+
+  it("counts the installed packages as dpkg does: every one installed skips apt, one missing runs it", () => {
+    const count = section(script, "package_update").split("\n")[0];
+    const installed = (names: readonly string[]): number => {
+      const line = count.replace(
+        /dpkg-query -W -f='([^']*)' .* 2>/,
+        (_m, format: string) => `dpkg-query -W -f='${format}' ${names.map(shellQuote).join(" ")} 2>`,
+      );
+      const r = runOk("bash", ["-c", `set -eu\n${line}\necho "$installed"`]);
+      return Number(r.trim());
+    };
+    // The oracle: dpkg's own status line for each package of this machine.
+    const isInstalled = (name: string) =>
+      /^Status: install ok installed$/m.test(run("dpkg", ["-s", name]).stdout);
+    const here = ["bash", "coreutils", "dpkg"];
+    expect(here.every(isInstalled)).toBe(true);
+    expect(installed(here)).toBe(3);
+    expect(installed([...here, "cloudpal-no-such-package"])).toBe(3);
+    expect(installed(["cloudpal-no-such-package"])).toBe(0);
+    expect(installed(config.packages)).toBe(config.packages.filter(isInstalled).length);
   });
 
   it("add_line_once adds an authorized key once, however often the script runs", () => {

@@ -31,6 +31,8 @@ export interface HubVmOptions {
   readonly wireguardGuestPort: number;
   /** Host end of the device namespace's veth pair. */
   readonly deviceHostAddress: string;
+  /** Attach a state volume as DigitalOcean does (default true); an `existing` server has none. */
+  readonly stateVolume?: boolean;
 }
 
 export interface HubVm {
@@ -80,9 +82,13 @@ export async function bootHubVm(o: HubVmOptions): Promise<HubVm> {
   ];
   // What DigitalOcean attaches with the droplet: a volume it formatted ext4 with our label
   // (components/hosts/digitalocean.ts). One per boot: a rebuild gets a fresh one, as it need not survive.
-  const stateDisk = join(o.dir, `${o.name}-state-volume.img`);
-  await run("truncate", ["-s", "64M", stateDisk]);
-  await run("mkfs.ext4", ["-q", "-F", "-L", LAYOUT.stateVolume.label, stateDisk]);
+  const extraDisks: string[] = [];
+  if (o.stateVolume !== false) {
+    const stateDisk = join(o.dir, `${o.name}-state-volume.img`);
+    await run("truncate", ["-s", "64M", stateDisk]);
+    await run("mkfs.ext4", ["-q", "-F", "-L", LAYOUT.stateVolume.label, stateDisk]);
+    extraDisks.push(stateDisk);
+  }
   const vm = await bootVm({
     image: o.image,
     dir: o.dir,
@@ -90,7 +96,7 @@ export async function bootHubVm(o: HubVmOptions): Promise<HubVm> {
     userData: o.userData,
     instanceId: o.instanceId,
     forwards,
-    extraDisks: [stateDisk],
+    extraDisks,
   });
   const ssh = new Ssh({
     host: "127.0.0.1",
@@ -100,6 +106,11 @@ export async function bootHubVm(o: HubVmOptions): Promise<HubVm> {
     ...(o.hostKey !== undefined ? { hostKey: o.hostKey } : {}),
   });
   return { vm, ssh, wireguardEndpoint: `${o.deviceHostAddress}:${wgPort}`, tcpProbe, udpProbe };
+}
+
+/** The same VM, with ssh now pinning `hostKey` (read from the machine's console after it booted). */
+export function pinHostKey(hub: HubVm, hostKey: string): HubVm {
+  return { ...hub, ssh: new Ssh({ ...hub.ssh.target, hostKey }) };
 }
 
 export interface Delivery {

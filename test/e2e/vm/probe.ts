@@ -54,3 +54,23 @@ export function probeUdpDns(port: number, waitMs = 4000): Promise<Buffer> {
     socket.send(DNS_QUERY, port, "127.0.0.1");
   });
 }
+
+/**
+ * The ports the program's state (the `state` payload the hub's agent applies) makes public, as "port/proto":
+ * every `…Port` number and `…Ports` list under `hub`, TCP when the key names tcp or ssh, else UDP (WireGuard).
+ * The exposure check leaves these out of the ports that must stay silent, so a public port added to the
+ * program (another WireGuard port, a TCP path) is followed here rather than hard-coded.
+ */
+export function publicPortsOfState(stateJson: string | Buffer | undefined): Set<string> {
+  if (stateJson === undefined) throw new Error("the program sent no state");
+  const hub = (JSON.parse(stateJson.toString()) as { hub?: Record<string, unknown> }).hub ?? {};
+  const out = new Set<string>();
+  for (const [key, value] of Object.entries(hub)) {
+    const proto = /tcp|ssh/i.test(key) ? "tcp" : "udp";
+    const ports = /Ports$/.test(key) && Array.isArray(value) ? value : /Port$/.test(key) ? [value] : [];
+    for (const p of ports) if (typeof p === "number") out.add(`${p}/${proto}`);
+  }
+  if (!out.has(`${hub.listenPort as number}/udp`))
+    throw new Error("the state names no WireGuard listen port");
+  return out;
+}

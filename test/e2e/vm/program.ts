@@ -21,6 +21,7 @@ import { installMocks, settle, valueOf, type Registered } from "../../helpers/pu
 import type { Payloads } from "./delivery-runner";
 
 export interface RenderedStack {
+  /** The machine's user-data; "" for an `existing` server, which gets none. */
   readonly userData: string;
   /** The program's delivery Commands, in order, as steps plus the payloads they carry on stdin. */
   readonly steps: readonly RemoteStep[];
@@ -30,6 +31,8 @@ export interface RenderedStack {
   readonly resources: readonly Registered[];
   /** The host key every Command pins (`connection.hostKey`): one key for all of them. */
   readonly hostKey: string;
+  /** Where every Command dials, as "HOST port PORT" (`connection.host`, `connection.port`). */
+  readonly sshAddress: string;
 }
 
 /** Pulumi's flat config map: structured values as JSON text, as `pulumi config set --path` stores them. */
@@ -68,9 +71,13 @@ export async function runProgram(
   await settle(recorder);
   const resources = [...recorder.registered];
 
+  // A cloud stack creates one machine with user-data; an `existing` stack creates none (the bootstrap script
+  // travels as a delivery step's stdin instead).
   const machines = resources.filter((r) => typeof r.inputs.userData === "string");
-  if (machines.length !== 1) throw new Error(`expected one resource with userData, found ${machines.length}`);
-  const userData = machines[0].inputs.userData as string;
+  const wanted = config.provider === "existing" ? 0 : 1;
+  if (machines.length !== wanted)
+    throw new Error(`expected ${wanted} resource(s) with userData, found ${machines.length}`);
+  const userData = wanted === 1 ? (machines[0].inputs.userData as string) : "";
 
   // The Commands the program registered, matched to the contract's steps by name; their command text must be
   // the contract's, and their stdin is the payload the test sends.
@@ -123,13 +130,16 @@ export async function runProgram(
       `the program registered ${commands.size} Commands, the contract has ${expected.length} steps`,
     );
   }
-  const hostKeys = new Set(
-    resources
-      .filter((r) => r.type.startsWith("command:remote:"))
-      .map((r) => (r.inputs.connection as { hostKey?: unknown } | undefined)?.hostKey),
-  );
+  const connections = resources
+    .filter((r) => r.type.startsWith("command:remote:"))
+    .map((r) => (r.inputs.connection ?? {}) as { hostKey?: unknown; host?: unknown; port?: unknown });
+  const hostKeys = new Set(connections.map((c) => c.hostKey));
   const [hostKey] = [...hostKeys];
   if (hostKeys.size !== 1 || typeof hostKey !== "string")
     throw new Error(`expected every delivery resource to pin one host key, found ${hostKeys.size}`);
-  return { userData, steps, payloads, clientConfigs, endpoint, resources, hostKey };
+  const dialled = new Set(connections.map((c) => `${String(c.host)} port ${String(c.port)}`));
+  if (dialled.size !== 1)
+    throw new Error(`expected every delivery resource to dial one address, found ${[...dialled].join(", ")}`);
+  const [sshAddress] = [...dialled];
+  return { userData, steps, payloads, clientConfigs, endpoint, resources, hostKey, sshAddress };
 }
