@@ -67,6 +67,7 @@ function commands(spec: BootstrapSpec): Command[] {
     ["unbound-checkconf"],
     ["systemctl", "restart", "unbound.service"],
     ["systemctl", "enable", LAYOUT.units.agent],
+    ["systemctl", "enable", "--now", LAYOUT.units.discovery],
     ["systemctl", "enable", "--now", LAYOUT.units.blocklistsTimer],
   ];
 }

@@ -67,6 +67,33 @@ ExecStart=${LAYOUT.agentBin} reconcile
 WantedBy=multi-user.target
 `,
     },
+    // Endpoint discovery for direct connections (agent/src/discovery.ts): it waits for the state and the tunnel
+    // address itself, so it starts at boot before either exists. Root: it reads the state (0600) and `wg show`.
+    {
+      path: `/etc/systemd/system/${LAYOUT.units.discovery}`,
+      content: `${header}
+[Unit]
+Description=CloudPal: endpoint discovery for direct connections between devices
+After=network-online.target ${LAYOUT.units.agent}
+Wants=network-online.target
+RequiresMountsFor=${LAYOUT.stateDir}
+StartLimitIntervalSec=0
+
+[Service]
+ExecStart=${LAYOUT.agentBin} discovery
+Restart=always
+RestartSec=5
+MemoryMax=128M
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+ReadWritePaths=${LAYOUT.stateDir}
+
+[Install]
+WantedBy=multi-user.target
+`,
+    },
     // Bounded whatever a list host sends: 64 sources of 60 s each at most (TimeoutStartSec), and the agent's
     // memory below half the hub's (MemoryMax; the entry cap, agent/src/blocklist.ts maxBlocklistEntries, keeps a
     // refresh near a quarter of it). systemd kills a run past either; the last good copies stay loaded.

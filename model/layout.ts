@@ -42,6 +42,8 @@ export const LAYOUT = {
     /** refreshes blocklists on a timer with jitter. */
     blocklists: "cloudpal-blocklists.service",
     blocklistsTimer: "cloudpal-blocklists.timer",
+    /** long-running: endpoint discovery for the device helpers (direct connections, agent/src/discovery.ts). */
+    discovery: "cloudpal-discovery.service",
   },
   /** WireGuard interface name on the hub. */
   interface: "wg0",
