@@ -1,5 +1,6 @@
 /** Direct connections: the pair rule, the discovery answer, the report parser, the probe format, hub status lines. */
 import { answerFor, formatDirectPaths, parseEndpoints, parseReport } from "../agent/src/discovery";
+import { renderNftRuleset } from "../agent/src/nftables-ruleset";
 import { chooseEndpoint } from "../device/src/helper";
 import { directPeersOf, parseProbe, probePacket, type HelperReport } from "../model/direct";
 import { testState } from "../agent/test-support/state-fixtures";
@@ -141,5 +142,32 @@ describe("the hub's status lines", () => {
     expect(formatDirectPaths(state, undefined, now)).toEqual([
       "  laptop ↔ phone: relayed: no helper on laptop and phone",
     ]);
+  });
+});
+
+describe("the hub's firewall for direct connections", () => {
+  const render = (extra: number[]) =>
+    renderNftRuleset(
+      { ...state, hub: { ...state.hub, wireguardExtraPorts: extra } },
+      { table: "t", interface: "wg0" },
+    );
+  it("redirects probes on two WireGuard ports to two reflector ports, before the extra ports' own redirect", () => {
+    const lines = render([443, 53]).split("\n");
+    const probe51820 = lines.findIndex((l) =>
+      /udp dport 51820 @th,64,32 0x43504e50 redirect to :3479/.test(l),
+    );
+    const probe443 = lines.findIndex((l) => /udp dport 443 @th,64,32 0x43504e50 redirect to :3480/.test(l));
+    const extra = lines.findIndex((l) => l.includes("WireGuard on extra ports"));
+    expect([probe51820 > 0, probe443 > probe51820, extra > probe443]).toEqual([true, true, true]);
+    // The reflector ports are reached only through that redirect, and discovery only from the tunnel.
+    expect(lines.filter((l) => /3479|3480/.test(l) && l.includes("accept"))).toEqual([
+      expect.stringContaining("udp dport { 3479, 3480 } ct status dnat"),
+    ]);
+    expect(lines.filter((l) => l.includes("51821"))).toEqual([
+      expect.stringMatching(/iifname "wg0" ip daddr 10\.77\.0\.1 tcp dport 51821 accept/),
+    ]);
+  });
+  it("has one vantage point without extra ports", () => {
+    expect(render([]).match(/@th,64,32/g)).toHaveLength(1);
   });
 });
