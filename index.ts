@@ -45,5 +45,7 @@ export const hubPublicKey = hub.hubPublicKey;
 export const knownHosts = hub.knownHosts;
 /** `npm run device -- NAME` reads this (scripts/device.ts). */
 export const clientConfigs = hub.clientConfigs;
+/** Device name → `ss://` key of the TCP path: `npm run device -- NAME --tcp [--qr]`. */
+export const tcpAccessKeys = hub.tcpAccessKeys;
 /** The UDP ports devices may dial, the listen port first: `npm run device -- NAME --port P` checks P here. */
 export const wireguardPorts = configWireguardPorts(config);

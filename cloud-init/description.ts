@@ -1,6 +1,7 @@
 import { posix } from "node:path";
 import { LAYOUT } from "../model/layout";
 import { AGENT_WRAPPER, agentUnits, stateMountUnit } from "./units";
+import { tcpRelaySysusers, tcpRelayUnit } from "./tcp-relay";
 import { renderNftablesBaseline } from "./nftables-baseline";
 import { APT_DROP_IN, HUB_PACKAGES, renderAptConfig } from "./packages";
 import type { BootstrapSpec } from "./spec";
@@ -58,6 +59,8 @@ function commands(spec: BootstrapSpec): Command[] {
     // started; with Ubuntu's socket activation it may not have yet.
     dir("/run/sshd", "0755"),
     ["sshd", "-t"],
+    // The TCP path relay's user, before the agent's first ruleset names it (cloud-init/tcp-relay.ts).
+    ["systemd-sysusers"],
     ["systemctl", "daemon-reload"],
     ...(spec.stateOnVolume === true ? [["systemctl", "enable", LAYOUT.stateVolume.mountUnit]] : []),
     // Socket first, then the daemon, so a socket-activated sshd picks up the new listening socket. try-restart
@@ -69,6 +72,7 @@ function commands(spec: BootstrapSpec): Command[] {
     ["systemctl", "enable", LAYOUT.units.agent],
     ["systemctl", "enable", "--now", LAYOUT.units.discovery],
     ["systemctl", "enable", "--now", LAYOUT.units.blocklistsTimer],
+    ["systemctl", "enable", "--now", LAYOUT.tcpRelay.unit],
   ];
 }
 
@@ -91,6 +95,7 @@ export function bootstrapCloudConfig(spec: BootstrapSpec): CloudConfig {
     rootFile(UNATTENDED_UPGRADES_FILE, renderUnattendedUpgrades(spec.image, spec.unattendedUpgrades)),
     rootFile(LAYOUT.agentBin, AGENT_WRAPPER, "0755"),
     ...agentUnits().map((unit) => rootFile(unit.path, unit.content)),
+    ...[tcpRelaySysusers(), tcpRelayUnit()].map((unit) => rootFile(unit.path, unit.content)),
     ...(spec.stateOnVolume === true ? [stateMountUnit()].map((u) => rootFile(u.path, u.content)) : []),
   ];
   return {

@@ -7,6 +7,7 @@ import { createHash } from "crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { tcpAccessKeys } from "../model/access-key";
 import { clientConfigInput, renderClientConfig } from "../model/client-config";
 import { privateKeyFromBytes, publicKeyFromPrivate } from "../model/keys";
 import { ed25519HostKey, knownHostsLine } from "../model/ssh-host-key";
@@ -104,6 +105,8 @@ export class Hub extends pulumi.ComponentResource {
   public readonly hubPublicKey: pulumi.Output<string>;
   /** Device name → wg-quick config text (secret: it may hold the device's private key). */
   public readonly clientConfigs: pulumi.Output<Record<string, string>>;
+  /** Device name → `ss://` access key of the TCP path (secret: it holds the device's password). */
+  public readonly tcpAccessKeys: pulumi.Output<Record<string, string>>;
   /** The desired state sent to the agent, as JSON (secret: it holds the hub's private key). */
   public readonly state: pulumi.Output<string>;
   /** The hub's SSH host key (authorized_keys format), pinned on every delivery connection. */
@@ -126,13 +129,23 @@ export class Hub extends pulumi.ComponentResource {
     const peerKeys = config.peers.map((peer) => {
       const psk = new random.RandomBytes(`${name}-peer-${peer.name}-psk`, { length: 32 }, child);
       const presharedKey = pulumi.secret(psk.base64);
+      // The TCP-path password: made like the device keys, in encrypted state; rotated with
+      // `pulumi up --replace` on this resource (README "TCP path").
+      const tcp = new random.RandomBytes(`${name}-peer-${peer.name}-tcp`, { length: 32 }, child);
+      const tcpKey = pulumi.secret(tcp.base64.apply((b) => Buffer.from(b, "base64").toString("base64url")));
       if (peer.publicKey !== undefined) {
-        return { peer, publicKey: pulumi.output(peer.publicKey), presharedKey, privateKey: undefined };
+        return {
+          peer,
+          publicKey: pulumi.output(peer.publicKey),
+          presharedKey,
+          tcpKey,
+          privateKey: undefined,
+        };
       }
       const device = new random.RandomBytes(`${name}-peer-${peer.name}-key`, { length: 32 }, child);
       const privateKey = pulumi.secret(device.base64.apply((b) => privateKeyFromBytes(fromBase64(b))));
       const publicKey = pulumi.unsecret(privateKey.apply(publicKeyFromPrivate));
-      return { peer, publicKey, presharedKey, privateKey };
+      return { peer, publicKey, presharedKey, tcpKey, privateKey };
     });
 
     const spec = bootstrapSpec(config);
@@ -166,15 +179,15 @@ export class Hub extends pulumi.ComponentResource {
 
     const keyMaterial = pulumi.all(
       peerKeys.map((k) =>
-        pulumi.all([k.publicKey, k.presharedKey, k.privateKey ?? pulumi.output(undefined)]),
+        pulumi.all([k.publicKey, k.presharedKey, k.privateKey ?? pulumi.output(undefined), k.tcpKey]),
       ),
     );
     const hubState = pulumi
       .all([hubPrivateKey, keyMaterial, this.endpoint])
       .apply(([hubKey, material, endpoint]) => {
         const byName = new Map<string, PeerKeys>();
-        material.forEach(([publicKey, presharedKey], i) =>
-          byName.set(peerKeys[i].peer.name, { publicKey, presharedKey }),
+        material.forEach(([publicKey, presharedKey, , tcpKey], i) =>
+          byName.set(peerKeys[i].peer.name, { publicKey, presharedKey, tcpKey }),
         );
         return buildHubState(config, hubKey, byName, endpoint);
       });
@@ -195,6 +208,9 @@ export class Hub extends pulumi.ComponentResource {
       }),
     );
 
+    // `ss://` keys for the TCP path, from the same state the hub receives (model/access-key.ts).
+    this.tcpAccessKeys = pulumi.secret(hubState.apply(tcpAccessKeys));
+
     this.deliver(name, config, host, args, spec);
 
     this.registerOutputs({
@@ -203,6 +219,7 @@ export class Hub extends pulumi.ComponentResource {
       endpoint: this.endpoint,
       hubPublicKey: this.hubPublicKey,
       clientConfigs: this.clientConfigs,
+      tcpAccessKeys: this.tcpAccessKeys,
       knownHosts: this.knownHosts,
     });
   }

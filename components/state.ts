@@ -9,6 +9,8 @@ import type { HubConfig } from "./config";
 export interface PeerKeys {
   readonly publicKey: string;
   readonly presharedKey: string;
+  /** The device's TCP-path password (agent/src/tcp-relay/); given to the hub only when the path is on. */
+  readonly tcpKey?: string;
 }
 
 /** `endpoint`: "host:port" devices dial (Hub.endpoint); the client configs on both sides read it from here. */
@@ -26,6 +28,7 @@ export function buildHubState(
       wireguardExtraPorts: [...config.wireguardExtraPorts],
       ...(endpoint !== undefined ? { endpoint } : {}),
       persistentKeepalive: config.persistentKeepalive,
+      ...(config.tcpPort !== undefined ? { tcpPort: config.tcpPort } : {}),
       sshPort: config.sshPort,
       sshAllowedCidrs: [...config.sshAllowedCidrs],
       ipv4Subnet: config.ipv4Subnet,
@@ -45,6 +48,7 @@ export function buildHubState(
         name: p.name,
         publicKey: keys.publicKey,
         presharedKey: keys.presharedKey,
+        ...(config.tcpPort !== undefined && keys.tcpKey !== undefined ? { tcpKey: keys.tcpKey } : {}),
         ipv4: p.ipv4,
         ipv6: p.ipv6,
         group: p.group,

@@ -45,6 +45,16 @@ export const LAYOUT = {
     /** long-running: endpoint discovery for the device helpers (direct connections, agent/src/discovery.ts). */
     discovery: "cloudpal-discovery.service",
   },
+  /**
+   * The TCP path (agent/src/tcp-relay/): its service runs the agent bundle's `tcp serve` as its own user, which
+   * binds the public port with CAP_NET_BIND_SERVICE; the agent pushes keys over the control socket.
+   */
+  tcpRelay: {
+    unit: "cloudpal-tcp.service",
+    user: "cloudpal-tcp",
+    runtimeDir: "/run/cloudpal-tcp",
+    controlSocket: "/run/cloudpal-tcp/control.sock",
+  },
   /** WireGuard interface name on the hub. */
   interface: "wg0",
   /** Private DNS zone for peer names: laptop.pal. */

@@ -33,6 +33,8 @@ export interface PublicPortsInput {
   /** The WireGuard listen port. */
   readonly wireguardPort: number;
   readonly wireguardExtraPorts: readonly number[];
+  /** The TCP path's port (agent/src/tcp-relay/); undefined when the path is off. */
+  readonly tcpPort?: number;
 }
 
 export function hubPublicPorts(input: PublicPortsInput): PublicPort[] {
@@ -46,6 +48,9 @@ export function hubPublicPorts(input: PublicPortsInput): PublicPort[] {
       redirectTo: input.wireguardPort,
     })),
     { protocol: "tcp", port: input.sshPort, label: "ssh", from: "ssh" },
+    ...(input.tcpPort !== undefined
+      ? [{ protocol: "tcp", port: input.tcpPort, label: "tcp-path", from: "anywhere" } as const]
+      : []),
   ];
 }
 

@@ -19,6 +19,8 @@ export const DOMAIN_PATTERN =
  * 43rd character carries only 4 of the key's bits, hence its short alphabet.
  */
 export const WIREGUARD_KEY_PATTERN = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$";
+/** A TCP-path (Shadowsocks) password: 32 random bytes as unpadded base64url, safe in an ss:// URI. */
+export const TCP_KEY_PATTERN = "^[A-Za-z0-9_-]{43}$";
 
 /**
  * The operator's login name: Debian's adduser default NAME_REGEX (adduser.conf), restricted to lower case and

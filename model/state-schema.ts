@@ -19,7 +19,7 @@ import {
 import { filterEntryProblem } from "./domain-rules";
 import { isWireGuardKey, publicKeyFromPrivate } from "./keys";
 import { describeAjvError, MESSAGE_KEYWORDS, show } from "./messages";
-import { DOMAIN_PATTERN, NAME_FIX, NAME_PATTERN, WIREGUARD_KEY_PATTERN } from "./rules";
+import { DOMAIN_PATTERN, NAME_FIX, NAME_PATTERN, TCP_KEY_PATTERN, WIREGUARD_KEY_PATTERN } from "./rules";
 import type { HubState } from "./state";
 
 // Each `fix` is the tail of the sentence after the field and its value (model/messages.ts).
@@ -83,6 +83,7 @@ export const HUB_STATE_SCHEMA = {
           maximum: 65535,
           fix: "is not a keepalive interval: use seconds from 0 to 65535",
         },
+        tcpPort: port,
         sshPort: port,
         sshAllowedCidrs: {
           type: "array",
@@ -145,6 +146,11 @@ export const HUB_STATE_SCHEMA = {
           ipv4,
           ipv6,
           group: name("group"),
+          tcpKey: {
+            type: "string",
+            pattern: TCP_KEY_PATTERN,
+            fix: "is not a TCP-path key: expected 43 base64url characters (32 random bytes); the Pulumi program makes one per device",
+          },
         },
       },
     },
@@ -234,7 +240,7 @@ function makeValidator() {
 let compiled: ReturnType<typeof makeValidator> | undefined;
 
 /** Key material is never echoed back: a malformed key is still most of a key, and errors reach logs. */
-const SECRET_FIELD = /(^|\.)(privateKey|presharedKey)$/;
+const SECRET_FIELD = /(^|\.)(privateKey|presharedKey|tcpKey)$/;
 
 const WORDING = {
   noun: "field",
@@ -341,6 +347,10 @@ function crossCheck(state: HubState): string[] {
         `'hub.wireguardExtraPorts[${i}]' (${p}) is also '${p === state.hub.listenPort ? "hub.listenPort" : "hub.sshPort"}': list only other ports, e.g. 443 or 53.`,
       );
   });
+  if (state.hub.tcpPort !== undefined && state.hub.tcpPort === state.hub.sshPort)
+    problems.push(
+      `'hub.tcpPort' (${state.hub.tcpPort}) is also 'hub.sshPort': give the TCP path its own port (443 by default).`,
+    );
   if (!isWireGuardKey(state.hub.privateKey))
     problems.push(`'hub.privateKey' is not 32 bytes of base64: generate one with 'wg genkey'.`);
   for (const list of ["allow", "deny"] as const)

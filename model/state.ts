@@ -46,6 +46,11 @@ export interface PeerState {
   readonly ipv6: string;
   /** Name of one of the groups. */
   readonly group: string;
+  /**
+   * The device's Shadowsocks password for the TCP path (secret; agent/src/tcp-relay/): 43 base64url characters
+   * (32 random bytes). Absent: the device has no TCP access.
+   */
+  readonly tcpKey?: string;
 }
 
 export interface DnsUpstream {
@@ -92,6 +97,11 @@ export interface HubState {
      * state written before it existed stays valid; absent means DEFAULT_PERSISTENT_KEEPALIVE.
      */
     readonly persistentKeepalive?: number;
+    /**
+     * Public TCP port of the TCP path (Shadowsocks AEAD, agent/src/tcp-relay/); absent turns the path off.
+     * Optional so that a state written before it existed stays valid.
+     */
+    readonly tcpPort?: number;
     /** SSH port the firewall keeps open. */
     readonly sshPort: number;
     /** CIDRs allowed to reach SSH. */

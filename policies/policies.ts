@@ -73,27 +73,34 @@ const INBOUND_RULES: readonly { cls: ResourceClass; rules(props: Record<string, 
 
 export interface SshNotWorldOpenConfig {
   allowWorldSsh: boolean;
+  /** The TCP path's port ('cloudpal:tcpPort'), which is open to the world by design. */
+  tcpPathPorts: number[];
 }
 
 /**
- * The hub opens TCP for SSH only (WireGuard is UDP), so any inbound TCP rule open to the world is SSH open
- * to the world. Checking TCP rather than one port number keeps the check right when 'sshPort' changes.
+ * The hub opens TCP for SSH and for the TCP path (WireGuard is UDP), so any inbound TCP rule open to the
+ * world on another port than the TCP path's is SSH open to the world. Checking TCP rather than one port number
+ * keeps the check right when 'sshPort' changes; a stack with another 'tcpPort' sets `tcpPathPorts` here.
  */
 export const sshNotWorldOpen: ResourceValidationPolicy = {
   name: "ssh-not-world-open",
   description: "SSH must not be reachable from the whole internet unless explicitly allowed.",
   enforcementLevel: "mandatory",
   configSchema: {
-    properties: { allowWorldSsh: { type: "boolean", default: false } },
+    properties: {
+      allowWorldSsh: { type: "boolean", default: false },
+      tcpPathPorts: { type: "array", items: { type: "integer" }, default: [443] },
+    },
   },
   validateResource: (args: ResourceValidationArgs, report: ReportViolation) => {
-    const { allowWorldSsh } = args.getConfig<SshNotWorldOpenConfig>();
+    const { allowWorldSsh, tcpPathPorts } = args.getConfig<SshNotWorldOpenConfig>();
     if (allowWorldSsh) return;
+    const tcpPath = new Set((tcpPathPorts ?? [443]).map(String));
     for (const kind of INBOUND_RULES) {
       if (!args.isType(kind.cls)) continue;
       for (const rule of kind.rules(args.props)) {
         const world = rule.sources.filter((s) => WORLD.has(s));
-        if (rule.protocol.toLowerCase() === "tcp" && world.length > 0) {
+        if (rule.protocol.toLowerCase() === "tcp" && world.length > 0 && !tcpPath.has(rule.ports)) {
           report(
             `Inbound TCP (SSH) must not accept ${world.join(" and ")} on port ${rule.ports} (${args.name}): list your own addresses in 'cloudpal:sshAllowedCidrs', or set this policy's allowWorldSsh to true.`,
           );

@@ -3,7 +3,8 @@
  * the stack's outputs, as text, as a QR code in the terminal (scan it with the WireGuard app), or as a 0600 file.
  * `npm run device -- --list` names the devices. `--port 443` gives the same config (same keys, same addresses)
  * dialling one of the hub's extra WireGuard ports (the `wireguardPorts` output), for networks that let only UDP
- * 443 or 53 out.
+ * 443 or 53 out. `--tcp` prints the device's `ss://` access key for the TCP path instead (the `tcpAccessKeys`
+ * output), for networks that let only TCP 443 out: paste it, or scan it with `--qr`, in an Outline client app.
  * `--helper --out FILE` writes the device's installer for the direct-connection helper (device/installer.ts).
  *
  * The configs are secret stack outputs; they are read with `pulumi stack output --show-secrets` through the
@@ -52,12 +53,28 @@ export function parseConfigs(outputJson: string): Record<string, string> {
   return out;
 }
 
+/** The device's `ss://` key from `pulumi stack output tcpAccessKeys --json`, with a helpful error. */
+export function pickTcpKey(outputJson: string, name: string): string {
+  let keys: Record<string, string>;
+  try {
+    keys = parseConfigs(outputJson);
+  } catch {
+    keys = {};
+  }
+  const key = keys[name];
+  if (key === undefined)
+    throw new DeviceError(
+      `device ${JSON.stringify(name)} has no TCP-path key in this stack: the path is off ('cloudpal:tcpPath' is false) or 'pulumi up' has not run since it was turned on; set 'cloudpal:tcpPath' to true and run 'pulumi up'.`,
+    );
+  return key;
+}
+
 export function renderQr(config: string): Promise<string> {
   return QRCode.toString(config, { type: "terminal", small: true, errorCorrectionLevel: "M" });
 }
 
 const USAGE =
-  "'npm run device -- laptop [--qr] [--out laptop.conf] [--port 443] [--stack STACK]', or '--list'";
+  "'npm run device -- laptop [--qr] [--out laptop.conf] [--port 443 | --tcp] [--stack STACK]', or '--list'";
 const INSTALL_PULUMI = "https://www.pulumi.com/docs/install/";
 
 function parse(argv: readonly string[]) {
@@ -70,6 +87,7 @@ function parse(argv: readonly string[]) {
         list: { type: "boolean", default: false },
         out: { type: "string" },
         port: { type: "string" },
+        tcp: { type: "boolean", default: false },
         helper: { type: "boolean", default: false },
         stack: { type: "string" },
       },
@@ -91,7 +109,7 @@ async function readOutputs(
     "output",
     output,
     "--json",
-    ...(output === "clientConfigs" ? ["--show-secrets"] : []),
+    ...(output === "clientConfigs" || output === "tcpAccessKeys" ? ["--show-secrets"] : []),
   ];
   if (stack) args.push("--stack", stack);
   try {
@@ -151,6 +169,15 @@ export async function main(argv: readonly string[], runner: Runner): Promise<voi
   if (!name) throw new DeviceError(`name a device: ${USAGE}.`);
   const port = values.port !== undefined ? parsePort(values.port) : undefined;
   let config = pickConfig(stdout, name);
+  if (values.tcp) {
+    if (port !== undefined)
+      throw new DeviceError(
+        "'--port' and '--tcp' do not go together: '--port' picks a WireGuard port, '--tcp' prints the TCP-path key (its port is 'cloudpal:tcpPort').",
+      );
+    const key = pickTcpKey(await readOutputs(runner, values.stack, "tcpAccessKeys"), name);
+    // The QR code holds the bare URI (an app would take a newline as part of it); text and files end in one.
+    config = values.qr && !values.out ? key : key + "\n";
+  }
   if (values.helper) {
     if (!values.out)
       throw new DeviceError(

@@ -50,6 +50,7 @@ describe("defaults", () => {
       operatorUser: "cloudpal-admin",
       wireguardPort: 51820,
       wireguardExtraPorts: [443, 53],
+      tcpPort: 443,
       ipv4Subnet: "10.77.0.0/16",
       ipv6Prefix: "fd7a:c10d:9a1::/64",
       peers: [],

@@ -43,7 +43,7 @@ describe("npm run device: a user's mistake is one line, never a stack trace", ()
     };
   }
   const USAGE =
-    "use 'npm run device -- laptop [--qr] [--out laptop.conf] [--port 443] [--stack STACK]', or '--list'.";
+    "use 'npm run device -- laptop [--qr] [--out laptop.conf] [--port 443 | --tcp] [--stack STACK]', or '--list'.";
 
   it("says to install the Pulumi CLI when there is none", async () => {
     // What lib/runner.ts reports when execFile cannot find the program.

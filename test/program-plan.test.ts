@@ -43,7 +43,7 @@ it("prints the DigitalOcean example as a tree with key properties and masked sec
     expect(text).toContain(line);
   }
   // +2 for delivery trust and state size: the SSH host key seed and the agent bundle's CopyToRemote.
-  expect(text).toMatch(/\n21 resources\n/);
+  expect(text).toMatch(/\n24 resources\n/);
   // The mocks make the hub key from sha256("random:hub-wireguard-key"): it must not leak into the plan.
   const hubPrivateKey = privateKeyFromBytes(createHash("sha256").update("random:hub-wireguard-key").digest());
   expect(text).not.toContain(hubPrivateKey);

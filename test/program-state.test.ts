@@ -17,7 +17,14 @@ describe("buildHubState", () => {
     }),
   );
   const keys = new Map([
-    ["laptop", { publicKey: wireguardPublicKey("laptop"), presharedKey: wireguardPublicKey("psk1") }],
+    [
+      "laptop",
+      {
+        publicKey: wireguardPublicKey("laptop"),
+        presharedKey: wireguardPublicKey("psk1"),
+        tcpKey: Buffer.alloc(32, 7).toString("base64url"),
+      },
+    ],
     ["nas", { publicKey: wireguardPublicKey("nas"), presharedKey: wireguardPublicKey("psk2") }],
   ]);
 
@@ -28,6 +35,8 @@ describe("buildHubState", () => {
       listenPort: 443,
       // the default extra ports without 443, which is this stack's listen port
       wireguardExtraPorts: [53],
+      // the TCP path (on by default) is TCP: WireGuard's UDP 443 does not take its port
+      tcpPort: 443,
       sshPort: 2222,
       sshAllowedCidrs: ["203.0.113.7/32"],
       ipv4Subnet: "10.77.0.0/16",
@@ -42,6 +51,9 @@ describe("buildHubState", () => {
       ipv6: "fd7a:c10d:9a1::a",
       group: "servers",
     });
+    expect(state.peers.find((p) => p.name === "laptop")?.tcpKey).toBe(
+      Buffer.alloc(32, 7).toString("base64url"),
+    );
     expect(state.groups).toEqual([
       { name: "family", reaches: ["family", "servers"], internet: true, encryptedDns: "block" },
       { name: "servers", reaches: [], internet: false, encryptedDns: "block" },

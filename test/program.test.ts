@@ -105,8 +105,9 @@ const COMMON = {
   "command:remote:Command": 3,
   // the agent bundle, as a file
   "command:remote:CopyToRemote": 1,
-  // hub key, SSH host key + per peer: laptop (psk + device key), phone (psk only: it brought its own public key)
-  "random:index/randomBytes:RandomBytes": 5,
+  // hub key, SSH host key + per peer: laptop (psk + device key + TCP-path key), phone (psk + TCP-path key only:
+  // it brought its own public key)
+  "random:index/randomBytes:RandomBytes": 7,
 };
 
 describe("DigitalOcean", () => {
@@ -199,6 +200,7 @@ describe("DigitalOcean", () => {
       { protocol: "udp", portRange: "443", sourceAddresses: ["0.0.0.0/0", "::/0"] },
       { protocol: "udp", portRange: "53", sourceAddresses: ["0.0.0.0/0", "::/0"] },
       { protocol: "tcp", portRange: "2222", sourceAddresses: [OPERATOR_CIDR] },
+      { protocol: "tcp", portRange: "443", sourceAddresses: ["0.0.0.0/0", "::/0"] },
     ]);
     const droplet = r.resources.find((x) => x.type === "digitalocean:index/droplet:Droplet");
     expect(fw.dropletIds).toEqual([expect.any(Number)]);
@@ -318,6 +320,14 @@ describe("Linode", () => {
         ipv4s: [OPERATOR_CIDR],
         ipv6s: ["2001:db8:77::/48"],
       },
+      {
+        label: "tcp-path",
+        action: "ACCEPT",
+        protocol: "TCP",
+        ports: "443",
+        ipv4s: ["0.0.0.0/0"],
+        ipv6s: ["::/0"],
+      },
     ]);
     const device = r.one("linode:index/firewallDevice:FirewallDevice").inputs;
     expect(device).toMatchObject({
@@ -375,8 +385,8 @@ describe("Vultr", () => {
       ...COMMON,
       "vultr:index/blockStorage:BlockStorage": 1,
       "vultr:index/firewallGroup:FirewallGroup": 1,
-      // v4 and v6 for WireGuard's port and each extra one (443, 53), one for the SSH CIDR
-      "vultr:index/firewallRule:FirewallRule": 7,
+      // v4 and v6 for WireGuard's port, each extra one (443, 53) and the TCP path (443), one for the SSH CIDR
+      "vultr:index/firewallRule:FirewallRule": 9,
       "vultr:index/instance:Instance": 1,
       "vultr:index/reservedIp:ReservedIp": 1,
       // one more delivery step: formatting (if blank) and mounting the state volume before the state is sent
@@ -439,6 +449,8 @@ describe("Vultr", () => {
       { protocol: "udp", ipType: "v6", subnet: "::", subnetSize: 0, port: "53" },
       { protocol: "tcp", ipType: "v4", subnet: "203.0.113.7", subnetSize: 32, port: "22" },
       { protocol: "tcp", ipType: "v6", subnet: "2001:db8:77::", subnetSize: 48, port: "22" },
+      { protocol: "tcp", ipType: "v4", subnet: "0.0.0.0", subnetSize: 0, port: "443" },
+      { protocol: "tcp", ipType: "v6", subnet: "::", subnetSize: 0, port: "443" },
     ]);
   });
 });
@@ -528,7 +540,7 @@ describe("existing server", () => {
     expect(inventory(r.resources)).toEqual({
       ...COMMON,
       "command:remote:Command": 4,
-      "random:index/randomBytes:RandomBytes": 4,
+      "random:index/randomBytes:RandomBytes": 6,
     });
     const commands = r.byType("command:remote:Command");
     expect(commands[0].inputs.connection).toMatchObject({ host: "198.51.100.44", port: 22, user: "admin" });
@@ -713,7 +725,9 @@ describe("keys, state and client configs", () => {
     expect(names(a)).toEqual([
       "same-peer-laptop-key",
       "same-peer-laptop-psk",
+      "same-peer-laptop-tcp",
       "same-peer-phone-psk",
+      "same-peer-phone-tcp",
       "same-root-key-seed",
       "same-ssh-host-key",
       "same-wireguard-key",

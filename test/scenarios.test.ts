@@ -74,6 +74,7 @@ describe.each(PROVIDERS)("%s", (provider) => {
       [
         "random:index/randomBytes:RandomBytes::hub-peer-tablet-key",
         "random:index/randomBytes:RandomBytes::hub-peer-tablet-psk",
+        "random:index/randomBytes:RandomBytes::hub-peer-tablet-tcp",
         // Only the step that hands the agent its state runs again (its trigger is the state's hash).
         "command:remote:Command::hub-state",
       ].sort(),
@@ -90,6 +91,7 @@ describe.each(PROVIDERS)("%s", (provider) => {
     expectSafe(outcome);
     expect(outcome.plan.removed.filter((u) => u.includes("RandomBytes")).sort()).toEqual([
       "random:index/randomBytes:RandomBytes::hub-peer-phone-psk",
+      "random:index/randomBytes:RandomBytes::hub-peer-phone-tcp",
     ]);
     for (const urn of machineUrn(from.snapshot)) expect(kinds(outcome.plan, urn)).toEqual([]);
   });

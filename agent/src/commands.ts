@@ -22,6 +22,7 @@ import {
 } from "./transaction";
 import { parseHubState, StateError } from "../../model/state-schema";
 import { collectStatus, formatStatus } from "./status";
+import { pushSaved, serveRelay } from "./tcp-relay/serve";
 import { realRunner } from "../../lib/runner";
 import { formatDirectPaths, readDirectStatus, serveDiscovery } from "./discovery";
 
@@ -38,6 +39,8 @@ const USAGE = `usage:
   cloudpal-agent apply                  read the hub state (JSON) on stdin, persist it, make the hub match it
   cloudpal-agent reconcile              make the hub match the persisted state (run at boot)
   cloudpal-agent blocklists refresh     download the DNS blocklists and apply them (keeps the last good copy)
+  cloudpal-agent tcp serve              run the TCP path relay (the cloudpal-tcp unit, as its own user)
+  cloudpal-agent tcp push               give the running relay the saved state's keys (the unit's ExecStartPost)
   cloudpal-agent status                 peers (handshake, transfer, endpoint), service health, direct paths
   cloudpal-agent discovery              serve endpoint discovery for device helpers (runs until stopped)
   cloudpal-agent peer config NAME [--qr] [--endpoint HOST:PORT] [--port PORT]
@@ -183,6 +186,14 @@ export async function runCli(argv: readonly string[], ctx: AgentContext, io: Cli
         // Failing the unit makes a dead source or a pending apply visible in `systemctl status`; the filter
         // itself stays on.
         return results.every((r) => r.ok) && !pending ? 0 : 1;
+      }
+      case "tcp": {
+        if (sub === "serve" && name === undefined) return await serveRelay(ctx);
+        if (sub === "push" && name === undefined) {
+          io.stdout(await pushSaved(ctx));
+          return 0;
+        }
+        break;
       }
       case "status": {
         if (sub !== undefined) break;

@@ -37,12 +37,15 @@ import { hubAddresses } from "../../model/addressing";
 import { canonicalIpv6 } from "../../model/ip-text";
 import { DISCOVERY_PORT, PROBE_MAGIC, PROBE_PORT_BASE, probeVantagePorts } from "../../model/direct";
 import { MANAGED_HEADER } from "../../model/layout";
+import { relayOutputChain } from "./tcp-relay/nft";
 import { DEFAULT_ENCRYPTED_DNS, type HubState } from "../../model/state";
 import { hubPublicPorts, type PublicPort } from "../../model/public-ports";
 
 export interface NftOptions {
   readonly table: string;
   readonly interface: string;
+  /** The TCP path relay's user, held by an output chain (agent/src/tcp-relay/nft.ts). */
+  readonly relayUser?: string;
 }
 
 /** Destinations a peer may never reach through the hub, even with internet access. */
@@ -280,6 +283,7 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
       "  }",
     );
   }
+  out.push(...relayOutputChain(state, options.relayUser));
   out.push("}");
   return out.join("\n") + "\n";
 }
@@ -290,6 +294,7 @@ export function statePublicPorts(state: HubState): PublicPort[] {
     sshPort: state.hub.sshPort,
     wireguardPort: state.hub.listenPort,
     wireguardExtraPorts: state.hub.wireguardExtraPorts ?? [],
+    tcpPort: state.hub.tcpPort,
   });
 }
 

@@ -35,6 +35,8 @@ export interface AgentPaths {
   readonly stateMountUnit: string;
   /** The kernel's mount table for this process (`/proc/self/mountinfo`); a fixture file in unit tests. */
   readonly mountInfo: string;
+  /** The TCP path relay's control socket (agent/src/tcp-relay/), in its service's runtime directory. */
+  readonly tcpControlSocket: string;
 }
 
 export interface AgentOptions {
@@ -49,6 +51,10 @@ export interface AgentOptions {
   /** Bounds on one blocklist download. */
   readonly blocklistMaxBytes: number;
   readonly blocklistTimeoutMs: number;
+  /** The TCP path relay's user (name or uid): the nftables output chain holds it (agent/src/tcp-relay/nft.ts). */
+  readonly tcpRelayUser: string;
+  /** How long the relay waits for a connection's first chunk, probes alike (agent/src/tcp-relay/server.ts). */
+  readonly tcpHandshakeTimeoutMs: number;
 }
 
 export const UNBOUND_ZONES_FILE = "cloudpal-zones.conf";
@@ -69,6 +75,7 @@ export function productionPaths(): AgentPaths {
     sysctlDir: "/proc/sys",
     stateMountUnit: path.join("/etc/systemd/system", LAYOUT.stateVolume.mountUnit),
     mountInfo: "/proc/self/mountinfo",
+    tcpControlSocket: LAYOUT.tcpRelay.controlSocket,
   };
 }
 
@@ -89,6 +96,7 @@ export function pathsUnder(root: string, sysctlDir = "/proc/sys"): AgentPaths {
     sysctlDir,
     stateMountUnit: under(p.stateMountUnit),
     mountInfo: p.mountInfo,
+    tcpControlSocket: under(p.tcpControlSocket),
   };
 }
 
@@ -104,13 +112,16 @@ export function defaultOptions(paths: AgentPaths = productionPaths()): AgentOpti
     // (blocklist.ts maxBlocklistEntries) is the tighter bound on what is loaded either way.
     blocklistMaxBytes: Math.min(64 * 1024 * 1024, Math.floor(totalmem() / 32)),
     blocklistTimeoutMs: 60_000,
+    tcpRelayUser: LAYOUT.tcpRelay.user,
+    tcpHandshakeTimeoutMs: 60_000,
   };
 }
 
 /**
  * Options from the environment:
  * CLOUDPAL_ROOT (prefix for every path), CLOUDPAL_SYSCTL_DIR, CLOUDPAL_INTERFACE, CLOUDPAL_NFT_TABLE,
- * CLOUDPAL_UNBOUND_CONTROL_CONFIG (unbound-control -c), CLOUDPAL_UNBOUND_RESTART (JSON argument array).
+ * CLOUDPAL_UNBOUND_CONTROL_CONFIG (unbound-control -c), CLOUDPAL_UNBOUND_RESTART (JSON argument array),
+ * CLOUDPAL_TCP_RELAY_USER (name or uid), CLOUDPAL_TCP_HANDSHAKE_TIMEOUT_MS.
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv): AgentOptions {
   const sysctlDir = env.CLOUDPAL_SYSCTL_DIR || "/proc/sys";
@@ -140,8 +151,24 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): AgentOptions {
     }
     restart = parsed as string[];
   }
+  const relayUser = env.CLOUDPAL_TCP_RELAY_USER || base.tcpRelayUser;
+  if (!/^([a-z][a-z0-9_-]{0,31}|[0-9]{1,9})$/.test(relayUser)) {
+    throw new Error(
+      `'CLOUDPAL_TCP_RELAY_USER' (${JSON.stringify(relayUser)}) is not a user: give a user name or a numeric uid.`,
+    );
+  }
+  const handshake = env.CLOUDPAL_TCP_HANDSHAKE_TIMEOUT_MS
+    ? Number(env.CLOUDPAL_TCP_HANDSHAKE_TIMEOUT_MS)
+    : base.tcpHandshakeTimeoutMs;
+  if (!Number.isInteger(handshake) || handshake < 100 || handshake > 3_600_000) {
+    throw new Error(
+      `'CLOUDPAL_TCP_HANDSHAKE_TIMEOUT_MS' (${JSON.stringify(env.CLOUDPAL_TCP_HANDSHAKE_TIMEOUT_MS)}) is not a timeout: give milliseconds from 100 to 3600000.`,
+    );
+  }
   return {
     ...base,
+    tcpRelayUser: relayUser,
+    tcpHandshakeTimeoutMs: handshake,
     interface: ifname,
     nftTable: table,
     unboundRestartCommand: restart,

@@ -24,6 +24,7 @@ import { buildDnsFilter } from "./blocklist";
 import { readStoredList, storedListPath } from "./blocklist-fetch";
 import { createHash } from "crypto";
 import { renderNftRuleset } from "./nftables-ruleset";
+import { reconcileRelay } from "./tcp-relay/reconcile-relay";
 import { assertSecretStorage } from "./secret-storage";
 import type { AgentOptions } from "./options";
 import type { Logger, Runner } from "../../lib/runner";
@@ -64,7 +65,8 @@ export type Change =
   | "unbound reload"
   | "unbound restart"
   | "unbound files"
-  | "unbound zones";
+  | "unbound zones"
+  | "tcp relay";
 
 export interface ReconcileOptions {
   /** Compare nftables and unbound with what is loaded, not with the agent's files (see the header). */
@@ -96,7 +98,11 @@ export function renderAll(ctx: AgentContext, state: HubState): Renders {
   const blockHead = readHeadIfExists(paths.unboundBlocklist, 1000);
   const blockCurrent = blockHead !== undefined && zonesInputs(blockHead) === inputs;
   return {
-    nftRuleset: renderNftRuleset(state, { table: options.nftTable, interface: options.interface }),
+    nftRuleset: renderNftRuleset(state, {
+      table: options.nftTable,
+      interface: options.interface,
+      relayUser: options.tcpRelayUser,
+    }),
     settings: renderUnboundSettings(state, { caBundle: paths.caBundle }),
     peers,
     peersText: renderUnboundZones(peers),
@@ -165,6 +171,8 @@ export async function reconcile(
   const changes: Change[] = [];
   changes.push(...ensureForwarding(ctx));
   changes.push(...(await reconcileWireguard(ctx, state)));
+  // Right after WireGuard: a revoked device loses its TCP-path sessions before anything else changes too.
+  changes.push(...(await reconcileRelay(ctx.options.paths.tcpControlSocket, state, ctx.log)));
   changes.push(...(await reconcileNftables(ctx, renders.nftRuleset, verify)));
   changes.push(...(await reconcileUnbound(ctx, state, { renders, verifyLive: verify })));
   return changes;

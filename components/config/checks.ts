@@ -56,6 +56,7 @@ export function checkConfig(
     ...whenSound(["wireguardExtraPorts", "wireguardPort", "sshPort"], () =>
       checkWireguardExtraPorts(cfg, sound),
     ),
+    ...when(["tcpPath", "tcpPort", "sshPort"], () => checkTcpPath(raw, cfg)),
     ...when(["ipv4Subnet"], () => checkIpv4Subnet(cfg.ipv4Subnet)),
     ...when(["ipv6Prefix"], () => checkIpv6Prefix(cfg.ipv6Prefix)),
     ...whenSound(["groups"], () => checkGroups(cfg, sound)),
@@ -253,6 +254,19 @@ function checkWireguardExtraPorts(cfg: UnallocatedConfig, sound: Sound): string[
     if (first < i) out.push(`${field} repeats 'wireguardExtraPorts[${first}]': list each port once.`);
   });
   return out;
+}
+
+/** The TCP path's port is a TCP listener of its own: never SSH's. */
+function checkTcpPath(raw: RawConfig, cfg: UnallocatedConfig): string[] {
+  if (raw.tcpPath === false && raw.tcpPort !== undefined)
+    return [
+      `'tcpPort' (${raw.tcpPort}) is set but 'tcpPath' is false: remove 'tcpPort', or set 'tcpPath' to true to serve it.`,
+    ];
+  if (cfg.tcpPort !== undefined && (cfg.tcpPort === cfg.sshPort || cfg.tcpPort === DEFAULTS.sshPort))
+    return [
+      `'tcpPort' (${cfg.tcpPort}) is kept for SSH: use another port, e.g. 443 (the default), or set 'tcpPath' to false.`,
+    ];
+  return [];
 }
 
 function checkIpv4Subnet(text: string): string[] {

@@ -20,6 +20,10 @@ export const DEFAULTS = {
   operatorUser: "cloudpal-admin",
   wireguardPort: 51820,
   wireguardExtraPorts: DEFAULT_WIREGUARD_EXTRA_PORTS,
+  // On by default: the product promises the campus that lets only HTTPS out, and an idle relay answers no one
+  // without a device's key (README "TCP path").
+  tcpPath: true,
+  tcpPort: 443,
   // 10.77/16: clear of the home-router favourites (192.168.0/1.x, 10.0.0.x), of Docker (172.17/16), and
   // of the cloud ranges checks.ts rejects; /16 keeps name-hash collisions rare.
   ipv4Subnet: "10.77.0.0/16",
@@ -88,6 +92,7 @@ export function withDefaults(raw: RawConfig): UnallocatedConfig {
       DEFAULTS.wireguardExtraPorts.filter(
         (p) => p !== (raw.wireguardPort ?? DEFAULTS.wireguardPort) && p !== (raw.sshPort ?? DEFAULTS.sshPort),
       ),
+    ...((raw.tcpPath ?? DEFAULTS.tcpPath) ? { tcpPort: raw.tcpPort ?? DEFAULTS.tcpPort } : {}),
     ipv4Subnet: raw.ipv4Subnet ?? DEFAULTS.ipv4Subnet,
     ipv6Prefix: raw.ipv6Prefix ?? DEFAULTS.ipv6Prefix,
     peers: (raw.peers ?? []).map((p) => ({

@@ -175,6 +175,16 @@ export const CONFIG_SCHEMA = {
         "UDP ports the hub's WireGuard also answers on (redirected to wireguardPort), for networks that block other UDP.",
       fix: `must be a list of at most 8 UDP ports, e.g. [${DEFAULTS.wireguardExtraPorts.join(", ")}] (the default), or [] for none`,
     },
+    tcpPath: {
+      type: "boolean",
+      description:
+        "Serve the TCP path (Shadowsocks, one key per device) for networks that let only TCP 443 out.",
+      fix: `must be true or false (default ${DEFAULTS.tcpPath})`,
+    },
+    tcpPort: port(
+      "Public TCP port of the TCP path.",
+      `is not a port: use a number from 1 to 65535 (default ${DEFAULTS.tcpPort})`,
+    ),
     ipv4Subnet: {
       type: "string",
       pattern: "^[0-9.]+/[0-9]{1,2}$",

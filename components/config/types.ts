@@ -83,6 +83,11 @@ export interface HubConfig {
   readonly wireguardPort: number;
   /** UDP ports WireGuard also answers on, by a redirect to wireguardPort. Defaults to [443, 53]. */
   readonly wireguardExtraPorts: readonly number[];
+  /**
+   * The TCP path's public port (Shadowsocks with a key per device, agent/src/tcp-relay/); undefined when
+   * 'tcpPath' is false. Defaults to 443.
+   */
+  readonly tcpPort?: number;
   /** Defaults to "10.77.0.0/16". */
   readonly ipv4Subnet: string;
   /** Defaults to "fd7a:c10d:9a1::/64". */
@@ -116,6 +121,8 @@ export interface RawConfig {
   operatorUser?: string;
   wireguardPort?: number;
   wireguardExtraPorts?: number[];
+  tcpPath?: boolean;
+  tcpPort?: number;
   ipv4Subnet?: string;
   ipv6Prefix?: string;
   peers?: { name: string; publicKey?: string; group?: string; address?: string }[];
