@@ -175,3 +175,52 @@ describe("npm run device -- NAME --port PORT", () => {
     expect(() => parsePorts("null")).toThrow(/run 'pulumi up' with this version of CloudPal first/);
   });
 });
+
+describe("npm run device -- NAME --tcp", () => {
+  const KEY = "ss://Y2hhY2hhMjAtaWV0Zi1wb2x5MTMwNTpwdw@vpn.example.com:443#CloudPal%20laptop";
+  function stack(tcpKeys: unknown) {
+    const asked: string[][] = [];
+    const runner: Runner = {
+      run: (_command, args) => {
+        asked.push([...args]);
+        const stdout =
+          args[2] === "tcpAccessKeys" ? JSON.stringify(tcpKeys) : JSON.stringify({ laptop: "[Interface]\n" });
+        return Promise.resolve({ code: 0, stdout, stderr: "" });
+      },
+    };
+    return { runner, asked };
+  }
+  async function printed(argv: string[], runner: Runner): Promise<string> {
+    let out = "";
+    const spy = jest.spyOn(process.stdout, "write").mockImplementation((t) => {
+      out += String(t);
+      return true;
+    });
+    try {
+      await main(argv, runner);
+    } finally {
+      spy.mockRestore();
+    }
+    return out;
+  }
+
+  it("prints the device's ss:// key, read as a secret output, or its QR code without a newline", async () => {
+    const { runner, asked } = stack({ laptop: KEY });
+    expect(await printed(["laptop", "--tcp"], runner)).toBe(`${KEY}\n`);
+    expect(asked[1]).toEqual(["stack", "output", "tcpAccessKeys", "--json", "--show-secrets"]);
+    expect(await printed(["laptop", "--tcp", "--qr"], stack({ laptop: KEY }).runner)).toBe(
+      await renderQr(KEY),
+    );
+  });
+
+  it("says why there is no key, and refuses --port with --tcp", async () => {
+    await expect(main(["laptop", "--tcp"], stack({}).runner)).rejects.toThrow(
+      new DeviceError(
+        "device \"laptop\" has no TCP-path key in this stack: the path is off ('cloudpal:tcpPath' is false) or 'pulumi up' has not run since it was turned on; set 'cloudpal:tcpPath' to true and run 'pulumi up'.",
+      ),
+    );
+    await expect(main(["laptop", "--tcp", "--port", "443"], stack({ laptop: KEY }).runner)).rejects.toThrow(
+      /'--port' and '--tcp' do not go together/,
+    );
+  });
+});
