@@ -323,6 +323,25 @@ describe("the relay on loopback", () => {
   });
 });
 
+describe("a port another server holds", () => {
+  it("keeps the keys, reports the port, and listens once the same config is pushed again", async () => {
+    const holder = net.createServer();
+    await new Promise<void>((r) => holder.listen(0, "::", () => r()));
+    const port = (holder.address() as net.AddressInfo).port;
+    const relay = new RelayServer({
+      handshakeTimeoutMs: 1000,
+      idleTimeoutMs: 1000,
+      saltCacheSize: 10,
+      log: () => undefined,
+    });
+    const config: RelayConfig = { ...relayConfig(tcpState()), port };
+    await expect(relay.load(config)).rejects.toThrow(`cannot listen on TCP port ${port}`);
+    await new Promise((r) => holder.close(r));
+    expect(await relay.load(config)).toEqual({ changed: true, cut: 0 });
+    await relay.close();
+  });
+});
+
 describe("nftables output chain for the relay's user", () => {
   it("holds the relay's user to the union of what devices may reach", () => {
     const chain = relayOutputChain(tcpState(), "cloudpal-tcp").join("\n");

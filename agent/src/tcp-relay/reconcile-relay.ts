@@ -13,7 +13,15 @@ export async function reconcileRelay(
   state: HubState,
   log: Logger,
 ): Promise<"tcp relay"[]> {
-  const result = await pushRelayConfig(socketPath, relayConfig(state));
+  let result;
+  try {
+    result = await pushRelayConfig(socketPath, relayConfig(state));
+  } catch (e) {
+    // The rest of the hub (WireGuard, firewall, DNS) must not wait on the TCP path: a port taken by another
+    // server on an existing machine is reported, and every apply tries again.
+    log(`[!] ${(e as Error).message}`);
+    return [];
+  }
   if (result.state === "not running") {
     // Its service pushes the saved state when it starts (ExecStartPost=cloudpal-agent tcp push).
     if (state.hub.tcpPort !== undefined)

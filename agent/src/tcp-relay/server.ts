@@ -125,7 +125,13 @@ export class RelayServer {
         s.destroy();
         cut++;
       }
-    await this.listen(config.port);
+    try {
+      await this.listen(config.port);
+    } catch (e) {
+      // Keys are in force (revocations too); the port is retried by the next push of the same config.
+      this.digest = "";
+      throw new Error(`cannot listen on TCP port ${config.port}: ${(e as Error).message}`);
+    }
     this.options.log(
       `[#] tcp relay: ${config.devices.length} device key(s), port ${config.port ?? "off"}, ${cut} session(s) cut`,
     );
