@@ -74,6 +74,7 @@ function commands(spec: BootstrapSpec): Command[] {
     ["systemctl", "enable", "--now", LAYOUT.units.discovery],
     ["systemctl", "enable", "--now", LAYOUT.units.blocklistsTimer],
     ["systemctl", "enable", "--now", LAYOUT.tcpRelay.unit],
+    ["systemctl", "enable", "--now", LAYOUT.units.sessions],
   ];
 }
 

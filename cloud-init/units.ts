@@ -171,5 +171,26 @@ Persistent=true
 WantedBy=timers.target
 `,
     },
+    // The public-IPv6 session watcher (agent/src/session-watch.ts): one `wg show dump` a second while a device
+    // uses "session", nothing else otherwise. It reloads the firewall table, so it runs as root like `apply`.
+    {
+      path: `/etc/systemd/system/${LAYOUT.units.sessions}`,
+      content: `${header}
+[Unit]
+Description=CloudPal: a new public IPv6 for each device session
+After=${LAYOUT.units.agent}
+RequiresMountsFor=${LAYOUT.stateDir}
+
+[Service]
+Type=simple
+ExecStart=${LAYOUT.agentBin} sessions watch
+Restart=always
+RestartSec=5
+MemoryMax=96M
+
+[Install]
+WantedBy=multi-user.target
+`,
+    },
   ];
 }

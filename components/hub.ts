@@ -183,13 +183,13 @@ export class Hub extends pulumi.ComponentResource {
       ),
     );
     const hubState = pulumi
-      .all([hubPrivateKey, keyMaterial, this.endpoint])
-      .apply(([hubKey, material, endpoint]) => {
+      .all([hubPrivateKey, keyMaterial, this.endpoint, host.publicIpv6])
+      .apply(([hubKey, material, endpoint, publicIpv6]) => {
         const byName = new Map<string, PeerKeys>();
         material.forEach(([publicKey, presharedKey, , tcpKey], i) =>
           byName.set(peerKeys[i].peer.name, { publicKey, presharedKey, tcpKey }),
         );
-        return buildHubState(config, hubKey, byName, endpoint);
+        return buildHubState(config, hubKey, byName, endpoint, publicIpv6);
       });
     this.state = pulumi.secret(hubState.apply((s) => JSON.stringify(s)));
 

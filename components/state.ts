@@ -2,7 +2,7 @@
  * The desired state the hub's agent receives on stdin (model/state.ts), built from the validated config
  * and the keys Pulumi holds. Pure: the Hub calls it inside an apply, tests call it directly.
  */
-import type { HubState } from "../model/state";
+import type { HubState, PublicIpv6State } from "../model/state";
 import type { HubConfig } from "./config";
 
 /** WireGuard material per peer, by peer name. */
@@ -19,6 +19,7 @@ export function buildHubState(
   hubPrivateKey: string,
   peerKeys: ReadonlyMap<string, PeerKeys>,
   endpoint?: string,
+  publicIpv6?: PublicIpv6State,
 ): HubState {
   return {
     version: 1,
@@ -33,6 +34,16 @@ export function buildHubState(
       sshAllowedCidrs: [...config.sshAllowedCidrs],
       ipv4Subnet: config.ipv4Subnet,
       ipv6Prefix: config.ipv6Prefix,
+      // What the provider gave the hub (components/hosts/*: Host.publicIpv6), and the session rule.
+      ...(publicIpv6 !== undefined
+        ? {
+            publicIpv6: {
+              ...publicIpv6,
+              sessionIdle: config.ipv6SessionIdle,
+              ...(config.ipv6DeviceAddresses ? { deviceAddresses: true } : {}),
+            },
+          }
+        : {}),
     },
     mode: config.firewallMode,
     groups: config.groups.map((g) => ({
@@ -52,6 +63,7 @@ export function buildHubState(
         ipv4: p.ipv4,
         ipv6: p.ipv6,
         group: p.group,
+        ...(p.publicIpv6 !== "off" ? { publicIpv6: p.publicIpv6 } : {}),
       };
     }),
     dns: {

@@ -5,6 +5,7 @@
  */
 import { hubAddresses } from "./addressing";
 import { publicKeyFromPrivate } from "./keys";
+import { peerGlobalIpv6 } from "./public-ipv6";
 import { MANAGED_HEADER } from "./layout";
 import { devicePortProblem, endpointWithPort, wireguardPorts } from "./public-ports";
 import type { FirewallMode, HubState } from "./state";
@@ -20,6 +21,8 @@ export interface ClientConfigInput {
     readonly name: string;
     readonly ipv4: string;
     readonly ipv6: string;
+    /** Its global address in the hub's public prefix (model/public-ipv6.ts), where the hub has one. */
+    readonly globalIpv6?: string;
     /** Absent when the device made its own key: the line is left for the user to fill in. */
     readonly privateKey?: string;
     readonly presharedKey?: string;
@@ -86,11 +89,13 @@ export function clientConfigInput(
   }
   const group = state.groups.find((g) => g.name === peer.group);
   const hub = hubAddresses(state.hub);
+  const globalIpv6 = peerGlobalIpv6(state.hub, peer);
   return {
     peer: {
       name: peer.name,
       ipv4: peer.ipv4,
       ipv6: peer.ipv6,
+      ...(globalIpv6 !== undefined ? { globalIpv6 } : {}),
       ...(extras.privateKey !== undefined ? { privateKey: extras.privateKey } : {}),
       ...(peer.presharedKey !== undefined ? { presharedKey: peer.presharedKey } : {}),
     },
@@ -134,7 +139,9 @@ export function renderClientConfig(input: ClientConfigInput): string {
     `# Device: ${input.peer.name}`,
     "[Interface]",
     `PrivateKey = ${input.peer.privateKey ?? DEVICE_KEY_PLACEHOLDER}`,
-    `Address = ${input.peer.ipv4}/32, ${input.peer.ipv6}/128`,
+    // With a global address the device's system prefers IPv6 for IPv6 sites (RFC 6724 ranks a ULA source
+    // below IPv4); the ULA stays, for names and groups inside the tunnel.
+    `Address = ${[`${input.peer.ipv4}/32`, `${input.peer.ipv6}/128`, ...(input.peer.globalIpv6 !== undefined ? [`${input.peer.globalIpv6}/128`] : [])].join(", ")}`,
     `DNS = ${input.hub.ipv4}, ${input.hub.ipv6}`,
     "",
     "[Peer]",

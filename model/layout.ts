@@ -46,6 +46,8 @@ export const LAYOUT = {
     dnsFilter: "cloudpal-dns-filter.service",
     /** long-running: endpoint discovery for the device helpers (direct connections, agent/src/discovery.ts). */
     discovery: "cloudpal-discovery.service",
+    /** watches handshakes for "session" devices' public IPv6 (agent/src/session-watch.ts). */
+    sessions: "cloudpal-sessions.service",
   },
   /**
    * The TCP path (agent/src/tcp-relay/): its service runs the agent bundle's `tcp serve` as its own user, which

@@ -17,6 +17,7 @@ import {
   endpointProblem,
 } from "./canonical";
 import { filterEntryProblem } from "./domain-rules";
+import { isGlobalIpv6, isGlobalIpv6Prefix } from "./public-ipv6";
 import { isWireGuardKey, publicKeyFromPrivate } from "./keys";
 import { describeAjvError, MESSAGE_KEYWORDS, show } from "./messages";
 import { DOMAIN_PATTERN, NAME_FIX, NAME_PATTERN, TCP_KEY_PATTERN, WIREGUARD_KEY_PATTERN } from "./rules";
@@ -106,6 +107,34 @@ export const HUB_STATE_SCHEMA = {
           format: "cloudpal-ipv6-prefix",
           fix: "is not a ULA prefix: use an IPv6 ULA prefix from /48 to /120 such as fd7a:c10d:9a1::/64",
         },
+        publicIpv6: {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            addresses: {
+              type: "array",
+              maxItems: 16,
+              items: {
+                type: "string",
+                format: "cloudpal-global-ipv6",
+                fix: "is not a global IPv6 address in canonical form: use the provider's address, compressed as RFC 5952 says, such as 2001:db8::10",
+              },
+            },
+            prefix: {
+              type: "string",
+              format: "cloudpal-global-ipv6-prefix",
+              fix: "is not a global IPv6 prefix: use the provider's prefix from /32 to /64 with no host bits, such as 2001:db8:1:2::/64",
+            },
+            onLink: { type: "boolean", fix: "must be true or false" },
+            deviceAddresses: { type: "boolean", fix: "must be true or false" },
+            sessionIdle: {
+              type: "integer",
+              minimum: 1,
+              maximum: 86400,
+              fix: "is not a session idle time: use seconds from 1 to 86400",
+            },
+          },
+        },
       },
     },
     mode: {
@@ -151,6 +180,11 @@ export const HUB_STATE_SCHEMA = {
             pattern: TCP_KEY_PATTERN,
             fix: "is not a TCP-path key: expected 43 base64url characters (32 random bytes); the Pulumi program makes one per device",
           },
+          publicIpv6: {
+            enum: ["off", "session", "per-site"],
+            fix: "is not a public IPv6 mode: use 'off', 'session' or 'per-site'",
+          },
+          nat64: { type: "boolean", fix: "must be true or false" },
         },
       },
     },
@@ -234,6 +268,8 @@ function makeValidator() {
   ajv.addFormat("cloudpal-endpoint", (s: string) => endpointProblem(s) === undefined);
   ajv.addFormat("cloudpal-ipv4-subnet", isPrivateV4Subnet);
   ajv.addFormat("cloudpal-ipv6-prefix", isUlaPrefix);
+  ajv.addFormat("cloudpal-global-ipv6", isGlobalIpv6);
+  ajv.addFormat("cloudpal-global-ipv6-prefix", isGlobalIpv6Prefix);
   return ajv.compile(HUB_STATE_SCHEMA);
 }
 
@@ -333,6 +369,14 @@ function crossCheck(state: HubState): string[] {
       );
     } else dup("v6", v6, "ipv6", "use the address allocateAddresses() gives, or pin a free one");
   });
+  if (state.hub.publicIpv6?.prefix === undefined) {
+    state.peers.forEach((p, i) => {
+      if (p.publicIpv6 === "session" || p.publicIpv6 === "per-site")
+        problems.push(
+          `'peers[${i}].publicIpv6' (${show(p.publicIpv6)}) needs a public prefix, and 'hub.publicIpv6.prefix' is not set: use 'off' on this hub.`,
+        );
+    });
+  }
   state.hub.sshAllowedCidrs.forEach((c, i) => {
     const [addr, bits] = ipaddr.parseCIDR(c);
     const network = `${(addr.kind() === "ipv4" ? ipaddr.IPv4 : ipaddr.IPv6).networkAddressFromCIDR(c).toString()}/${bits}`;

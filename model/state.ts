@@ -33,6 +33,39 @@ export interface GroupState {
   readonly encryptedDns?: EncryptedDns;
 }
 
+/**
+ * Which public IPv6 address a device's internet traffic leaves from (vpn mode): "off" the hub's own, "session"
+ * a random address of the hub's prefix that changes with each of the device's sessions, "per-site" a different
+ * but stable address for each destination. Absent: "off".
+ */
+export type PublicIpv6Mode = "off" | "session" | "per-site";
+
+/**
+ * The hub's public IPv6, as the provider gives it (model/public-ipv6.ts). All optional: a state without it is
+ * a hub whose IPv6 the provider's own setup (SLAAC, DHCPv6) handles, and devices keep ULA behind NAT66.
+ */
+export interface PublicIpv6State {
+  /**
+   * Addresses the hub puts on its internet interface itself, as /128s (DigitalOcean's reserved IPv6, which
+   * the provider routes to the droplet but never configures). The first is the hub's own IPv6 for NAT66.
+   */
+  readonly addresses?: readonly string[];
+  /** A global prefix of /64 or larger that reaches the hub: devices get addresses from it. */
+  readonly prefix?: string;
+  /**
+   * true when the prefix is on the link, not routed to the hub (Vultr): the hub uses its upper half
+   * (<prefix>:8000::/65) for devices and answers neighbour solicitations for those addresses (proxy NDP).
+   */
+  readonly onLink?: boolean;
+  /** Seconds a device must have been silent before its next handshake starts a new session. */
+  readonly sessionIdle?: number;
+  /**
+   * Devices get a global address from the prefix (in their configs). Off by default: on Linode and Vultr the
+   * prefix changes with a rebuild, and so would every device config.
+   */
+  readonly deviceAddresses?: boolean;
+}
+
 export interface PeerState {
   /** Hostname-safe device name; also its DNS name `<name>.pal`. */
   readonly name: string;
@@ -51,6 +84,13 @@ export interface PeerState {
    * (32 random bytes). Absent: the device has no TCP access.
    */
   readonly tcpKey?: string;
+  /** Absent: "off". Needs `hub.publicIpv6.prefix` for "session" and "per-site". */
+  readonly publicIpv6?: PublicIpv6Mode;
+  /**
+   * An IPv6-only device: the hub answers it with DNS64 and translates to IPv4 (NAT64). Never for dual-stack
+   * devices, whose IPv4 traffic would go through the translator.
+   */
+  readonly nat64?: boolean;
 }
 
 export interface DnsUpstream {
@@ -110,6 +150,8 @@ export interface HubState {
     readonly ipv4Subnet: string;
     /** The private IPv6 ULA prefix, e.g. "fd7a:c10d:9a1::/64"; the hub is its first host. */
     readonly ipv6Prefix: string;
+    /** Absent in states written before it existed, and where the hub has no public IPv6 to manage. */
+    readonly publicIpv6?: PublicIpv6State;
   };
   readonly mode: FirewallMode;
   readonly groups: readonly GroupState[];

@@ -26,6 +26,7 @@ export const KNOWN_TYPES = [
   "linode:index/firewallDevice:FirewallDevice",
   "linode:index/networkingIp:NetworkingIp",
   "linode:index/reservedIpAssignment:ReservedIpAssignment",
+  "linode:index/ipv6Range:Ipv6Range",
   "vultr:index/instance:Instance",
   "vultr:index/firewallGroup:FirewallGroup",
   "vultr:index/firewallRule:FirewallRule",
@@ -36,7 +37,7 @@ export const KNOWN_TYPES = [
 /** Addresses from the documentation ranges (RFC 5737 / RFC 3849): never a real host. */
 export const MOCK_ADDRESSES = {
   digitalocean: { ipv4: "203.0.113.10", ipv6: "2001:db8:10::1" },
-  linode: { ipv4: "203.0.113.20", ipv6: "2001:db8:20::1" },
+  linode: { ipv4: "203.0.113.20", ipv6: "2001:db8:20::1", ipv6Range: "2001:db8:21::" },
   vultr: { ipv4: "203.0.113.30", ipv6: "2001:db8:30::1" },
 } as const;
 
@@ -132,10 +133,17 @@ function computed(type: string, name: string, inputs: Record<string, unknown>): 
         ipAddress: "198.51.100.20",
         ipv4s: (inputs.ipv4s as string[] | undefined) ?? ["198.51.100.20"],
       };
+    case "linode:index/ipv6Range:Ipv6Range":
+      return { range: MOCK_ADDRESSES.linode.ipv6Range };
     case "vultr:index/reservedIp:ReservedIp":
       return { subnet: MOCK_ADDRESSES.vultr.ipv4 };
     case "vultr:index/instance:Instance":
-      return { v6MainIp: MOCK_ADDRESSES.vultr.ipv6, mainIp: MOCK_ADDRESSES.vultr.ipv4 };
+      return {
+        v6MainIp: MOCK_ADDRESSES.vultr.ipv6,
+        mainIp: MOCK_ADDRESSES.vultr.ipv4,
+        v6Network: "2001:db8:30::",
+        v6NetworkSize: 64,
+      };
     case "command:remote:Command":
       return { stdout: "", stderr: "" };
     default:

@@ -242,6 +242,16 @@ export const RULES: readonly ResourceRule[] = [
     source: `${TF_LINODE} linode/networkingip/framework_resource_schema.go`,
   },
   {
+    type: "linode:index/ipv6Range:Ipv6Range",
+    // `prefix_length` and `route_target` RequiresReplace. The program sets `linodeId` only; the provider fills
+    // `route_target` from it, and when `linodeId` changes the framework plans the unset, computed
+    // `route_target` as unknown, which differs from the state and so requires replacement
+    // (terraform-plugin-framework v1.15.0 stringplanmodifier/requires_replace_if.go): a new instance means a
+    // new range. Hence `linodeId` here.
+    forceNew: ["prefixLength", "routeTarget", "linodeId"],
+    source: `${TF_LINODE} linode/ipv6range/framework_schema_resource.go, framework_resource.go`,
+  },
+  {
     type: "linode:index/reservedIpAssignment:ReservedIpAssignment",
     // `address` has no RequiresReplace: changing it is a silent no-op in the API (Update keeps the plan).
     forceNew: ["linodeId", "public"],

@@ -66,6 +66,8 @@ describe("defaults", () => {
       firewallMode: "vpn",
       autoReboot: { enabled: true, time: "04:00" },
       persistentKeepalive: 25,
+      ipv6SessionIdle: 300,
+      ipv6DeviceAddresses: false,
     } satisfies HubConfig);
   });
 

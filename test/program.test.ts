@@ -261,13 +261,19 @@ describe("Linode", () => {
   });
 
   it("routes a /64 to the instance for the devices' global addresses (linode.Ipv6Range)", async () => {
-    const r = await run(minimalConfig("linode", { peers: [{ name: "laptop", publicIpv6: "session" }] }));
+    const r = await run(
+      minimalConfig("linode", {
+        peers: [{ name: "laptop", publicIpv6: "session" }],
+        ipv6DeviceAddresses: true,
+      }),
+    );
     const range = r.one("linode:index/ipv6Range:Ipv6Range");
     expect(range.inputs).toMatchObject({ prefixLength: 64, linodeId: expect.any(Number) });
     const state = parseHubState(await valueOf(r.hub.state));
     expect(state.hub.publicIpv6).toEqual({
       prefix: `${MOCK_ADDRESSES.linode.ipv6Range}/64`,
       sessionIdle: 300,
+      deviceAddresses: true,
     });
     expect(state.peers[0].publicIpv6).toBe("session");
     const config = (await valueOf(r.hub.clientConfigs)).laptop;

@@ -23,6 +23,7 @@ import {
 import { parseHubState, StateError } from "../../model/state-schema";
 import { collectStatus, formatStatus } from "./status";
 import { pushSaved, serveRelay } from "./tcp-relay/serve";
+import { sessionsTick, watchSessions } from "./session-watch";
 import { serveFilter, redirectOff, redirectOn } from "./dns-filter";
 import { realRunner } from "../../lib/runner";
 import { formatDirectPaths, readDirectStatus, serveDiscovery } from "./discovery";
@@ -40,6 +41,7 @@ const USAGE = `usage:
   cloudpal-agent apply                  read the hub state (JSON) on stdin, persist it, make the hub match it
   cloudpal-agent reconcile              make the hub match the persisted state (run at boot)
   cloudpal-agent blocklists refresh     download the DNS blocklists and apply them (keeps the last good copy)
+  cloudpal-agent sessions watch|tick    give "session" devices a new public IPv6 at each new session
   cloudpal-agent tcp serve              run the TCP path relay (the cloudpal-tcp unit, as its own user)
   cloudpal-agent tcp push               give the running relay the saved state's keys (the unit's ExecStartPost)
   cloudpal-agent status                 peers (handshake, transfer, endpoint), service health, direct paths
@@ -190,6 +192,16 @@ export async function runCli(argv: readonly string[], ctx: AgentContext, io: Cli
         // Failing the unit makes a dead source or a pending apply visible in `systemctl status`; the filter
         // itself stays on.
         return results.every((r) => r.ok) && !pending ? 0 : 1;
+      }
+      case "sessions": {
+        // The public-IPv6 session watcher (agent/src/session-watch.ts): `watch` runs as a service, `tick` once.
+        if (sub === "tick" && name === undefined) {
+          const started = await sessionsTick(ctx);
+          io.stdout(started.length > 0 ? `new session: ${started.join(", ")}\n` : "no new session\n");
+          return 0;
+        }
+        if (sub === "watch" && name === undefined) return await watchSessions(ctx, 1000, io.stdout);
+        break;
       }
       case "tcp": {
         if (sub === "serve" && name === undefined) return await serveRelay(ctx);

@@ -40,12 +40,20 @@ import { MANAGED_HEADER } from "../../model/layout";
 import { relayOutputChain } from "./tcp-relay/nft";
 import { DEFAULT_ENCRYPTED_DNS, type HubState } from "../../model/state";
 import { hubPublicPorts, type PublicPort } from "../../model/public-ports";
+import {
+  peerGlobalIpv6,
+  perSiteAddresses,
+  PER_SITE_SLOTS,
+  tunnelGlobalPrefix,
+} from "../../model/public-ipv6";
 
 export interface NftOptions {
   readonly table: string;
   readonly interface: string;
   /** The TCP path relay's user, held by an output chain (agent/src/tcp-relay/nft.ts). */
   readonly relayUser?: string;
+  /** The current session address of each "session" peer, by name (agent/src/public-ipv6.ts). */
+  readonly sessions?: Readonly<Record<string, string>>;
 }
 
 /** Destinations a peer may never reach through the hub, even with internet access. */
@@ -150,6 +158,13 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     );
 
   const groupIndex = new Map(state.groups.map((g, i) => [g.name, i]));
+  // A peer's IPv6 addresses: its ULA, and its global address where the hub has a public prefix. Group rules,
+  // anti-spoofing and NAT66 hold for both, because every rule names the sets built from this.
+  const tunnelPrefix = tunnelGlobalPrefix(state.hub.publicIpv6);
+  const v6Of = (p: HubState["peers"][number]): string[] => {
+    const global = peerGlobalIpv6(state.hub, p);
+    return global === undefined ? [v6(p.ipv6)] : [v6(p.ipv6), global];
+  };
   state.groups.forEach((g, i) => {
     const members = state.peers.filter((p) => p.group === g.name);
     set(
@@ -158,12 +173,7 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
       members.map((p) => p.ipv4),
       `group ${g.name}`,
     );
-    set(
-      `group${i}_v6`,
-      "ipv6_addr",
-      members.map((p) => v6(p.ipv6)),
-      `group ${g.name}`,
-    );
+    set(`group${i}_v6`, "ipv6_addr", members.flatMap(v6Of), `group ${g.name}`);
   });
   set(
     "peers_v4",
@@ -171,12 +181,7 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     state.peers.map((p) => p.ipv4),
     "every peer",
   );
-  set(
-    "peers_v6",
-    "ipv6_addr",
-    state.peers.map((p) => v6(p.ipv6)),
-    "every peer",
-  );
+  set("peers_v6", "ipv6_addr", state.peers.flatMap(v6Of), "every peer");
   set(
     "ssh_v4",
     "ipv4_addr",
@@ -193,6 +198,18 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
   set("non_internet_v6", "ipv6_addr", NON_INTERNET_V6, "never reached through the hub");
   set("doh_v4", "ipv4_addr", DOH_RESOLVERS_V4, "well-known DNS-over-HTTPS resolvers");
   set("doh_v6", "ipv6_addr", DOH_RESOLVERS_V6, "well-known DNS-over-HTTPS resolvers");
+  const sessionPeers =
+    tunnelPrefix === undefined ? [] : state.peers.filter((p) => p.publicIpv6 === "session");
+  if (sessionPeers.length > 0) {
+    const items = sessionPeers
+      .filter((p) => options.sessions?.[p.name] !== undefined)
+      .flatMap((p) => v6Of(p).map((a) => `${a} : ${options.sessions?.[p.name]}`));
+    out.push(
+      `  map session6 {`,
+      `    type ipv6_addr : ipv6_addr; comment "each session device's current public address";${elements(items)}`,
+      `  }`,
+    );
+  }
 
   out.push(
     "",
@@ -203,6 +220,7 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     '    iifname "lo" accept',
     `    iifname != ${wg} ip saddr ${state.hub.ipv4Subnet} drop`,
     `    iifname != ${wg} ip6 saddr ${state.hub.ipv6Prefix} drop`,
+    ...(tunnelPrefix !== undefined ? [`    iifname != ${wg} ip6 saddr ${tunnelPrefix} drop`] : []),
     `    iifname ${wg} ip saddr != @peers_v4 drop`,
     `    iifname ${wg} ip6 saddr != @peers_v6 drop`,
     "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert, nd-router-solicit } ip6 hoplimit 255 accept",
@@ -224,6 +242,7 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     "    ct state invalid drop",
     `    iifname != ${wg} ip saddr ${state.hub.ipv4Subnet} drop`,
     `    iifname != ${wg} ip6 saddr ${state.hub.ipv6Prefix} drop`,
+    ...(tunnelPrefix !== undefined ? [`    iifname != ${wg} ip6 saddr ${tunnelPrefix} drop`] : []),
     `    iifname ${wg} ip saddr != @peers_v4 drop`,
     `    iifname ${wg} ip6 saddr != @peers_v6 drop`,
     `    iifname ${wg} ip daddr 169.254.0.0/16 drop`,
@@ -280,13 +299,51 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
       "  chain postrouting {",
       "    type nat hook postrouting priority srcnat; policy accept;",
       `    oifname != ${wg} ip saddr ${state.hub.ipv4Subnet} masquerade`,
-      `    oifname != ${wg} ip6 saddr ${state.hub.ipv6Prefix} masquerade`,
+      ...publicIpv6Nat(state, wg),
       "  }",
     );
   }
   out.push(...relayOutputChain(state, options.relayUser));
   out.push("}");
   return out.join("\n") + "\n";
+}
+
+/**
+ * NAT66: which public address a device's IPv6 internet traffic leaves from (model/state.ts PublicIpv6Mode).
+ * - "session": `snat … map @session6`, the device's addresses → its current session address, which the session
+ *   watcher changes (agent/src/public-ipv6.ts). NAT is decided on a connection's first packet, so connections
+ *   opened before a new session keep their address until they end (conntrack keeps the mapping).
+ * - "per-site": jhash of the destination, with a seed per device, picks one of the device's PER_SITE_SLOTS
+ *   addresses: the same site always sees the same address, different sites (almost always) different ones.
+ * - "off", and a session peer before its first session: the hub's own address (the first of
+ *   `publicIpv6.addresses` where the hub configures one, else the interface's, by masquerade).
+ */
+function publicIpv6Nat(state: HubState, wg: string): string[] {
+  const out: string[] = [];
+  const prefix = tunnelGlobalPrefix(state.hub.publicIpv6);
+  if (prefix !== undefined) {
+    const addressesOf = (p: HubState["peers"][number]) => {
+      const global = peerGlobalIpv6(state.hub, p);
+      return global === undefined ? [v6(p.ipv6)] : [v6(p.ipv6), global];
+    };
+    const sessions = state.peers.filter((p) => p.publicIpv6 === "session");
+    for (const p of state.peers.filter((x) => x.publicIpv6 === "per-site")) {
+      const { seed, addresses } = perSiteAddresses(state.hub.privateKey, p.name, prefix);
+      const map = addresses.map((a, i) => `${i} : ${a}`).join(", ");
+      out.push(
+        `    oifname != ${wg} ip6 saddr { ${addressesOf(p).join(", ")} } snat ip6 to jhash ip6 daddr mod ${PER_SITE_SLOTS} seed 0x${seed.toString(16)} map { ${map} } comment ${JSON.stringify(`${p.name}: an address per site`)}`,
+      );
+    }
+    if (sessions.length > 0)
+      out.push(`    oifname != ${wg} snat ip6 to ip6 saddr map @session6 comment "an address per session"`);
+  }
+  const own = state.hub.publicIpv6?.addresses?.[0];
+  out.push(
+    own !== undefined
+      ? `    oifname != ${wg} ip6 saddr @peers_v6 snat ip6 to ${own}`
+      : `    oifname != ${wg} ip6 saddr @peers_v6 masquerade`,
+  );
+  return out;
 }
 
 /** The hub's public ports (model/public-ports.ts), from the state. */

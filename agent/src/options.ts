@@ -30,6 +30,8 @@ export interface AgentPaths {
   readonly caBundle: string;
   /** Where IP forwarding is switched on (`/proc/sys`); per network namespace. */
   readonly sysctlDir: string;
+  /** The current public IPv6 session address of each "session" device (agent/src/public-ipv6.ts). */
+  readonly sessionsFile: string;
   /**
    * The mount unit the bootstrap writes when `stateDir` must be a volume. Its presence is the hub's declaration
    * that key material may only be written once that volume is mounted (agent/src/secret-storage.ts).
@@ -76,6 +78,7 @@ export function productionPaths(): AgentPaths {
     // Debian's ca-certificates bundle (Ubuntu's is the same file).
     caBundle: "/etc/ssl/certs/ca-certificates.crt",
     sysctlDir: "/proc/sys",
+    sessionsFile: path.join(LAYOUT.stateDir, "ipv6-sessions.json"),
     stateMountUnit: path.join("/etc/systemd/system", LAYOUT.stateVolume.mountUnit),
     mountInfo: "/proc/self/mountinfo",
     tcpControlSocket: LAYOUT.tcpRelay.controlSocket,
@@ -98,6 +101,7 @@ export function pathsUnder(root: string, sysctlDir = "/proc/sys"): AgentPaths {
     dnsFilterTable: under(p.dnsFilterTable),
     caBundle: under(p.caBundle),
     sysctlDir,
+    sessionsFile: under(p.sessionsFile),
     stateMountUnit: under(p.stateMountUnit),
     mountInfo: p.mountInfo,
     tcpControlSocket: under(p.tcpControlSocket),

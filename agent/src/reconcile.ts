@@ -19,12 +19,14 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import { hubAddresses } from "../../model/addressing";
+import { addressInPrefix, tunnelGlobalPrefix } from "../../model/public-ipv6";
 import { readBytesIfExists, readHeadIfExists, readIfExists, writeFileAtomic } from "../../lib/atomic-file";
 import { storedListPath } from "./blocklist-fetch";
 import { buildFilterTable } from "./dns-filter";
 import { createHash } from "crypto";
 import { renderNftRuleset } from "./nftables-ruleset";
 import { reconcileRelay } from "./tcp-relay/reconcile-relay";
+import { readSessions, reconcilePublicIpv6, sessionAddresses } from "./public-ipv6";
 import { assertSecretStorage } from "./secret-storage";
 import type { AgentOptions } from "./options";
 import type { Logger, Runner } from "../../lib/runner";
@@ -61,6 +63,7 @@ export type Change =
   | "wireguard interface"
   | "wireguard addresses"
   | "wireguard peers"
+  | "public ipv6"
   | "nftables"
   | "unbound reload"
   | "unbound restart"
@@ -106,6 +109,7 @@ export function renderAll(ctx: AgentContext, state: HubState): Renders {
     nftRuleset: renderNftRuleset(state, {
       table: options.nftTable,
       interface: options.interface,
+      sessions: sessionAddresses(readSessions(paths)),
       relayUser: options.tcpRelayUser,
     }),
     settings: renderUnboundSettings(state, { caBundle: paths.caBundle }),
@@ -181,6 +185,7 @@ export async function reconcile(
   changes.push(...(await reconcileWireguard(ctx, state)));
   // Right after WireGuard: a revoked device loses its TCP-path sessions before anything else changes too.
   changes.push(...(await reconcileRelay(ctx.options.paths.tcpControlSocket, state, ctx.log)));
+  if (await reconcilePublicIpv6(ctx, state, readSessions(ctx.options.paths))) changes.push("public ipv6");
   changes.push(...(await reconcileNftables(ctx, renders.nftRuleset, verify)));
   changes.push(...(await reconcileUnbound(ctx, state, { renders, verifyLive: verify })));
   return changes;
@@ -255,7 +260,7 @@ async function reconcileWireguard(ctx: AgentContext, state: HubState): Promise<C
       if (diff.add.length > 0) {
         // Preshared keys are secrets: they go in a 0600 file, never in argv.
         const addFile = `${file}.add`;
-        writeFileAtomic(addFile, renderWireguardPeers(diff.add), 0o600, 0o700);
+        writeFileAtomic(addFile, renderWireguardPeers(diff.add, state.hub), 0o600, 0o700);
         try {
           await runner.run("wg", ["addconf", ifname, addFile]);
         } finally {
@@ -270,6 +275,15 @@ async function reconcileWireguard(ctx: AgentContext, state: HubState): Promise<C
     { family: "inet", local: hub.ipv4, prefixlen: Number(state.hub.ipv4Subnet.split("/")[1]) },
     { family: "inet6", local: hub.ipv6, prefixlen: Number(state.hub.ipv6Prefix.split("/")[1]) },
   ];
+  // The hub's global address in the tunnel's public prefix; its prefix route sends the devices' global
+  // addresses into the tunnel (model/public-ipv6.ts).
+  const tunnelPrefix = tunnelGlobalPrefix(state.hub.publicIpv6);
+  if (tunnelPrefix !== undefined)
+    want.push({
+      family: "inet6",
+      local: addressInPrefix(tunnelPrefix, 1n),
+      prefixlen: Number(tunnelPrefix.split("/")[1]),
+    });
   const have = (link.addr_info ?? []).filter((a) => a.scope !== "link");
   const key = (a: { family: string; local: string; prefixlen: number }) =>
     `${a.family} ${a.local}/${a.prefixlen}`;
@@ -294,7 +308,11 @@ async function reconcileWireguard(ctx: AgentContext, state: HubState): Promise<C
   return [...new Set(changes)];
 }
 
-async function reconcileNftables(ctx: AgentContext, ruleset: string, verify: boolean): Promise<Change[]> {
+export async function reconcileNftables(
+  ctx: AgentContext,
+  ruleset: string,
+  verify: boolean,
+): Promise<Change[]> {
   const { runner, options } = ctx;
   const paths = options.paths;
   const onDisk = readIfExists(paths.nftablesConfig);

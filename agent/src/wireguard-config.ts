@@ -8,21 +8,30 @@ import { MANAGED_HEADER } from "../../model/layout";
 import type { HubState, PeerState } from "../../model/state";
 import * as ipaddr from "ipaddr.js";
 import { canonicalIpv6 } from "../../model/ip-text";
+import { peerGlobalIpv6 } from "../../model/public-ipv6";
 
-export function peerAllowedIps(peer: { ipv4: string; ipv6: string }): string[] {
-  return [`${peer.ipv4}/32`, `${canonicalIpv6(peer.ipv6)}/128`];
+type HubAddressing = Pick<HubState["hub"], "ipv4Subnet" | "publicIpv6">;
+
+/** Its /32 and ULA /128, and its global /128 where the hub has a public prefix (model/public-ipv6.ts). */
+export function peerAllowedIps(peer: { ipv4: string; ipv6: string }, hub?: HubAddressing): string[] {
+  const global = hub === undefined ? undefined : peerGlobalIpv6(hub, peer);
+  return [
+    `${peer.ipv4}/32`,
+    `${canonicalIpv6(peer.ipv6)}/128`,
+    ...(global !== undefined ? [`${global}/128`] : []),
+  ];
 }
 
 function byKey(a: { publicKey: string }, b: { publicKey: string }): number {
   return a.publicKey < b.publicKey ? -1 : a.publicKey > b.publicKey ? 1 : 0;
 }
 
-function peerSections(peers: readonly PeerState[]): string[] {
+function peerSections(peers: readonly PeerState[], hub: HubAddressing): string[] {
   const lines: string[] = [];
   for (const peer of [...peers].sort(byKey)) {
     lines.push("", `# ${peer.name}`, "[Peer]", `PublicKey = ${peer.publicKey}`);
     if (peer.presharedKey) lines.push(`PresharedKey = ${peer.presharedKey}`);
-    lines.push(`AllowedIPs = ${peerAllowedIps(peer).join(", ")}`);
+    lines.push(`AllowedIPs = ${peerAllowedIps(peer, hub).join(", ")}`);
   }
   return lines;
 }
@@ -35,12 +44,12 @@ export function renderWireguardConfig(state: HubState): string {
     `PrivateKey = ${state.hub.privateKey}`,
     `ListenPort = ${state.hub.listenPort}`,
   ];
-  return [...lines, ...peerSections(state.peers)].join("\n") + "\n";
+  return [...lines, ...peerSections(state.peers, state.hub)].join("\n") + "\n";
 }
 
 /** Only peer sections, for `wg addconf`: no interface line, so the key and the socket are left alone. */
-export function renderWireguardPeers(peers: readonly PeerState[]): string {
-  return [MANAGED_HEADER, "[Interface]", ...peerSections(peers)].join("\n") + "\n";
+export function renderWireguardPeers(peers: readonly PeerState[], hub: HubAddressing): string {
+  return [MANAGED_HEADER, "[Interface]", ...peerSections(peers, hub)].join("\n") + "\n";
 }
 
 export interface WgDumpPeer {
@@ -111,7 +120,7 @@ export function wireguardMatches(state: HubState, live: WgDump): boolean {
     state.peers.map((p) => ({
       publicKey: p.publicKey,
       presharedKey: p.presharedKey,
-      allowedIps: peerAllowedIps(p),
+      allowedIps: peerAllowedIps(p, state.hub),
     })),
   );
   return desired === fingerprint(live.privateKey, live.listenPort, live.peers);
@@ -141,7 +150,7 @@ export function diffPeers(state: HubState, live: WgDump): PeerDiff | undefined {
       add.push(peer);
     } else if (
       current.presharedKey !== peer.presharedKey ||
-      norm(current.allowedIps) !== norm(peerAllowedIps(peer))
+      norm(current.allowedIps) !== norm(peerAllowedIps(peer, state.hub))
     ) {
       remove.push(peer.publicKey);
       add.push(peer);

@@ -11,6 +11,7 @@ import { show } from "../../model/messages";
 import { SSH_KEY_FIX, sshPublicKeyProblem, userNameProblem } from "../../model/rules";
 import { checkProviderLimits } from "../hosts/limits";
 import { checkCanonicalForms } from "./canonical-checks";
+import { isGlobalIpv6Prefix } from "../../model/public-ipv6";
 
 type Net = [ipaddr.IPv4 | ipaddr.IPv6, number];
 type Sound = (path: string) => boolean;
@@ -61,9 +62,42 @@ export function checkConfig(
     ...when(["ipv6Prefix"], () => checkIpv6Prefix(cfg.ipv6Prefix)),
     ...whenSound(["groups"], () => checkGroups(cfg, sound)),
     ...whenSound(["peers"], () => checkPeers(cfg, sound)),
+    ...when(["existing"], () => checkPublicIpv6(raw, cfg, sound)),
     ...whenSound(["dns"], () => checkDns(cfg, sound, clean("ipv4Subnet", "ipv6Prefix"))),
     ...checkCanonicalForms(raw, cfg, sound),
   ];
+}
+
+/**
+ * Public IPv6 (model/public-ipv6.ts): an `existing` prefix must be a global /32–/64, and "session" and
+ * "per-site" need a prefix to draw addresses from: DigitalOcean gives a droplet a /124 and one reserved
+ * address, an `existing` server only what the user names.
+ */
+function checkPublicIpv6(raw: RawConfig, cfg: UnallocatedConfig, sound: Sound): string[] {
+  const out: string[] = [];
+  const prefix = raw.existing?.ipv6Prefix;
+  if (raw.provider === "existing" && prefix !== undefined && !isGlobalIpv6Prefix(prefix))
+    out.push(
+      `'existing.ipv6Prefix' (${show(prefix)}) is not a global IPv6 prefix from /32 to /64: write the prefix your provider routes to the server, in lower case and compressed as RFC 5952 says with no host bits, e.g. '2001:db8:1:2::/64', or remove it to keep devices on ULA behind NAT66.`,
+    );
+  if (raw.provider === "existing" && raw.existing?.ipv6OnLink === true && prefix === undefined)
+    out.push(
+      `'existing.ipv6OnLink' (true) has no prefix to apply to: set 'existing.ipv6Prefix' too, or remove it.`,
+    );
+  const noPrefix =
+    raw.provider === "digitalocean"
+      ? "DigitalOcean gives a droplet a /124 and one reserved IPv6, not the /64 this needs"
+      : raw.provider === "existing" && prefix === undefined
+        ? "the server has no 'existing.ipv6Prefix'"
+        : undefined;
+  if (noPrefix !== undefined)
+    cfg.peers.forEach((p, i) => {
+      if (sound(`peers/${i}`) && (p.publicIpv6 === "session" || p.publicIpv6 === "per-site"))
+        out.push(
+          `'peers[${i}].publicIpv6' (${show(p.publicIpv6)}) needs a public IPv6 prefix, and ${noPrefix}: use 'off' (the hub's own address)${raw.provider === "existing" ? ", or set 'existing.ipv6Prefix'" : ""}.`,
+        );
+    });
+  return out;
 }
 
 /** Fields that belong to one kind of host only. */

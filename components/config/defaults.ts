@@ -54,6 +54,8 @@ export const DEFAULTS = {
   linodeReservedIpv4: false,
   autoReboot: { enabled: true, time: "04:00" },
   persistentKeepalive: DEFAULT_PERSISTENT_KEEPALIVE,
+  ipv6SessionIdle: 300,
+  ipv6DeviceAddresses: false,
 } as const;
 
 /** The one function that applies defaults. */
@@ -65,6 +67,8 @@ export function withDefaults(raw: RawConfig): UnallocatedConfig {
           host: raw.existing?.host ?? "",
           user: raw.existing?.user ?? "",
           hostKey: raw.existing?.hostKey ?? "",
+          ...(raw.existing?.ipv6Prefix !== undefined ? { ipv6Prefix: raw.existing.ipv6Prefix } : {}),
+          ...(raw.existing?.ipv6OnLink === true ? { ipv6OnLink: true as const } : {}),
         }
       : {
           provider: raw.provider,
@@ -100,6 +104,7 @@ export function withDefaults(raw: RawConfig): UnallocatedConfig {
       group: p.group ?? DEFAULTS.peerGroup,
       ...(p.publicKey !== undefined ? { publicKey: p.publicKey } : {}),
       ...(p.address !== undefined ? { address: p.address } : {}),
+      publicIpv6: p.publicIpv6 ?? "off",
     })),
     groups: Object.entries(raw.groups ?? DEFAULTS.groups).map(([name, g]) => ({
       name,
@@ -126,5 +131,7 @@ export function withDefaults(raw: RawConfig): UnallocatedConfig {
       time: raw.autoReboot?.time ?? DEFAULTS.autoReboot.time,
     },
     persistentKeepalive: raw.persistentKeepalive ?? DEFAULTS.persistentKeepalive,
+    ipv6SessionIdle: raw.ipv6SessionIdle ?? DEFAULTS.ipv6SessionIdle,
+    ipv6DeviceAddresses: raw.ipv6DeviceAddresses ?? DEFAULTS.ipv6DeviceAddresses,
   };
 }

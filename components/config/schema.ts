@@ -110,6 +110,19 @@ export const CONFIG_SCHEMA = {
             "set it to the server's ed25519 host key, read on its console (not over the network) with 'cat /etc/ssh/ssh_host_ed25519_key.pub'",
           fix: "is not an ed25519 public key line: paste the whole line 'cat /etc/ssh/ssh_host_ed25519_key.pub' prints on the server's console",
         },
+        ipv6Prefix: {
+          type: "string",
+          pattern: "^[0-9a-f:]+/[0-9]{1,3}$",
+          description:
+            "A global IPv6 prefix (/32 to /64) that reaches the server, for devices' global addresses; absent: devices use ULA behind NAT66.",
+          fix: "is not an IPv6 prefix: write the prefix your provider routes to the server, like '2001:db8:1:2::/64'",
+        },
+        ipv6OnLink: {
+          type: "boolean",
+          description:
+            "true when 'ipv6Prefix' is on the server's link rather than routed to it (the hub then answers neighbour discovery).",
+          fix: "must be true or false",
+        },
       },
     },
     hostname: {
@@ -222,6 +235,10 @@ export const CONFIG_SCHEMA = {
             pattern: "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$",
             fix: "is not an IPv4 address: write it like '10.77.0.23', or remove it to derive one from the name",
           },
+          publicIpv6: {
+            enum: ["off", "session", "per-site"],
+            fix: "is not a public IPv6 mode: use 'off' (the hub's address), 'session' (a new address per session) or 'per-site' (an address per destination)",
+          },
         },
       },
     },
@@ -328,6 +345,22 @@ export const CONFIG_SCHEMA = {
       maximum: 65535,
       description: "Seconds between keepalives from devices (0 turns them off).",
       fix: `is not a keepalive interval: use seconds from 0 to 65535 (default ${DEFAULTS.persistentKeepalive})`,
+    },
+    ipv6DeviceAddresses: {
+      type: "boolean",
+      description:
+        "Give devices a global IPv6 from the hub's prefix (Linode, Vultr, existing.ipv6Prefix); on Linode and Vultr a rebuild changes it, and the device configs with it.",
+      fix: `must be true or false (default ${DEFAULTS.ipv6DeviceAddresses})`,
+    },
+    ipv6SessionIdle: {
+      type: "integer",
+      // Above WireGuard's re-handshake every 120 s (plus its 5 s timeout and jitter) while a tunnel carries
+      // traffic, so an active device never looks silent.
+      minimum: 180,
+      maximum: 86400,
+      description:
+        "Seconds a 'session' device must be silent before its next handshake gives it a new public IPv6.",
+      fix: `is not a session idle time: use seconds from 180 to 86400 (default ${DEFAULTS.ipv6SessionIdle})`,
     },
   },
 } as const;

@@ -3,7 +3,7 @@
  * and the config before addresses are allocated. Types only, and the error every config problem is reported in.
  */
 import type { ImageFamily } from "../../cloud-init/spec";
-import type { DnsState, EncryptedDns, FirewallMode } from "../../model/state";
+import type { DnsState, EncryptedDns, FirewallMode, PublicIpv6Mode } from "../../model/state";
 import type { CloudProvider } from "../catalog";
 
 export const CONFIG_NAMESPACE = "cloudpal";
@@ -30,6 +30,10 @@ export interface ExistingHostTarget {
   readonly user: string;
   /** The server's ed25519 host key line; delivery connects to no server presenting another. */
   readonly hostKey: string;
+  /** The server's global IPv6 prefix for devices, if the user gave one (model/public-ipv6.ts). */
+  readonly ipv6Prefix?: string;
+  /** Present (true) when that prefix is on-link rather than routed. */
+  readonly ipv6OnLink?: true;
 }
 
 export type HostTarget = CloudHostTarget | ExistingHostTarget;
@@ -42,6 +46,8 @@ export interface PeerConfig {
   readonly group: string;
   /** Pinned IPv4 address, if any. */
   readonly address?: string;
+  /** Defaults to "off": the hub's own public IPv6. */
+  readonly publicIpv6: PublicIpv6Mode;
   /** Allocated tunnel addresses (model/addressing.ts). */
   readonly ipv4: string;
   readonly ipv6: string;
@@ -104,6 +110,10 @@ export interface HubConfig {
   readonly autoReboot: AutoRebootConfig;
   /** Defaults to 25 seconds. */
   readonly persistentKeepalive: number;
+  /** Defaults to 300 seconds. */
+  readonly ipv6SessionIdle: number;
+  /** Defaults to false. */
+  readonly ipv6DeviceAddresses: boolean;
 }
 
 /** The stack config as the user wrote it, after the schema accepted its shape. */
@@ -112,7 +122,7 @@ export interface RawConfig {
   region?: string;
   size?: string;
   image?: ImageFamily;
-  existing?: { host: string; user: string; hostKey: string };
+  existing?: { host: string; user: string; hostKey: string; ipv6Prefix?: string; ipv6OnLink?: boolean };
   hostname?: string;
   sshPublicKeys: string[];
   sshAllowedCidrs: string[];
@@ -125,7 +135,13 @@ export interface RawConfig {
   tcpPort?: number;
   ipv4Subnet?: string;
   ipv6Prefix?: string;
-  peers?: { name: string; publicKey?: string; group?: string; address?: string }[];
+  peers?: {
+    name: string;
+    publicKey?: string;
+    group?: string;
+    address?: string;
+    publicIpv6?: PublicIpv6Mode;
+  }[];
   groups?: Record<string, { reaches?: string[]; internet?: boolean; encryptedDns?: EncryptedDns }>;
   dns?: {
     blocklists?: string[];
@@ -141,6 +157,8 @@ export interface RawConfig {
   linodeReservedIpv4?: boolean;
   autoReboot?: { enabled?: boolean; time?: string };
   persistentKeepalive?: number;
+  ipv6SessionIdle?: number;
+  ipv6DeviceAddresses?: boolean;
 }
 
 /** HubConfig before addresses are allocated. */

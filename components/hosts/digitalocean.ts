@@ -7,6 +7,7 @@ import { createPrivateKey, createPublicKey } from "crypto";
 import * as digitalocean from "@pulumi/digitalocean";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import * as ipaddr from "ipaddr.js";
 import { LAYOUT } from "../../model/layout";
 import { CATALOG } from "../catalog";
 import type { CloudHostTarget } from "../config";
@@ -137,6 +138,12 @@ export function digitalOceanHost(name: string, args: HostArgs, parent: pulumi.Re
     sshHost: ipv4.ipAddress,
     ipv4: ipv4.ipAddress,
     ipv6: ipv6.ip,
+    // DigitalOcean routes the reserved IPv6 to the droplet but does not configure it on the droplet
+    // (digitalocean/reservedipv6/resource_reserved_ipv6_assignment.go only calls the assign action): the agent
+    // adds it to the hub's internet interface at every apply and boot (agent/src/public-ipv6.ts), and NAT66
+    // uses it, so devices leave from the one address that survives rebuilds. The droplet's own /124 is too
+    // small for per-device or per-session addresses: devices keep ULA.
+    publicIpv6: ipv6.ip.apply((ip) => (ip ? { addresses: [ipaddr.IPv6.parse(ip).toString()] } : undefined)),
     ready: [droplet, firewall, ipv4Assignment, ipv6Assignment],
     machineId: droplet.id,
   };

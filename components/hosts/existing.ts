@@ -14,6 +14,11 @@ export function existingHost(args: HostArgs): Host {
     sshHost: pulumi.output(target.host),
     ipv4: pulumi.output(literal?.kind() === "ipv4" ? target.host : undefined),
     ipv6: pulumi.output(literal?.kind() === "ipv6" ? target.host : undefined),
+    publicIpv6: pulumi.output(
+      target.ipv6Prefix !== undefined
+        ? { prefix: target.ipv6Prefix, ...(target.ipv6OnLink ? { onLink: true } : {}) }
+        : undefined,
+    ),
     ready: [],
     machineId: pulumi.output(`existing:${target.host}`),
   };

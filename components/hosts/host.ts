@@ -5,6 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { hubPublicPorts } from "../../model/public-ports";
 import type { HubConfig } from "../config";
+import type { PublicIpv6State } from "../../model/state";
 
 export interface HostArgs {
   readonly config: HubConfig;
@@ -24,6 +25,12 @@ export interface Host {
    */
   readonly ipv4: pulumi.Output<string | undefined>;
   readonly ipv6: pulumi.Output<string | undefined>;
+  /**
+   * The public IPv6 the agent manages (model/public-ipv6.ts): addresses the hub configures itself
+   * (DigitalOcean's reserved IPv6) and the prefix devices get global addresses from (Linode's routed range,
+   * Vultr's on-link /64, an `existing` server's prefix). Undefined where there is neither.
+   */
+  readonly publicIpv6: pulumi.Output<PublicIpv6State | undefined>;
   /** Everything that must exist before SSH can reach the operator user (VM, firewall, IP assignment). */
   readonly ready: readonly pulumi.Resource[];
   /** Changes exactly when the machine is replaced, so delivery runs again on the new one. */

@@ -10,6 +10,7 @@
  */
 import * as linode from "@pulumi/linode";
 import * as pulumi from "@pulumi/pulumi";
+import * as ipaddr from "ipaddr.js";
 import { CATALOG } from "../catalog";
 import type { CloudHostTarget } from "../config";
 import {
@@ -94,6 +95,13 @@ export function linodeHost(name: string, args: HostArgs, parent: pulumi.Resource
     { firewallId: firewall.id.apply(Number), entityId: linodeId, entityType: "linode" },
     opts,
   );
+  // A routed /64 for the devices' global addresses (linode/ipv6range). It is routed to the instance's SLAAC
+  // address (`route_target`, which the provider fills from `linode_id`), and `route_target` requires
+  // replacement; when `linode_id` changes, an unset `route_target` is planned unknown, so a rebuilt instance
+  // gets a new range (linode/terraform-provider-linode v3.1.1 linode/ipv6range/framework_schema_resource.go;
+  // terraform-plugin-framework stringplanmodifier/requires_replace_if.go). README: the prefix changes with a
+  // rebuild, like the instance's own IPv6.
+  const range = new linode.Ipv6Range(`${name}-ipv6-range`, { linodeId, prefixLength: 64 }, opts);
   const ownIpv4 = instance.ipv4s.apply((all) => all.find((a) => !a.startsWith(PRIVATE_PREFIX)) ?? "");
   const ipv4 = reserved ? reserved.address : ownIpv4;
   if (!reserved && config.endpointHostname === undefined) {
@@ -106,7 +114,11 @@ export function linodeHost(name: string, args: HostArgs, parent: pulumi.Resource
     ipv4,
     // Linode reports "2600:3c0a::f03c:95ff:fe1b:2a3b/128"; devices need the bare address.
     ipv6: instance.ipv6.apply((v) => (v ? v.split("/")[0] : undefined)),
-    ready: [instance, attachment],
+    // The range's address, with or without its length, as the API returns it.
+    publicIpv6: range.range.apply((r) =>
+      r ? { prefix: `${ipaddr.IPv6.parse(r.split("/")[0]).toString()}/64` } : undefined,
+    ),
+    ready: [instance, attachment, range],
     machineId: instance.id,
   };
 }

@@ -5,6 +5,7 @@
  */
 import * as vultr from "@ediri/vultr";
 import * as pulumi from "@pulumi/pulumi";
+import * as ipaddr from "ipaddr.js";
 import { CATALOG } from "../catalog";
 import type { CloudHostTarget } from "../config";
 import {
@@ -101,6 +102,13 @@ export function vultrHost(name: string, args: HostArgs, parent: pulumi.Resource)
     sshHost: ipv4.subnet,
     ipv4: ipv4.subnet,
     ipv6: instance.v6MainIp,
+    // The instance's /64 is on the link, not routed to it, and it is the instance's own: a rebuild brings a
+    // new one (README, provider table). The hub answers neighbour discovery for the addresses it uses.
+    publicIpv6: pulumi
+      .all([instance.v6Network, instance.v6NetworkSize])
+      .apply(([network, size]) =>
+        network ? { prefix: `${ipaddr.IPv6.parse(network).toString()}/${size}`, onLink: true } : undefined,
+      ),
     ready: [instance, storage, ...rules],
     machineId: instance.id,
   };

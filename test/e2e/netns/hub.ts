@@ -145,3 +145,46 @@ export async function startFixtureHttp(lab: Lab, internetNs: string, dir: string
   ]);
   await waitFor(async () => lab.daemonOutput("http").includes("listening"), 5000, "fixture http server");
 }
+
+/** The hub's and the internet's IPv6 ends of the same link (a provider's network, seen from the hub). */
+export const INTERNET6_HUB = "2001:db8:ffff::1";
+export const INTERNET6 = "2001:db8:ffff::2";
+
+/**
+ * IPv6 on the hub–internet link: both ends' addresses, the hub's default route through the internet (the agent
+ * finds its internet interface by that route), and in the internet the routes a provider keeps to the hub:
+ * `routed` prefixes and addresses (Linode's range, DigitalOcean's reserved IPv6) point at the hub's link
+ * address. `onLink` prefixes are put on the internet's end of the link as a connected /64 (Vultr), so the
+ * internet asks for each address by neighbour discovery and only the hub's proxy answers.
+ */
+export async function linkInternetIpv6(
+  lab: Lab,
+  hubNs: string,
+  internetNs: string,
+  opts: { routed?: readonly string[]; onLink?: readonly { prefix: string; internet: string; hub: string }[] },
+): Promise<void> {
+  const [hubIf, inetIf] = [`vhi${lab.tag}`, `vi${lab.tag}`];
+  await lab.exec(hubNs, "ip", ["-6", "addr", "add", `${INTERNET6_HUB}/64`, "dev", hubIf, "nodad"]);
+  await lab.exec(internetNs, "ip", ["-6", "addr", "add", `${INTERNET6}/64`, "dev", inetIf, "nodad"]);
+  await lab.exec(hubNs, "ip", ["-6", "route", "add", "default", "via", INTERNET6, "dev", hubIf]);
+  for (const r of opts.routed ?? [])
+    await lab.exec(internetNs, "ip", ["-6", "route", "add", r, "via", INTERNET6_HUB, "dev", inetIf]);
+  for (const l of opts.onLink ?? []) {
+    const bits = l.prefix.split("/")[1];
+    await lab.exec(internetNs, "ip", ["-6", "addr", "add", `${l.internet}/${bits}`, "dev", inetIf, "nodad"]);
+    await lab.exec(hubNs, "ip", ["-6", "addr", "add", `${l.hub}/${bits}`, "dev", hubIf, "nodad"]);
+  }
+}
+
+/** A /whoami server (fixture-http.js) on `host:port` in `ns`, once listening; `name` tells daemons apart. */
+export async function startWhoami(
+  lab: Lab,
+  ns: string,
+  host: string,
+  port: number,
+  dir: string,
+  name: string,
+): Promise<void> {
+  lab.daemon(name, ns, process.execPath, [path.join(__dirname, "fixture-http.js"), host, String(port), dir]);
+  await waitFor(async () => lab.daemonOutput(name).includes("listening"), 5000, name);
+}
