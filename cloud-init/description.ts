@@ -70,7 +70,6 @@ function commands(spec: BootstrapSpec): Command[] {
     ["unbound-checkconf"],
     ["systemctl", "restart", "unbound.service"],
     ["systemctl", "enable", LAYOUT.units.agent],
-    ["systemctl", "enable", "--now", LAYOUT.units.dnsFilter],
     ["systemctl", "enable", "--now", LAYOUT.units.discovery],
     ["systemctl", "enable", "--now", LAYOUT.units.blocklistsTimer],
     ["systemctl", "enable", "--now", LAYOUT.tcpRelay.unit],

@@ -100,7 +100,6 @@ function ownedFiles(paths: AgentPaths): string[] {
     paths.unboundConfig,
     paths.unboundZones,
     paths.unboundBlocklist,
-    paths.dnsFilterTable,
   ];
 }
 
