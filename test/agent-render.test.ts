@@ -111,7 +111,7 @@ describe("nftables ruleset", () => {
       'iifname "wg0" oifname != "wg0" ip saddr @group1_v4 ip daddr != @non_internet_v4 accept',
     );
     expect(text).not.toContain("ip saddr @group2_v4 ip daddr != @non_internet_v4"); // iot: no internet
-    expect(text).toContain('oifname != "wg0" ip saddr 10.77.0.0/16 masquerade');
+    expect(text).toContain('oifname != "wg0" oifname != "lo" ip saddr 10.77.0.0/16 masquerade');
     expect(text).toContain('iifname "wg0" ip daddr 169.254.0.0/16 drop');
     expect(text).toContain('iifname "wg0" ip6 daddr fe80::/10 drop');
     expect(text).toMatch(/set non_internet_v4 \{\n.*169\.254\.0\.0\/16.*172\.16\.0\.0\/12/);

@@ -148,7 +148,7 @@ describe("firewall for public IPv6", () => {
     const laptopGlobal = peerGlobalIpv6(s.hub, s.peers[0])!;
     expect(text).toMatch(new RegExp(`set group0_v6 \\{[^}]*${laptopGlobal}`));
     expect(text).toContain(`iifname != "wg0" ip6 saddr 2001:db8:1::/64 drop`);
-    expect(text).toContain(`oifname != "wg0" ip6 saddr @peers_v6 snat ip6 to 2001:db8:5::10`);
+    expect(text).toContain(`oifname != "wg0" oifname != "lo" ip6 saddr @peers_v6 snat ip6 to 2001:db8:5::10`);
   });
 
   it("maps session devices to their address, and per-site devices through a keyed hash", () => {
@@ -163,7 +163,7 @@ describe("firewall for public IPv6", () => {
 
   it("keeps masquerade and no global sets when the hub has no public IPv6", () => {
     const text = render(testState());
-    expect(text).toContain(`oifname != "wg0" ip6 saddr @peers_v6 masquerade`);
+    expect(text).toContain(`oifname != "wg0" oifname != "lo" ip6 saddr @peers_v6 masquerade`);
     expect(text).not.toContain("session6");
   });
 });

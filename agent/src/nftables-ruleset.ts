@@ -20,7 +20,9 @@
  * - anti-spoofing, two layers: WireGuard accepts from a peer only the sources in its AllowedIPs (its own /32 and
  *   /128), and here anything entering from wg0 must come from a known peer address, while nothing entering
  *   from another interface may claim a tunnel address.
- * - NAT: masquerade traffic from the tunnel subnets leaving by any interface other than wg0. Matching
+ * - NAT: masquerade traffic from the tunnel subnets leaving by any interface other than wg0 and lo (the hub's own
+ *   processes that ask its resolver on a tunnel address, such as the TCP path's relay, go out by lo: masqueraded
+ *   there they would reach unbound from 127.0.0.1, which its access-control refuses). Matching
  *   `oifname != wg0` instead of a detected egress name keeps working when the provider names the NIC ens3,
  *   eth0 or enp1s0, or adds a second one; the forward chain already decides what may leave.
  * - DNS through the filter: plain DNS (port 53, UDP and TCP, both families) from the tunnel to any resolver
@@ -297,7 +299,7 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
       "",
       "  chain postrouting {",
       "    type nat hook postrouting priority srcnat; policy accept;",
-      `    oifname != ${wg} ip saddr ${state.hub.ipv4Subnet} masquerade`,
+      `    oifname != ${wg} oifname != "lo" ip saddr ${state.hub.ipv4Subnet} masquerade`,
       ...publicIpv6Nat(state, wg),
       "  }",
     );
@@ -330,17 +332,19 @@ function publicIpv6Nat(state: HubState, wg: string): string[] {
       const { seed, addresses } = perSiteAddresses(state.hub.privateKey, p.name, prefix);
       const map = addresses.map((a, i) => `${i} : ${a}`).join(", ");
       out.push(
-        `    oifname != ${wg} ip6 saddr { ${addressesOf(p).join(", ")} } snat ip6 to jhash ip6 daddr mod ${PER_SITE_SLOTS} seed 0x${seed.toString(16)} map { ${map} } comment ${JSON.stringify(`${p.name}: an address per site`)}`,
+        `    oifname != ${wg} oifname != "lo" ip6 saddr { ${addressesOf(p).join(", ")} } snat ip6 to jhash ip6 daddr mod ${PER_SITE_SLOTS} seed 0x${seed.toString(16)} map { ${map} } comment ${JSON.stringify(`${p.name}: an address per site`)}`,
       );
     }
     if (sessions.length > 0)
-      out.push(`    oifname != ${wg} snat ip6 to ip6 saddr map @session6 comment "an address per session"`);
+      out.push(
+        `    oifname != ${wg} oifname != "lo" snat ip6 to ip6 saddr map @session6 comment "an address per session"`,
+      );
   }
   const own = state.hub.publicIpv6?.addresses?.[0];
   out.push(
     own !== undefined
-      ? `    oifname != ${wg} ip6 saddr @peers_v6 snat ip6 to ${own}`
-      : `    oifname != ${wg} ip6 saddr @peers_v6 masquerade`,
+      ? `    oifname != ${wg} oifname != "lo" ip6 saddr @peers_v6 snat ip6 to ${own}`
+      : `    oifname != ${wg} oifname != "lo" ip6 saddr @peers_v6 masquerade`,
   );
   return out;
 }
