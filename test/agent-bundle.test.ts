@@ -4,6 +4,9 @@ import * as path from "path";
 import { buildAgentBundle } from "../components/agent-bundle";
 import { realRunner } from "../lib/runner";
 
+// Tests here start node as a child process (device.test: with ts-node): seconds each on a loaded 2-core machine.
+jest.setTimeout(30_000);
+
 describe("agent bundle", () => {
   it("is one deterministic file that runs with plain node", async () => {
     const a = buildAgentBundle();

@@ -12,6 +12,9 @@ import { buildHelperBundle } from "../components/helper-bundle";
 import { DEVICE_KEY_PLACEHOLDER } from "../model/client-config";
 import { hubOfConfig, InstallerError, renderInstaller } from "../device/installer";
 
+// Tests here start node as a child process (device.test: with ts-node): seconds each on a loaded 2-core machine.
+jest.setTimeout(30_000);
+
 const HUB_KEY = "HubPublicKeyHubPublicKeyHubPublicKeyHubPub0=";
 const CONFIG = `[Interface]
 PrivateKey = DevicePrivateKeyDevicePrivateKeyDevicePriv0=

@@ -4,6 +4,9 @@ import * as path from "path";
 import { CommandError, realRunner, type Runner } from "../lib/runner";
 import { DeviceError, main, parseConfigs, parsePorts, pickConfig, renderQr } from "../scripts/device";
 
+// Tests here start node as a child process (device.test: with ts-node): seconds each on a loaded 2-core machine.
+jest.setTimeout(30_000);
+
 const outputs = JSON.stringify({ laptop: "[Interface]\nAddress = 10.77.0.9/32\n", phone: "[Interface]\n" });
 
 describe("npm run device", () => {
