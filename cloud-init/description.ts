@@ -72,7 +72,9 @@ function commands(spec: BootstrapSpec): Command[] {
     ["systemctl", "enable", LAYOUT.units.agent],
     ["systemctl", "enable", "--now", LAYOUT.units.discovery],
     ["systemctl", "enable", "--now", LAYOUT.units.blocklistsTimer],
-    ["systemctl", "enable", "--now", LAYOUT.tcpRelay.unit],
+    // Enabled, not started: its ExecStartPost pushes the saved keys with the agent, and neither exists before
+    // the delivery (a failed start here failed the whole runcmd). The delivery's state step starts it.
+    ["systemctl", "enable", LAYOUT.tcpRelay.unit],
     ["systemctl", "enable", "--now", LAYOUT.units.sessions],
   ];
 }

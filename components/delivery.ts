@@ -247,11 +247,15 @@ function mountStateVolume(): RemoteStep {
   return { name: "storage", command: `sudo sh -c ${sh(inner)}` };
 }
 
-/** Hands the desired state to the agent; a new agent version may render differently, so it re-runs then too. */
+/**
+ * Hands the desired state to the agent; a new agent version may render differently, so it re-runs then too.
+ * Then starts the TCP path's relay, which the bootstrap only enables (it needs the agent and the state); its
+ * ExecStartPost pushes the keys just applied, and starting a running unit changes nothing.
+ */
 function applyState(): RemoteStep {
   return {
     name: "state",
-    command: `sudo ${sh(LAYOUT.agentBin)} apply`,
+    command: `sudo ${sh(LAYOUT.agentBin)} apply && sudo systemctl start ${sh(LAYOUT.tcpRelay.unit)}`,
     stdin: "state",
     triggers: ["agentBundle"],
   };

@@ -70,7 +70,9 @@ describe("deliverySteps", () => {
         expect(s.command).not.toMatch(/PRIVATE KEY|PrivateKey|privateKey/);
       }
     }
-    expect(step(deliverySteps(cloud), "state").command).toBe(`sudo '${LAYOUT.agentBin}' apply`);
+    expect(step(deliverySteps(cloud), "state").command).toBe(
+      `sudo '${LAYOUT.agentBin}' apply && sudo systemctl start '${LAYOUT.tcpRelay.unit}'`,
+    );
   });
 
   it("uploads the agent bundle as a file to the operator's home, never on stdin, and installs that file", () => {
