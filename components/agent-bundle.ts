@@ -12,23 +12,31 @@ import * as path from "path";
 // The agent is bundled by path, never imported: the program must not depend on the agent's code.
 export const AGENT_ENTRY = path.join(__dirname, "..", "agent", "src", "cli.ts");
 
-export function buildAgentBundle(): { code: string; sha256: string } {
+/**
+ * One TypeScript entry as one CommonJS file for Node.js 18, every dependency inlined, no native module: how the
+ * agent (hub) and the device helper are shipped. Deterministic: the same sources give the same bytes.
+ */
+export function bundleForNode18(entry: string, outfile: string): { code: string; sha256: string } {
   const result = buildSync({
-    entryPoints: [AGENT_ENTRY],
+    entryPoints: [entry],
     bundle: true,
     platform: "node",
     target: "node18",
     format: "cjs",
     write: false,
-    outfile: "cloudpal-agent.js",
+    outfile,
     // Paths in the output are relative to this directory, so the bundle does not depend on the checkout path.
     absWorkingDir: path.join(__dirname, ".."),
     legalComments: "none",
     logLevel: "silent",
-    // cli.ts carries its own `#!/usr/bin/env node` line; esbuild keeps it at the top.
   });
   const code = result.outputFiles[0].text;
   return { code, sha256: createHash("sha256").update(code).digest("hex") };
+}
+
+export function buildAgentBundle(): { code: string; sha256: string } {
+  // cli.ts carries its own `#!/usr/bin/env node` line; esbuild keeps it at the top.
+  return bundleForNode18(AGENT_ENTRY, "cloudpal-agent.js");
 }
 
 if (require.main === module) {
