@@ -70,6 +70,7 @@ function commands(spec: BootstrapSpec): Command[] {
     ["unbound-checkconf"],
     ["systemctl", "restart", "unbound.service"],
     ["systemctl", "enable", LAYOUT.units.agent],
+    ["systemctl", "enable", "--now", LAYOUT.units.dnsFilter],
     ["systemctl", "enable", "--now", LAYOUT.units.discovery],
     ["systemctl", "enable", "--now", LAYOUT.units.blocklistsTimer],
     // Enabled, not started: its ExecStartPost pushes the saved keys with the agent, and neither exists before

@@ -121,6 +121,40 @@ PrivateTmp=yes
 ReadWritePaths=${LAYOUT.stateDir} /etc/unbound/unbound.conf.d
 `,
     },
+    // The DNS filter (agent/src/dns-filter.ts). The redirect of the tunnel's DNS to it is added once it answers
+    // (ExecStartPost waits for that) and removed whenever it stops, crash included (ExecStopPost), so unbound
+    // answers directly while it is down: never no DNS. Restarted forever; before the first apply it has no
+    // state to serve and exits, to be started again. MALLOC_ARENA_MAX and the heap cap keep Node's RSS flat
+    // across table swaps.
+    {
+      path: `/etc/systemd/system/${LAYOUT.units.dnsFilter}`,
+      content: `${header}
+[Unit]
+Description=CloudPal: DNS filter before unbound
+After=network-online.target nftables.service unbound.service ${LAYOUT.units.agent}
+Wants=unbound.service
+# Its table is in the state directory, on the state volume where there is one.
+RequiresMountsFor=${LAYOUT.stateDir}
+StartLimitIntervalSec=0
+
+[Service]
+Type=simple
+Environment=MALLOC_ARENA_MAX=2
+ExecStart=/usr/bin/node --max-old-space-size=96 ${LAYOUT.agentBundle} dns-filter serve
+ExecStartPost=${LAYOUT.agentBin} dns-filter redirect on
+ExecStopPost=${LAYOUT.agentBin} dns-filter redirect off
+Restart=always
+RestartSec=2
+MemoryMax=160M
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+
+[Install]
+WantedBy=multi-user.target
+`,
+    },
     {
       path: `/etc/systemd/system/${LAYOUT.units.blocklistsTimer}`,
       content: `${header}

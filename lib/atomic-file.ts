@@ -18,13 +18,19 @@ import {
 import * as path from "path";
 import { randomBytes } from "crypto";
 
-export function writeFileAtomic(file: string, content: string, mode: number, dirMode = 0o755): void {
+export function writeFileAtomic(
+  file: string,
+  content: string | Uint8Array,
+  mode: number,
+  dirMode = 0o755,
+): void {
   const dir = path.dirname(file);
   mkdirSync(dir, { recursive: true, mode: dirMode });
   const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString("hex")}.tmp`);
   const fd = openSync(tmp, "wx", mode);
   try {
-    writeSync(fd, content);
+    if (typeof content === "string") writeSync(fd, content);
+    else writeSync(fd, content);
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);

@@ -42,6 +42,8 @@ export const LAYOUT = {
     /** refreshes blocklists on a timer with jitter. */
     blocklists: "cloudpal-blocklists.service",
     blocklistsTimer: "cloudpal-blocklists.timer",
+    /** The DNS filter before unbound (agent/src/dns-filter.ts); Restart=always. */
+    dnsFilter: "cloudpal-dns-filter.service",
     /** long-running: endpoint discovery for the device helpers (direct connections, agent/src/discovery.ts). */
     discovery: "cloudpal-discovery.service",
     /** watches handshakes for "session" devices' public IPv6 (agent/src/session-watch.ts). */

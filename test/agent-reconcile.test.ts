@@ -6,6 +6,7 @@ import { defaultOptions, pathsUnder, type AgentOptions } from "../agent/src/opti
 import type { AgentContext } from "../agent/src/reconcile";
 import type { HubState } from "../model/state";
 import { FakeHub } from "../agent/test-support/fake-hub";
+import { FilterTable } from "../agent/src/dns-filter-table";
 import { fixedKeyPair, testPeer, testState } from "../agent/test-support/state-fixtures";
 
 let root: string;
@@ -126,36 +127,38 @@ describe("cloudpal-agent apply", () => {
     expect(hub.calls.find((c) => c.args[0] === "local_datas_remove")?.input).toBe("visitor.pal.\n");
   });
 
-  it("a blocklist or deny change updates unbound's zones live, and a settings change reloads", async () => {
+  it("a deny change rebuilds the DNS filter's table, leaves unbound's zones and cache alone; settings reload", async () => {
     await apply(testState());
     const state = testState();
     hub.calls.length = 0;
     await apply({ ...state, dns: { ...state.dns, deny: ["ads.example.com", "track.example.net"] } });
-    expect(hub.calls.find((c) => c.args[0] === "local_zones")?.input).toBe(
-      "track.example.net. always_refuse\n",
-    );
-    expect(hub.lines().join("\n")).not.toMatch(/reload/);
+    const table = FilterTable.parse(readFileSync(options.paths.dnsFilterTable));
+    expect(statSync(options.paths.dnsFilterTable).mode & 0o777).toBe(0o600);
+    expect(table.verdict("track.example.net")).toBe("refuse");
+    expect(table.verdict("sub.track.example.net.")).toBe("refuse");
+    expect(table.verdict("example.net")).toBe("pass");
+    expect(hub.lines().join("\n")).not.toMatch(/reload|local_zones/);
+    expect([...hub.zones.values()]).not.toContain("always_refuse");
     hub.calls.length = 0;
     await apply({ ...state, dns: { ...state.dns, dnssec: false } });
     expect(hub.lines()).toContain("[#] unbound-control reload");
-    expect(hub.zones.has("track.example.net.")).toBe(false);
     expect(readFileSync(options.paths.unboundConfig, "utf8")).toContain('module-config: "iterator"');
   });
 
-  it("reloads instead of editing live when thousands of zones change, and leaves unchanged blocklist zones alone", async () => {
+  it("an unchanged table is not rebuilt, and thousands of denied names never reach unbound", async () => {
     await apply(testState());
     const state = testState();
     const many = Array.from({ length: 6000 }, (_, i) => `t${i}.example.net`);
-    hub.calls.length = 0;
     await apply({ ...state, dns: { ...state.dns, deny: many } });
-    expect(hub.lines()).toContain("[#] unbound-control reload");
-    expect(hub.lines().join("\n")).not.toContain("local_zones");
-    expect(hub.zones.get("t5999.example.net.")).toBe("always_refuse");
+    expect(FilterTable.parse(readFileSync(options.paths.dnsFilterTable)).counts.deny).toBe(6000);
+    expect([...hub.zones.values()]).not.toContain("always_refuse");
+    const before = statSync(options.paths.dnsFilterTable).ino;
     hub.calls.length = 0;
     await apply({ ...state, dns: { ...state.dns, deny: many }, peers: state.peers.slice(1) });
     expect(hub.lines().filter((l) => l.includes("unbound-control"))).toEqual([
       "[#] unbound-control local_datas_remove",
     ]);
+    expect(statSync(options.paths.dnsFilterTable).ino).toBe(before);
   });
 
   it("falls back to a reload when unbound rejects a live edit", async () => {

@@ -88,7 +88,9 @@ describe("nftables ruleset", () => {
     expect(text).toMatch(/set ssh_v6 \{\n.*elements = \{ 2001:db8::\/32 \}/);
     expect(text).toContain("tcp dport 22 ip saddr @ssh_v4 accept");
     expect(text).toContain("udp dport 51820 accept");
-    expect(text).toContain('iifname "wg0" ip daddr 10.77.0.1 meta l4proto { udp, tcp } th dport 53 accept');
+    expect(text).toContain(
+      'iifname "wg0" ip daddr 10.77.0.1 meta l4proto { udp, tcp } th dport { 53, 5300 } accept',
+    );
     expect(text).not.toMatch(/^\s+(udp|tcp|meta l4proto.*) dport 53 accept/m);
   });
 

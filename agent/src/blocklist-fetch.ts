@@ -10,12 +10,25 @@
  * copy (`<hash>.list`) and refreshing again.
  */
 import { createHash } from "crypto";
-import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, rmSync } from "fs";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "fs";
 import * as path from "path";
 import { fileURLToPath } from "url";
 import { writeFileAtomic, readIfExists } from "../../lib/atomic-file";
 import { isFilterEntry } from "../../model/domain-rules";
-import { maxBlocklistEntries, normalizeDomain, parseBlocklist, rejectReason } from "./blocklist";
+import { BlocklistParser, maxBlocklistEntries, normalizeDomain, rejectReason } from "./blocklist";
+import { forEachLine } from "./dns-filter-table";
 
 export interface FetchBounds {
   readonly maxBytes: number;
@@ -34,7 +47,7 @@ const SHRINK_GUARD_FLOOR = 100;
  * would otherwise block the open until a writer comes) and judged by fstat on the open descriptor, so a
  * symlink swapped in between cannot lead the read to /dev/zero, a FIFO or a socket.
  */
-function readLocalFile(file: string, maxBytes: number): string {
+function readLocalFile(file: string, maxBytes: number, sink: (chunk: Buffer) => void): void {
   const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   try {
     const stat = fstatSync(fd);
@@ -42,17 +55,15 @@ function readLocalFile(file: string, maxBytes: number): string {
     if (stat.size > maxBytes)
       throw new Error(`it is ${stat.size} bytes, more than the ${maxBytes}-byte bound`);
     // Counted while reading, whatever the size said: the file can grow while it is read.
-    const chunks: Buffer[] = [];
     let total = 0;
+    const chunk = Buffer.alloc(1 << 20);
     for (;;) {
-      const chunk = Buffer.alloc(1 << 20);
       const n = readSync(fd, chunk, 0, chunk.length, null);
       if (n === 0) break;
       total += n;
       if (total > maxBytes) throw new Error(`it exceeded the ${maxBytes}-byte bound`);
-      chunks.push(chunk.subarray(0, n));
+      sink(chunk.subarray(0, n));
     }
-    return Buffer.concat(chunks).toString("utf8");
   } finally {
     closeSync(fd);
   }
@@ -71,10 +82,16 @@ export function storedListPath(dir: string, url: string): string {
   return path.join(dir, `${createHash("sha256").update(url).digest("hex").slice(0, 24)}.list`);
 }
 
-export async function download(url: string, bounds: FetchBounds): Promise<string> {
+/** The source's bytes, handed to `sink` chunk by chunk as they arrive (never held whole). */
+export async function downloadTo(
+  url: string,
+  bounds: FetchBounds,
+  sink: (chunk: Buffer) => void,
+): Promise<void> {
   const parsed = new URL(url);
   if (parsed.protocol === "file:") {
-    return readLocalFile(fileURLToPath(parsed), bounds.maxBytes);
+    readLocalFile(fileURLToPath(parsed), bounds.maxBytes, sink);
+    return;
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:")
     throw new Error(`scheme ${parsed.protocol} is not http(s) or file`);
@@ -83,7 +100,6 @@ export async function download(url: string, bounds: FetchBounds): Promise<string
   const declared = Number(response.headers.get("content-length") ?? "0");
   if (declared > bounds.maxBytes)
     throw new Error(`it is ${declared} bytes, more than the ${bounds.maxBytes}-byte bound`);
-  const chunks: Buffer[] = [];
   let total = 0;
   const reader = response.body.getReader();
   for (;;) {
@@ -94,8 +110,14 @@ export async function download(url: string, bounds: FetchBounds): Promise<string
       await reader.cancel();
       throw new Error(`it exceeded the ${bounds.maxBytes}-byte bound`);
     }
-    chunks.push(Buffer.from(value));
+    sink(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
   }
+}
+
+/** The whole source as text (for small sources and tests; a refresh streams with downloadTo). */
+export async function download(url: string, bounds: FetchBounds): Promise<string> {
+  const chunks: Buffer[] = [];
+  await downloadTo(url, bounds, (c) => chunks.push(Buffer.from(c)));
   return Buffer.concat(chunks).toString("utf8");
 }
 
@@ -103,45 +125,76 @@ export async function download(url: string, bounds: FetchBounds): Promise<string
 export async function refreshOne(dir: string, url: string, bounds: FetchBounds): Promise<RefreshResult> {
   const stored = storedListPath(dir, url);
   const keep = (why: string): RefreshResult => {
-    const last = readStoredList(dir, url);
+    const last = countStoredNames(dir, url);
     return {
       url,
       ok: false,
-      domains: last.length,
-      message: `kept the last good copy (${last.length} domains) of ${url}: ${why}`,
+      domains: last,
+      message: `kept the last good copy (${last} domains) of ${url}: ${why}`,
     };
   };
-  let text: string;
+  const maxEntries = bounds.maxEntries ?? maxBlocklistEntries();
+  // Streamed: bytes → UTF-8 text → lines → names, each name appended to a file beside the last good copy, so
+  // the refresh holds one chunk at a time whatever the list's size (a 1,000,000-name list took the agent to
+  // 390 MiB when it was held whole, parsed, deduplicated and joined). Duplicates stay: the filter's table drops
+  // them. The file replaces the last good copy only once the whole source is in and judged.
+  const part = `${stored}.part`;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const fd = openSync(part, "w", 0o644);
+  let closed = false;
+  let pending = "";
+  const flush = () => {
+    if (pending.length > 0) writeSync(fd, pending);
+    pending = "";
+  };
+  const parser = new BlocklistParser((d) => {
+    pending += `${d}\n`;
+    if (pending.length > 1 << 16) flush();
+  }, maxEntries);
+  const decoder = new TextDecoder("utf-8");
+  const finishPart = () => {
+    if (closed) return;
+    closed = true;
+    closeSync(fd);
+  };
   try {
-    text = await download(url, bounds);
+    await downloadTo(url, bounds, (chunk) => parser.feed(decoder.decode(chunk, { stream: true })));
+    parser.feed(decoder.decode());
+    parser.end();
+    flush();
+    fsyncSync(fd);
+    finishPart();
   } catch (e) {
+    finishPart();
+    rmSync(part, { force: true });
     return keep(`download failed: ${(e as Error).message}`);
   }
-  const maxEntries = bounds.maxEntries ?? maxBlocklistEntries();
-  const parsed = parseBlocklist(text, maxEntries);
-  text = ""; // the text can be 64 MiB: let it go before the copies below are made
+  const parsed = parser.summary();
   const reason = rejectReason(parsed, maxEntries);
-  if (reason) return keep(`rejected: ${reason}`);
-  const unique = [...new Set(parsed.domains)].sort();
-  const body = unique.join("\n") + "\n";
+  if (reason) {
+    rmSync(part, { force: true });
+    return keep(`rejected: ${reason}`);
+  }
+  const count = parsed.count;
   const lastCount = countStoredNames(dir, url);
-  if (lastCount >= SHRINK_GUARD_FLOOR && unique.length < lastCount * SHRINK_GUARD) {
-    writeFileAtomic(heldPath(dir, url), body, 0o644, 0o700);
-    const note: HeldCopy = { url, domains: unique.length, lastGood: lastCount, at: new Date().toISOString() };
+  if (lastCount >= SHRINK_GUARD_FLOOR && count < lastCount * SHRINK_GUARD) {
+    renameSync(part, heldPath(dir, url));
+    const note: HeldCopy = { url, domains: count, lastGood: lastCount, at: new Date().toISOString() };
     writeFileAtomic(heldNotePath(dir, url), JSON.stringify(note) + "\n", 0o644, 0o700);
     return keep(
-      `held back: the new copy names ${unique.length} domains, less than half of the last good copy's ${lastCount}; it is kept aside, not loaded (delete ${stored} and refresh again to accept it)`,
+      `held back: the new copy names ${count} domains, less than half of the last good copy's ${lastCount}; it is kept aside, not loaded (delete ${stored} and refresh again to accept it)`,
     );
   }
-  writeFileAtomic(stored, body, 0o644, 0o700);
+  renameSync(part, stored);
+  fsyncDir(dir);
   rmSync(heldPath(dir, url), { force: true });
   rmSync(heldNotePath(dir, url), { force: true });
   const skipped = parsed.reserved > 0 ? `, ${parsed.reserved} reserved names left out` : "";
   return {
     url,
     ok: true,
-    domains: unique.length,
-    message: `${url}: ${unique.length} domains (${parsed.invalidLines} lines skipped${skipped})`,
+    domains: count,
+    message: `${url}: ${count} domains (${parsed.invalidLines} lines skipped${skipped})`,
   };
 }
 
@@ -164,11 +217,20 @@ function heldNotePath(dir: string, url: string): string {
 
 /** Names in the stored copy: one per line, as refreshOne writes it. */
 function countStoredNames(dir: string, url: string): number {
-  const text = readIfExists(storedListPath(dir, url));
-  if (text === undefined) return 0;
   let lines = 0;
-  for (let at = text.indexOf("\n"); at !== -1; at = text.indexOf("\n", at + 1)) lines++;
+  forEachLine(storedListPath(dir, url), (line) => {
+    if (line.length > 0) lines++;
+  });
   return lines;
+}
+
+function fsyncDir(dir: string): void {
+  const dfd = openSync(dir, "r");
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
 }
 
 /** Every copy the shrink guard holds back in `dir`, for `status`. */

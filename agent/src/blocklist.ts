@@ -88,63 +88,130 @@ function tokensOf(line: string): string[] {
   return tokens;
 }
 
-export function parseBlocklist(text: string, maxEntries = Infinity): ParsedBlocklist {
-  const domains: string[] = [];
-  let invalidLines = 0;
-  let reserved = 0;
-  let firstInvalid: string | undefined;
-  const bad = (line: string) => {
-    invalidLines++;
-    firstInvalid ??= line.slice(0, 120);
-  };
-  const keep = (d: string) => {
-    if (isFilterEntry(d)) domains.push(d);
-    else reserved++;
-  };
-  // Line by line with indexOf rather than split(): a million-line list would otherwise exist twice in memory.
-  for (let start = 0; start < text.length;) {
-    if (domains.length > maxEntries)
-      return { domains, invalidLines, firstInvalid, reserved, overLimit: true };
-    let end = text.indexOf("\n", start);
-    if (end === -1) end = text.length;
-    const lineStart = start;
-    start = end + 1;
+/**
+ * The parser, fed in chunks: each name is handed to `onDomain` as soon as its line is complete, so a refresh
+ * holds one chunk and the names not yet written, never the whole list (blocklist-fetch.ts). Stops taking names
+ * once it has more than `maxEntries`.
+ */
+export class BlocklistParser {
+  count = 0;
+  invalidLines = 0;
+  reserved = 0;
+  firstInvalid?: string;
+  overLimit = false;
+  private rest = "";
+  /** Inside a line longer than MAX_LINE_CHARS: skipped up to its newline, never searched. */
+  private skipping = false;
+
+  constructor(
+    private readonly onDomain: (d: string) => void,
+    private readonly maxEntries = Infinity,
+  ) {}
+
+  feed(chunk: string): void {
+    if (this.overLimit) return;
+    const text = this.rest + chunk;
+    this.rest = "";
+    // Line by line with indexOf rather than split(): a million-line list would otherwise exist twice in memory.
+    let start = 0;
+    for (;;) {
+      if (this.overLimit) return;
+      const end = text.indexOf("\n", start);
+      if (end === -1) break;
+      if (this.skipping) this.skipping = false;
+      else this.line(text, start, end);
+      start = end + 1;
+    }
+    if (this.skipping) return;
+    if (text.length - start > MAX_LINE_CHARS) {
+      this.bad(text.slice(start, start + 120));
+      this.skipping = true;
+    } else this.rest = text.slice(start);
+  }
+
+  end(): void {
+    if (!this.overLimit && !this.skipping && this.rest.length > 0) this.line(this.rest, 0, this.rest.length);
+    this.rest = "";
+  }
+
+  summary(): ParseSummary {
+    const { count, invalidLines, firstInvalid, reserved, overLimit } = this;
+    return { count, invalidLines, firstInvalid, reserved, overLimit };
+  }
+
+  private bad(line: string): void {
+    this.invalidLines++;
+    this.firstInvalid ??= line.slice(0, 120);
+  }
+
+  private keep(d: string): void {
+    if (!isFilterEntry(d)) {
+      this.reserved++;
+      return;
+    }
+    this.count++;
+    this.onDomain(d);
+    if (this.count > this.maxEntries) this.overLimit = true;
+  }
+
+  private line(text: string, lineStart: number, end: number): void {
     if (end - lineStart > MAX_LINE_CHARS) {
-      bad(text.slice(lineStart, lineStart + 120));
-      continue;
+      this.bad(text.slice(lineStart, lineStart + 120));
+      return;
     }
     const rawLine = text.slice(lineStart, end);
     // indexOf, not /#.*$/: linear, and it also strips a comment before a CRLF line's '\r'.
     const hash = rawLine.indexOf("#");
     const line = (hash === -1 ? rawLine : rawLine.slice(0, hash)).trim();
-    if (line === "") continue;
+    if (line === "") return;
     const tokens = tokensOf(line);
     if (tokens.length === 1) {
       const d = normalizeDomain(tokens[0]);
-      if (d) keep(d);
-      else bad(line);
-      continue;
+      if (d) this.keep(d);
+      else this.bad(line);
+      return;
     }
     if (!SINK_ADDRESSES.has(tokens[0])) {
-      bad(line);
-      continue;
+      this.bad(line);
+      return;
     }
-    for (let i = 1; i < tokens.length; i++) {
+    for (let i = 1; i < tokens.length && !this.overLimit; i++) {
       if (HOSTS_BOILERPLATE.has(tokens[i].toLowerCase())) continue;
       const d = normalizeDomain(tokens[i]);
-      if (d) keep(d);
-      else bad(line);
+      if (d) this.keep(d);
+      else this.bad(line);
     }
   }
-  return { domains, invalidLines, firstInvalid, reserved, overLimit: domains.length > maxEntries };
+}
+
+export function parseBlocklist(text: string, maxEntries = Infinity): ParsedBlocklist {
+  const domains: string[] = [];
+  const parser = new BlocklistParser((d) => domains.push(d), maxEntries);
+  parser.feed(text);
+  parser.end();
+  const { invalidLines, firstInvalid, reserved, overLimit } = parser;
+  return { domains, invalidLines, firstInvalid, reserved, overLimit };
+}
+
+/** What a parse found, without the names. */
+export interface ParseSummary {
+  readonly count: number;
+  readonly invalidLines: number;
+  readonly firstInvalid?: string;
+  readonly reserved: number;
+  readonly overLimit: boolean;
 }
 
 /** Why a parsed source must not replace the last good copy, or undefined when it is fine. */
-export function rejectReason(parsed: ParsedBlocklist, maxEntries = Infinity): string | undefined {
-  const total = parsed.domains.length + parsed.invalidLines;
+export function rejectReason(
+  parsed: ParsedBlocklist | ParseSummary,
+  maxEntries = Infinity,
+): string | undefined {
+  const count = "count" in parsed ? parsed.count : parsed.domains.length;
+  const total = count + parsed.invalidLines;
   if (parsed.overLimit)
     return `it names more than ${maxEntries} domains, the most this hub's memory holds (README "DNS filter"): use a smaller list`;
-  if (parsed.domains.length === 0) return "it holds no domains";
+  if (count === 0) return "it holds no domains";
   if (parsed.invalidLines > 10 && parsed.invalidLines > total * 0.05) {
     return `${parsed.invalidLines} of ${total} entries are neither hosts-file nor domain-list lines (first: ${JSON.stringify(parsed.firstInvalid)})`;
   }

@@ -24,6 +24,7 @@ import { parseHubState, StateError } from "../../model/state-schema";
 import { collectStatus, formatStatus } from "./status";
 import { pushSaved, serveRelay } from "./tcp-relay/serve";
 import { sessionsTick, watchSessions } from "./session-watch";
+import { serveFilter, redirectOff, redirectOn } from "./dns-filter";
 import { realRunner } from "../../lib/runner";
 import { formatDirectPaths, readDirectStatus, serveDiscovery } from "./discovery";
 
@@ -45,6 +46,9 @@ const USAGE = `usage:
   cloudpal-agent tcp push               give the running relay the saved state's keys (the unit's ExecStartPost)
   cloudpal-agent status                 peers (handshake, transfer, endpoint), service health, direct paths
   cloudpal-agent discovery              serve endpoint discovery for device helpers (runs until stopped)
+  cloudpal-agent dns-filter serve       run the DNS filter (the cloudpal-dns-filter unit)
+  cloudpal-agent dns-filter redirect on|off
+                                        send the tunnel's DNS to the filter, or back to unbound (the unit's hooks)
   cloudpal-agent peer config NAME [--qr] [--endpoint HOST:PORT] [--port PORT]
                                         a device's WireGuard config (PrivateKey left for the device to fill);
                                         --port: dial one of the hub's extra WireGuard ports instead
@@ -230,6 +234,27 @@ export async function runCli(argv: readonly string[], ctx: AgentContext, io: Cli
         });
         await server.close();
         return 0;
+      }
+      case "dns-filter": {
+        // Before the first apply there is no state: nothing to serve, nothing to redirect (no tunnel yet).
+        const saved = readIfExists(ctx.options.paths.stateFile);
+        if (sub === "serve" && name === undefined) {
+          if (saved === undefined) {
+            io.stderr("no hub state yet: the DNS filter starts after the first apply\n");
+            await new Promise((r) => setTimeout(r, 5000));
+            return 1;
+          }
+          return await serveFilter(ctx, parseHubState(saved));
+        }
+        if (sub === "redirect" && name === "on" && rest.length === 0) {
+          if (saved !== undefined) await redirectOn(ctx, parseHubState(saved));
+          return 0;
+        }
+        if (sub === "redirect" && name === "off" && rest.length === 0) {
+          await redirectOff(ctx);
+          return 0;
+        }
+        break;
       }
       case "peer": {
         if (sub !== "config" || name === undefined || rest.length > 0) break;

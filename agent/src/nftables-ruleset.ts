@@ -231,8 +231,9 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     "    icmp type echo-request limit rate 20/second accept",
     "    icmpv6 type echo-request limit rate 20/second accept",
     ...publicInputRules(state),
-    `    iifname ${wg} ip daddr ${hub.ipv4} meta l4proto { udp, tcp } th dport 53 accept`,
-    `    iifname ${wg} ip6 daddr ${v6(hub.ipv6)} meta l4proto { udp, tcp } th dport 53 accept`,
+    // 53: unbound; 5300: the DNS filter the filter unit's redirect sends the tunnel's DNS to (dns-filter.ts).
+    `    iifname ${wg} ip daddr ${hub.ipv4} meta l4proto { udp, tcp } th dport { 53, 5300 } accept`,
+    `    iifname ${wg} ip6 daddr ${v6(hub.ipv6)} meta l4proto { udp, tcp } th dport { 53, 5300 } accept`,
     `    iifname ${wg} ip daddr ${hub.ipv4} tcp dport ${DISCOVERY_PORT} accept comment "direct connections: endpoint discovery"`,
     `    iifname != ${wg} udp dport { ${PROBE_PORT_BASE}, ${PROBE_PORT_BASE + 1} } ct status dnat limit rate 50/second accept comment "direct connections: NAT probes redirected from WireGuard ports"`,
     '    drop comment "default deny"',

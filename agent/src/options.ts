@@ -21,6 +21,8 @@ export interface AgentPaths {
   readonly unboundZones: string;
   /** Blocklist zones: large, so kept apart and rebuilt only when a list, 'allow' or 'deny' changed. */
   readonly unboundBlocklist: string;
+  /** The DNS filter's table (agent/src/dns-filter-table.ts), rebuilt with the lists, 'allow' and 'deny'. */
+  readonly dnsFilterTable: string;
   /**
    * The CA certificates unbound checks its DNS-over-TLS upstreams against: the distribution's bundle, or, under
    * a test root, the test's own CA for its own upstream (test/e2e/netns/hub.ts).
@@ -72,6 +74,7 @@ export function productionPaths(): AgentPaths {
     unboundConfig: LAYOUT.unboundConfig,
     unboundZones: path.join(path.dirname(LAYOUT.unboundConfig), UNBOUND_ZONES_FILE),
     unboundBlocklist: path.join(path.dirname(LAYOUT.unboundConfig), UNBOUND_BLOCKLIST_FILE),
+    dnsFilterTable: path.join(LAYOUT.stateDir, "dns-filter.table"),
     // Debian's ca-certificates bundle (Ubuntu's is the same file).
     caBundle: "/etc/ssl/certs/ca-certificates.crt",
     sysctlDir: "/proc/sys",
@@ -95,6 +98,7 @@ export function pathsUnder(root: string, sysctlDir = "/proc/sys"): AgentPaths {
     unboundConfig: under(p.unboundConfig),
     unboundZones: under(p.unboundZones),
     unboundBlocklist: under(p.unboundBlocklist),
+    dnsFilterTable: under(p.dnsFilterTable),
     caBundle: under(p.caBundle),
     sysctlDir,
     sessionsFile: under(p.sessionsFile),

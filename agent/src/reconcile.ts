@@ -21,8 +21,8 @@ import * as path from "path";
 import { hubAddresses } from "../../model/addressing";
 import { addressInPrefix, tunnelGlobalPrefix } from "../../model/public-ipv6";
 import { readBytesIfExists, readHeadIfExists, readIfExists, writeFileAtomic } from "../../lib/atomic-file";
-import { buildDnsFilter } from "./blocklist";
-import { readStoredList, storedListPath } from "./blocklist-fetch";
+import { storedListPath } from "./blocklist-fetch";
+import { buildFilterTable } from "./dns-filter";
 import { createHash } from "crypto";
 import { renderNftRuleset } from "./nftables-ruleset";
 import { reconcileRelay } from "./tcp-relay/reconcile-relay";
@@ -90,6 +90,8 @@ export interface Renders {
   readonly blocklistCurrent: boolean;
   /** The rebuilt blocklist file; undefined when the one on disk is current. */
   readonly blocklistText: string | undefined;
+  /** The rebuilt DNS filter table (dns-filter-table.ts), with the blocklist file. */
+  readonly filterTable?: Buffer;
 }
 
 export function renderAll(ctx: AgentContext, state: HubState): Renders {
@@ -99,7 +101,10 @@ export function renderAll(ctx: AgentContext, state: HubState): Renders {
   const inputs = blocklistInputs(ctx, state);
   // Only the header is read to see whether the (large) file is current.
   const blockHead = readHeadIfExists(paths.unboundBlocklist, 1000);
-  const blockCurrent = blockHead !== undefined && zonesInputs(blockHead) === inputs;
+  const blockCurrent =
+    blockHead !== undefined &&
+    zonesInputs(blockHead) === inputs &&
+    readHeadIfExists(paths.dnsFilterTable, 1) !== undefined;
   return {
     nftRuleset: renderNftRuleset(state, {
       table: options.nftTable,
@@ -114,7 +119,10 @@ export function renderAll(ctx: AgentContext, state: HubState): Renders {
     blocklistExists: blockHead !== undefined,
     blocklistCurrent: blockCurrent,
     // Only rebuilt when its inputs changed: with a million blocked names this is most of an apply's work.
-    blocklistText: blockCurrent ? undefined : renderBlocklistZones(currentFilter(ctx, state), inputs),
+    // The lists are enforced by the DNS filter (dns-filter.ts), so unbound's blocklist file holds no zones
+    // any more; it stays as the record of the inputs the table was built from.
+    blocklistText: blockCurrent ? undefined : renderBlocklistZones({ blocked: [], exempt: [] }, inputs),
+    filterTable: blockCurrent ? undefined : buildFilterTable(state, paths.blocklistDir).bytes,
   };
 }
 
@@ -334,15 +342,11 @@ export async function reconcileNftables(
   return ["nftables"];
 }
 
-function currentFilter(ctx: AgentContext, state: HubState) {
-  const lists = state.dns.blocklists.map((url) => readStoredList(ctx.options.paths.blocklistDir, url));
-  return buildDnsFilter(lists, state.dns.allow, state.dns.deny);
-}
-
 /** A digest of everything the blocklist zones derive from: the stored lists, 'allow' and 'deny'. */
 function blocklistInputs(ctx: AgentContext, state: HubState): string {
   const hash = createHash("sha256");
-  hash.update(JSON.stringify([state.dns.allow, state.dns.deny, state.dns.blocklists]));
+  // The format is part of the inputs: a hub whose file still holds local-zones rebuilds it as the filter table.
+  hash.update(JSON.stringify(["filter-table-1", state.dns.allow, state.dns.deny, state.dns.blocklists]));
   for (const url of state.dns.blocklists) {
     // Bytes, not text: a million-name list decoded to a string costs memory a small hub does not have.
     const bytes = readBytesIfExists(storedListPath(ctx.options.paths.blocklistDir, url));
@@ -372,6 +376,11 @@ export async function reconcileUnbound(
     let wrote = false;
     if (readIfExists(paths.unboundZones) !== peersText) {
       writeFileAtomic(paths.unboundZones, peersText, 0o644);
+      wrote = true;
+    }
+    if (r.filterTable !== undefined) {
+      // Renamed in whole: the filter sees the new file and swaps tables between two queries.
+      writeFileAtomic(paths.dnsFilterTable, r.filterTable, 0o600, 0o700);
       wrote = true;
     }
     if (blockText !== undefined) {

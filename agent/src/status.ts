@@ -6,6 +6,7 @@ import type { AgentContext } from "./reconcile";
 import type { HubState } from "../../model/state";
 import { parseWgDump } from "./wireguard-config";
 import { heldCopies } from "./blocklist-fetch";
+import { filterStatus } from "./dns-filter";
 
 export interface PeerStatus {
   readonly name: string;
@@ -68,6 +69,7 @@ export async function collectStatus(ctx: AgentContext, state: HubState): Promise
         ? (/uptime: .*/.exec(unbound.stdout)?.[0] ?? "running")
         : unbound.stderr.trim() || unbound.stdout.trim() || "not running",
   });
+  services.push(await filterStatus(ctx));
   // A copy the shrink guard held back (agent/src/blocklist-fetch.ts) leaves the filter on the last good copy.
   const held = heldCopies(options.paths.blocklistDir).filter((h) => state.dns.blocklists.includes(h.url));
   if (held.length > 0)

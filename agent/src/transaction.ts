@@ -100,6 +100,7 @@ function ownedFiles(paths: AgentPaths): string[] {
     paths.unboundConfig,
     paths.unboundZones,
     paths.unboundBlocklist,
+    paths.dnsFilterTable,
   ];
 }
 

@@ -218,6 +218,16 @@ beforeAll(async () => {
   const refresh = await agent(["blocklists", "refresh"]);
   expect(refresh.stderr).not.toContain("[!]");
   expect(refresh.stdout).toContain("blocklist.txt: 3 domains");
+  // The DNS filter, as its unit runs it (cloud-init/units.ts): started, then the redirect once it answers.
+  lab.daemon("dns-filter", hubNs, "env", [
+    ...agentEnv(dir, hubIf),
+    process.execPath,
+    bundle,
+    "dns-filter",
+    "serve",
+  ]);
+  const on = await agent(["dns-filter", "redirect", "on"]);
+  if (on.code !== 0) throw new Error(`dns-filter redirect on: ${on.stderr}`);
 });
 
 afterAll(async () => {

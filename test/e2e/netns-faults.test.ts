@@ -36,12 +36,10 @@ import { buildAgentBundle } from "../../components/agent-bundle";
 import { allocateAddresses } from "../../model/addressing";
 import type { HubState, PeerState } from "../../model/state";
 import { parseHubState } from "../../model/state-schema";
-import { buildDnsFilter } from "../../agent/src/blocklist";
-import { readStoredList } from "../../agent/src/blocklist-fetch";
+import { FilterTable } from "../../agent/src/dns-filter-table";
 import { renderNftRuleset } from "../../agent/src/nftables-ruleset";
 import { pathsUnder } from "../../agent/src/options";
 import {
-  blocklistZones,
   diffZones,
   parseUnboundZones,
   peerZones,
@@ -199,13 +197,13 @@ async function differences(state: HubState): Promise<string[]> {
   const live = await lab.exec(hubNs, "nft", ["-s", "list", "table", "inet", TABLE], { allowFailure: true });
   if (live.stdout !== (await expectedNftListing(ruleset))) out.push("live nftables table differs");
   if (readFileSync(p.nftablesConfig, "utf8") !== ruleset) out.push("nftables.conf differs");
-  const lists = state.dns.blocklists.map((u) => readStoredList(p.blocklistDir, u));
-  const block = blocklistZones(buildDnsFilter(lists, state.dns.allow, state.dns.deny));
+  // Lists, allow and deny are the DNS filter's table (agent/src/dns-filter-table.ts), never unbound zones.
+  const table = FilterTable.parse(readFileSync(p.dnsFilterTable));
+  for (const name of state.dns.deny)
+    if (table.verdict(name) !== "refuse") out.push(`the filter table does not refuse ${name}`);
+  if (table.counts.deny !== new Set(state.dns.deny).size) out.push("the filter table's deny count differs");
   const peers = peerZones(state);
-  const desired = normalizeZones({
-    zones: new Map([...peers.zones, ...block.zones]),
-    datas: peers.datas,
-  });
+  const desired = normalizeZones({ zones: peers.zones, datas: peers.datas });
   const liveZones = liveOwnZones(
     (await ctl(["list_local_zones"])).stdout,
     (await ctl(["list_local_data"])).stdout,
