@@ -11,6 +11,7 @@ import {
   SSH_PRIVATE_KEY_KEY,
   SSH_PRIVATE_KEY_PASSWORD_KEY,
 } from "./components/config";
+import { groupPolicies as groupPoliciesOf } from "./components/group-policies";
 import { Hub } from "./components/hub";
 import { wireguardPorts as configWireguardPorts } from "./model/public-ports";
 
@@ -49,3 +50,5 @@ export const clientConfigs = hub.clientConfigs;
 export const tcpAccessKeys = hub.tcpAccessKeys;
 /** The UDP ports devices may dial, the listen port first: `npm run device -- NAME --port P` checks P here. */
 export const wireguardPorts = configWireguardPorts(config);
+/** Each group's own blocklists, allow and deny entries and site mode (README "Per-group site policies"). */
+export const groupPolicies = groupPoliciesOf(config);

@@ -51,6 +51,11 @@ export function buildHubState(
       reaches: [...g.reaches],
       internet: g.internet,
       encryptedDns: g.encryptedDns,
+      // Only what differs from the defaults, so a state without site policies reads as before.
+      ...(g.blocklists.length > 0 ? { blocklists: [...g.blocklists] } : {}),
+      ...(g.allow.length > 0 ? { allow: [...g.allow] } : {}),
+      ...(g.deny.length > 0 ? { deny: [...g.deny] } : {}),
+      ...(g.sites !== "open" ? { sites: g.sites } : {}),
     })),
     peers: config.peers.map((p) => {
       const keys = peerKeys.get(p.name);

@@ -158,6 +158,22 @@ export const HUB_STATE_SCHEMA = {
             enum: ["allow", "block"],
             fix: "is not an encrypted-DNS choice: use 'block' (devices use the hub's filter) or 'allow' (DNS-over-TLS and DNS-over-HTTPS pass)",
           },
+          blocklists: {
+            type: "array",
+            maxItems: 64,
+            items: {
+              type: "string",
+              maxLength: 2048,
+              pattern: "^(https?|file)://[\\x21-\\x7e]+$",
+              fix: "is not a blocklist URL: use an http(s):// or file:// URL without spaces",
+            },
+          },
+          allow: { type: "array", maxItems: 100000, items: domain },
+          deny: { type: "array", maxItems: 100000, items: domain },
+          sites: {
+            enum: ["deny", "allow-list"],
+            fix: "is not a site mode: use 'deny' (denied sites also dropped in the firewall) or 'allow-list' (only allowed sites), or leave it out",
+          },
         },
       },
     },
@@ -406,6 +422,19 @@ function crossCheck(state: HubState): string[] {
   state.dns.allow.forEach((d, i) => {
     if (deny.has(d))
       problems.push(`'dns.allow[${i}]' (${show(d)}) is also in 'dns.deny': keep it in one of the two lists.`);
+  });
+  state.groups.forEach((g, gi) => {
+    for (const list of ["allow", "deny"] as const)
+      (g[list] ?? []).forEach((d, i) => {
+        const problem = filterEntryProblem(d);
+        if (problem !== undefined) problems.push(`'groups[${gi}].${list}[${i}]' (${show(d)}) ${problem}.`);
+      });
+    if (g.sites === "allow-list" && (g.allow ?? []).length === 0)
+      problems.push(
+        `'groups[${gi}].sites' ("allow-list") allows no site: list the group's sites in 'groups[${gi}].allow'.`,
+      );
+    if (g.sites === "deny" && (g.deny ?? []).length === 0)
+      problems.push(`'groups[${gi}].sites' ("deny") denies no site: list the sites in 'groups[${gi}].deny'.`);
   });
   return problems;
 }

@@ -22,6 +22,16 @@ export type EncryptedDns = "allow" | "block";
  */
 export const DEFAULT_ENCRYPTED_DNS: EncryptedDns = "block";
 
+/**
+ * What a group's devices may reach on the internet, beyond the DNS filter (README "Per-group site policies"):
+ * - "open" (absent in the state): every site; the group's allow, deny and blocklists act in DNS only.
+ * - "deny": the group's `deny` names are refused in DNS and the addresses they resolve to (through the hub) are
+ *   dropped in the firewall, in an nft set the DNS filter keeps filled (agent/src/site-policy.ts).
+ * - "allow-list": only the group's `allow` names and their subdomains: other names are refused in DNS, and
+ *   internet traffic goes only to addresses the filter saw in the answers for allowed names, each for its TTL.
+ */
+export type SiteMode = "open" | "deny" | "allow-list";
+
 export interface GroupState {
   /** Group name, hostname-safe. */
   readonly name: string;
@@ -31,6 +41,14 @@ export interface GroupState {
   readonly internet: boolean;
   /** Absent in states written before it existed: DEFAULT_ENCRYPTED_DNS. */
   readonly encryptedDns?: EncryptedDns;
+  /** The group's own blocklist URLs, on top of the hub's `dns.blocklists`. Absent: none. */
+  readonly blocklists?: readonly string[];
+  /** Names this group may resolve even when the hub's or the group's lists block them. Absent: none. */
+  readonly allow?: readonly string[];
+  /** Names refused to this group on top of the hub's. Absent: none. */
+  readonly deny?: readonly string[];
+  /** Absent: "open". */
+  readonly sites?: Exclude<SiteMode, "open">;
 }
 
 /**

@@ -77,6 +77,16 @@ describe("hub state validation", () => {
       "",
     ],
     [(s: any) => (s.dns.blocklists = ["ftp://x"]), `'dns.blocklists[0]' ("ftp://x")`, "http(s)://"],
+    [(s: any) => (s.groups[1].sites = "whitelist"), `'groups[1].sites' ("whitelist")`, "'allow-list'"],
+    [(s: any) => (s.groups[1].sites = "allow-list"), `'groups[1].sites' ("allow-list") allows no site`, ""],
+    [(s: any) => (s.groups[1].sites = "deny"), `'groups[1].sites' ("deny") denies no site`, ""],
+    [(s: any) => (s.groups[1].allow = ["hub.pal"]), `'groups[1].allow[0]' ("hub.pal")`, "remove it"],
+    [(s: any) => (s.groups[1].deny = ["a b"]), `'groups[1].deny[0]' ("a b")`, "lowercase domain"],
+    [
+      (s: any) => (s.groups[1].blocklists = ["ftp://x"]),
+      `'groups[1].blocklists[0]' ("ftp://x")`,
+      "http(s)://",
+    ],
     [(s: any) => (s.extra = 1), `'extra' (1) is not a known field`, "remove it"],
     [
       (s: any) => (s.hub.listenPrt = 1),
@@ -91,6 +101,18 @@ describe("hub state validation", () => {
     const match = found.find((p) => p.includes(start));
     expect({ found, match: match !== undefined }).toEqual({ found, match: true });
     expect(match).toContain(fix);
+  });
+
+  it("accepts a group's own lists and site mode", () => {
+    const s = JSON.parse(JSON.stringify(testState()));
+    s.groups[1] = {
+      ...s.groups[1],
+      blocklists: ["https://lists.example.org/adult.txt"],
+      allow: ["school.example"],
+      deny: ["games.example"],
+      sites: "allow-list",
+    };
+    expect(problems(s)).toEqual([]);
   });
 
   it("never echoes a secret back in an error", () => {

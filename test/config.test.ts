@@ -54,7 +54,18 @@ describe("defaults", () => {
       ipv4Subnet: "10.77.0.0/16",
       ipv6Prefix: "fd7a:c10d:9a1::/64",
       peers: [],
-      groups: [{ name: "family", reaches: ["family"], internet: true, encryptedDns: "block" }],
+      groups: [
+        {
+          name: "family",
+          reaches: ["family"],
+          internet: true,
+          encryptedDns: "block",
+          blocklists: [],
+          allow: [],
+          deny: [],
+          sites: "open",
+        },
+      ],
       dns: {
         blocklists: DEFAULTS.dns.blocklists,
         allow: [],
@@ -126,8 +137,45 @@ const VALID: [string, Record<string, unknown>, (c: HubConfig) => unknown, unknow
     },
     (c) => c.groups,
     [
-      { name: "adults", reaches: ["adults", "kids"], internet: true, encryptedDns: "block" },
-      { name: "kids", reaches: [], internet: false, encryptedDns: "allow" },
+      {
+        name: "adults",
+        reaches: ["adults", "kids"],
+        internet: true,
+        encryptedDns: "block",
+        blocklists: [],
+        allow: [],
+        deny: [],
+        sites: "open",
+      },
+      {
+        name: "kids",
+        reaches: [],
+        internet: false,
+        encryptedDns: "allow",
+        blocklists: [],
+        allow: [],
+        deny: [],
+        sites: "open",
+      },
+    ],
+  ],
+  [
+    "groups (site policies)",
+    {
+      groups: {
+        kids: {
+          internet: true,
+          blocklists: ["https://lists.example.org/adult.txt"],
+          allow: ["school.example"],
+          sites: "allow-list",
+        },
+        teens: { internet: true, deny: ["games.example"], allow: ["ok.example"], sites: "deny" },
+      },
+    },
+    (c) => c.groups.map((g) => [g.name, g.sites, g.blocklists, g.allow, g.deny]),
+    [
+      ["kids", "allow-list", ["https://lists.example.org/adult.txt"], ["school.example"], []],
+      ["teens", "deny", [], ["ok.example"], ["games.example"]],
     ],
   ],
   [
@@ -470,6 +518,82 @@ const INVALID: [string, Record<string, unknown>, string[]][] = [
     { groups: { family: { reaches: ["family", "kids"] } } },
     [
       `'groups.family.reaches[1]' ("kids") names no group: use one of 'family', or add a group called 'kids'.`,
+    ],
+  ],
+  [
+    "groups (site mode)",
+    { groups: { family: { internet: true, sites: "whitelist" } } },
+    [
+      `'groups.family.sites' ("whitelist") is not a site mode: use "open" (default: every site, the group's lists act in DNS), "deny" (the group's 'deny' sites also dropped by address) or "allow-list" (only the group's 'allow' sites).`,
+    ],
+  ],
+  [
+    "groups (allow-list without sites)",
+    { groups: { family: { internet: true, sites: "allow-list" } } },
+    [
+      `'groups.family.sites' ("allow-list") allows no site: list the sites the group may reach in 'groups.family.allow', e.g. ['school.example'].`,
+    ],
+  ],
+  [
+    "groups (deny without sites)",
+    { groups: { family: { internet: true, sites: "deny", allow: ["ok.example"] } } },
+    [
+      `'groups.family.sites' ("deny") denies no site: list them in 'groups.family.deny', e.g. ['games.example'].`,
+    ],
+  ],
+  [
+    "groups (site mode without internet)",
+    { groups: { family: { sites: "deny", deny: ["games.example"] } } },
+    [
+      `'groups.family.sites' ("deny") needs 'groups.family.internet: true': a group without internet reaches no site anyway; set it, or leave 'sites' out.`,
+    ],
+  ],
+  [
+    "groups (site mode in mesh-only)",
+    {
+      firewallMode: "mesh-only",
+      groups: { family: { internet: true, sites: "allow-list", allow: ["school.example"] } },
+    },
+    [
+      `'groups.family.sites' ("allow-list") has no effect with 'firewallMode: mesh-only' (the hub forwards nothing to the internet): leave 'sites' out, or use 'firewallMode: vpn'.`,
+    ],
+  ],
+  [
+    "groups (allow-list with encrypted DNS allowed)",
+    {
+      groups: {
+        family: { internet: true, sites: "allow-list", allow: ["school.example"], encryptedDns: "allow" },
+      },
+    },
+    [
+      `'groups.family.encryptedDns' ("allow") cannot go with 'sites: allow-list': the group's devices must ask the hub, which learns the allowed sites' addresses from its answers; remove 'encryptedDns' or set it to "block".`,
+    ],
+  ],
+  [
+    "groups (entries)",
+    {
+      groups: {
+        family: {
+          internet: true,
+          blocklists: ["http://lists.example.org/adult.txt"],
+          allow: ["Games.Example", "co.uk", "nas.pal"],
+          deny: ["games.example", "*.bad.example"],
+        },
+      },
+    },
+    [
+      `'groups.family.blocklists[0]' ("http://lists.example.org/adult.txt") is not an https URL: blocklists are fetched over https only, e.g. 'https://example.org/adult.txt'.`,
+      `'groups.family.allow[0]' ("Games.Example") is not a domain name: write it in lower case without a scheme or path, e.g. 'example.com'.`,
+      `'groups.family.deny[1]' ("*.bad.example") is not a domain name: write it in lower case without a scheme or path, e.g. 'example.com'.`,
+      `'groups.family.allow[1]' ("co.uk") is a public suffix (Public Suffix List, ICANN section) shared by every domain under it: name the domain itself, e.g. ads.example.co.uk.`,
+      `'groups.family.allow[2]' ("nas.pal") is in 'pal', the zone of the device names, which the filter must never touch: remove it.`,
+    ],
+  ],
+  [
+    "groups (entry in allow and deny)",
+    { groups: { family: { internet: true, allow: ["games.example"], deny: ["games.example"] } } },
+    [
+      `'groups.family.deny[0]' ("games.example") is also 'groups.family.allow[0]': keep it in one of the two lists.`,
     ],
   ],
   [

@@ -127,7 +127,68 @@ describe("the plan command line", () => {
   });
 });
 
+it("shows each group's site policy among the outputs (README 'Per-group site policies')", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "cloudpal-plan-"));
+  try {
+    const example = readFileSync(
+      path.join(__dirname, "..", "stacks", "Pulumi.example-digitalocean.yaml"),
+      "utf8",
+    );
+    const kids = [
+      "    kids:",
+      "      reaches: [kids]",
+      "      internet: true",
+      "      sites: allow-list",
+      "      allow: [school.example, wikipedia.org]",
+      "      blocklists: [https://lists.example.org/adult.txt]",
+    ].join("\n");
+    expect(example).toContain("  cloudpal:groups:\n");
+    writeFileSync(
+      path.join(dir, "Pulumi.kids.yaml"),
+      example.replace("  cloudpal:groups:\n", `  cloudpal:groups:\n${kids}\n`),
+    );
+    const { code, text } = await planIn("kids", dir);
+    expect(code).toBe(0);
+    expect(text).toContain(
+      '  groupPolicies: {"kids":{"sites":"allow-list","allow":["school.example","wikipedia.org"],"deny":[],"blocklists":["https://lists.example.org/adult.txt"]}}',
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 describe("npm run plan -- --change", () => {
+  it("changes a group's site policy without touching the machine: it travels in the hub state only", async () => {
+    let m: typeof import("../simulate/report") | undefined;
+    jest.isolateModules(() => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- a fresh copy
+      m = require("../simulate/report") as typeof import("../simulate/report");
+    });
+    const { readStackConfig } = await import("../components/config");
+    const { readStackFile } = await import("../scripts/plan");
+    const raw = readStackConfig(readStackFile("example-digitalocean").config);
+    const groups = JSON.stringify({
+      family: {
+        reaches: ["family", "servers"],
+        internet: true,
+        allow: ["school.example"],
+        deny: ["games.example"],
+        blocklists: ["https://lists.example.org/adult.txt"],
+        sites: "allow-list",
+      },
+      servers: { reaches: [], internet: false, deny: ["games.example"] },
+    });
+    const { code, text } = await m!.planChange("example-digitalocean", raw, [`groups=${groups}`], []);
+    expect(text).toContain("No step clashes");
+    expect(code).toBe(0);
+    // The one step replaced is the state delivery; the droplet, its user-data and addresses stay.
+    expect(text).toContain(
+      "Replaced (a new one is made):\n  command:remote:Command  hub-state\n      triggers changed, which forces a new resource",
+    );
+    expect(text).toContain("\n\nKept as they are: 23 resources.");
+    expect(text).not.toContain("hub-droplet");
+  });
+
   it("shows a region move: the machine replaced, new addresses, the old ones retained, devices unharmed", async () => {
     let m: typeof import("../simulate/report") | undefined;
     jest.isolateModules(() => {

@@ -48,6 +48,12 @@ export function checkCanonicalForms(raw: RawConfig, cfg: UnallocatedConfig, soun
       const problem = sound(`dns/${list}/${i}`) ? filterEntryProblem(d) : undefined;
       if (problem !== undefined) out.push(`'dns.${list}[${i}]' (${show(d)}) ${problem}.`);
     });
+  for (const g of cfg.groups)
+    for (const list of ["allow", "deny"] as const)
+      g[list].forEach((d, i) => {
+        const problem = sound(`groups/${g.name}/${list}/${i}`) ? filterEntryProblem(d) : undefined;
+        if (problem !== undefined) out.push(`'groups.${g.name}.${list}[${i}]' (${show(d)}) ${problem}.`);
+      });
   const host = raw.existing?.host;
   if (host !== undefined && sound("existing/host")) {
     const problem = hostProblem(host);

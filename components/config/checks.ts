@@ -359,7 +359,58 @@ function checkGroups(cfg: UnallocatedConfig, sound: Sound): string[] {
           `'groups.${g.name}.reaches[${i}]' (${show(target)}) names no group: use one of ${[...names].map((n) => `'${n}'`).join(", ")}, or add a group called '${target}'.`,
         );
     });
+    out.push(...checkGroupSites(cfg, g, sound));
   }
+  return out;
+}
+
+/** A group's own lists and site mode (model/state.ts SiteMode; README "Per-group site policies"). */
+function checkGroupSites(
+  cfg: UnallocatedConfig,
+  g: UnallocatedConfig["groups"][number],
+  sound: Sound,
+): string[] {
+  const out: string[] = [];
+  const at = `groups.${g.name}`;
+  const ok = (field: string) => sound(`groups/${g.name}/${field}`);
+  g.blocklists.forEach((u, i) => {
+    if (!ok(`blocklists/${i}`)) return;
+    try {
+      const url = new URL(u);
+      if (url.protocol !== "https:" || !url.hostname) throw new Error("not https");
+    } catch {
+      out.push(
+        `'${at}.blocklists[${i}]' (${show(u)}) is not an https URL: blocklists are fetched over https only, e.g. 'https://example.org/adult.txt'.`,
+      );
+    }
+  });
+  g.deny.forEach((d, i) => {
+    const j = g.allow.findIndex((a, k) => ok(`allow/${k}`) && a === d);
+    if (ok(`deny/${i}`) && j >= 0)
+      out.push(
+        `'${at}.deny[${i}]' (${show(d)}) is also '${at}.allow[${j}]': keep it in one of the two lists.`,
+      );
+  });
+  if (!ok("sites") || g.sites === "open") return out;
+  const mode = show(g.sites);
+  if (g.sites === "allow-list" && g.allow.length === 0)
+    out.push(
+      `'${at}.sites' (${mode}) allows no site: list the sites the group may reach in '${at}.allow', e.g. ['school.example'].`,
+    );
+  if (g.sites === "deny" && g.deny.length === 0)
+    out.push(`'${at}.sites' (${mode}) denies no site: list them in '${at}.deny', e.g. ['games.example'].`);
+  if (ok("internet") && !g.internet)
+    out.push(
+      `'${at}.sites' (${mode}) needs '${at}.internet: true': a group without internet reaches no site anyway; set it, or leave 'sites' out.`,
+    );
+  else if (cfg.firewallMode === "mesh-only")
+    out.push(
+      `'${at}.sites' (${mode}) has no effect with 'firewallMode: mesh-only' (the hub forwards nothing to the internet): leave 'sites' out, or use 'firewallMode: vpn'.`,
+    );
+  if (g.sites === "allow-list" && ok("encryptedDns") && g.encryptedDns === "allow")
+    out.push(
+      `'${at}.encryptedDns' ("allow") cannot go with 'sites: allow-list': the group's devices must ask the hub, which learns the allowed sites' addresses from its answers; remove 'encryptedDns' or set it to "block".`,
+    );
   return out;
 }
 

@@ -6,7 +6,7 @@ import { DEFAULT_ENCRYPTED_DNS, type FirewallMode } from "../../model/state";
 import { DEFAULT_PERSISTENT_KEEPALIVE } from "../../model/client-config";
 import { DEFAULT_WIREGUARD_EXTRA_PORTS } from "../../model/public-ports";
 import { CATALOG } from "../catalog";
-import type { HostTarget, RawConfig, UnallocatedConfig } from "./types";
+import type { HostTarget, RawConfig, RawGroup, UnallocatedConfig } from "./types";
 
 /**
  * Every default, in one place. Pulumi.yaml repeats the provider-independent ones because the Pulumi CLI
@@ -31,10 +31,8 @@ export const DEFAULTS = {
   // configs carry these addresses, and renaming or moving a stack must not renumber every device.
   ipv6Prefix: "fd7a:c10d:9a1::/64",
   peerGroup: "family",
-  groups: { family: { reaches: ["family"], internet: true } } as Record<
-    string,
-    { reaches?: string[]; internet?: boolean; encryptedDns?: "allow" | "block" }
-  >,
+  groups: { family: { reaches: ["family"], internet: true } } as Record<string, RawGroup>,
+  groupSites: "open" as const,
   dns: {
     blocklists: ["https://raw.githubusercontent.com/StevenBlack/hosts/master/hosts"],
     allow: [] as string[],
@@ -111,6 +109,10 @@ export function withDefaults(raw: RawConfig): UnallocatedConfig {
       reaches: g.reaches ?? [],
       internet: g.internet ?? false,
       encryptedDns: g.encryptedDns ?? DEFAULT_ENCRYPTED_DNS,
+      blocklists: g.blocklists ?? [],
+      allow: g.allow ?? [],
+      deny: g.deny ?? [],
+      sites: g.sites ?? DEFAULTS.groupSites,
     })),
     dns: {
       blocklists: dns.blocklists ?? [...DEFAULTS.dns.blocklists],

@@ -257,6 +257,20 @@ export const CONFIG_SCHEMA = {
             enum: ["allow", "block"],
             fix: `is not an encrypted-DNS choice: use "block" (default: DNS-over-TLS and known DNS-over-HTTPS resolvers refused, so devices use the hub's filter) or "allow"`,
           },
+          blocklists: {
+            type: "array",
+            items: {
+              type: "string",
+              pattern: "^https://[^\\s]+$",
+              fix: "is not an https URL: blocklists are fetched over https only, e.g. 'https://example.org/adult.txt'",
+            },
+          },
+          allow: { type: "array", items: { type: "string", pattern: DOMAIN_PATTERN, fix: DOMAIN_FIX } },
+          deny: { type: "array", items: { type: "string", pattern: DOMAIN_PATTERN, fix: DOMAIN_FIX } },
+          sites: {
+            enum: ["open", "deny", "allow-list"],
+            fix: `is not a site mode: use "open" (default: every site, the group's lists act in DNS), "deny" (the group's 'deny' sites also dropped by address) or "allow-list" (only the group's 'allow' sites)`,
+          },
         },
       },
     },

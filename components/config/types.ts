@@ -3,7 +3,7 @@
  * and the config before addresses are allocated. Types only, and the error every config problem is reported in.
  */
 import type { ImageFamily } from "../../cloud-init/spec";
-import type { DnsState, EncryptedDns, FirewallMode, PublicIpv6Mode } from "../../model/state";
+import type { DnsState, EncryptedDns, FirewallMode, PublicIpv6Mode, SiteMode } from "../../model/state";
 import type { CloudProvider } from "../catalog";
 
 export const CONFIG_NAMESPACE = "cloudpal";
@@ -61,6 +61,23 @@ export interface GroupConfig {
   readonly internet: boolean;
   /** Defaults to DEFAULT_ENCRYPTED_DNS ("block"). */
   readonly encryptedDns: EncryptedDns;
+  /** The group's own blocklists, allow and deny entries, on top of the hub's `dns` ones. Default []. */
+  readonly blocklists: readonly string[];
+  readonly allow: readonly string[];
+  readonly deny: readonly string[];
+  /** Defaults to "open" (model/state.ts SiteMode). */
+  readonly sites: SiteMode;
+}
+
+/** A group as the user writes it under `groups.<name>`. */
+export interface RawGroup {
+  reaches?: string[];
+  internet?: boolean;
+  encryptedDns?: EncryptedDns;
+  blocklists?: string[];
+  allow?: string[];
+  deny?: string[];
+  sites?: SiteMode;
 }
 
 export interface AutoRebootConfig {
@@ -142,7 +159,7 @@ export interface RawConfig {
     address?: string;
     publicIpv6?: PublicIpv6Mode;
   }[];
-  groups?: Record<string, { reaches?: string[]; internet?: boolean; encryptedDns?: EncryptedDns }>;
+  groups?: Record<string, RawGroup>;
   dns?: {
     blocklists?: string[];
     allow?: string[];
