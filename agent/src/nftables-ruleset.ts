@@ -40,6 +40,7 @@ import { canonicalIpv6 } from "../../model/ip-text";
 import { DISCOVERY_PORT, PROBE_MAGIC, PROBE_PORT_BASE, probeVantagePorts } from "../../model/direct";
 import { MANAGED_HEADER } from "../../model/layout";
 import { relayOutputChain } from "./tcp-relay/nft";
+import { renderSitesTable } from "./site-policy-nft";
 import { DEFAULT_ENCRYPTED_DNS, type HubState } from "../../model/state";
 import { hubPublicPorts, type PublicPort } from "../../model/public-ports";
 import {
@@ -263,7 +264,9 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
   }
   const egress = state.mode === "vpn" ? state.groups.filter((g) => g.internet) : [];
   for (const g of egress) {
-    if ((g.encryptedDns ?? DEFAULT_ENCRYPTED_DNS) !== "block") continue;
+    // An allow-list group's devices must ask the hub, which learns the allowed sites' addresses from its answers
+    // (site-policy.ts): encrypted DNS stays blocked whatever the state says (the config refuses the pair).
+    if ((g.encryptedDns ?? DEFAULT_ENCRYPTED_DNS) !== "block" && g.sites !== "allow-list") continue;
     const i = groupIndex.get(g.name);
     const why = JSON.stringify(`${g.name}: encrypted DNS blocked`);
     out.push(
@@ -307,7 +310,8 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
   }
   out.push(...relayOutputChain(state, options.relayUser));
   out.push("}");
-  return out.join("\n") + "\n";
+  // The per-group site sets live in a table of their own, loaded in the same transaction (site-policy-nft.ts).
+  return out.join("\n") + "\n" + renderSitesTable(state, table, options.interface);
 }
 
 /**

@@ -1,0 +1,348 @@
+/**
+ * Per-group site policies in the DNS filter (model/state.ts SiteMode; README "Per-group site policies"):
+ * what a group's device may resolve, and the nft sets (site-policy-nft.ts) the filter keeps filled so the
+ * firewall holds the same line.
+ *
+ * The verdict for a device of group G (groupVerdict), in order:
+ * 1. names in the device zone (`pal`) always pass;
+ * 2. G in "allow-list" mode: a name under one of G's `allow` entries passes, every other name is REFUSED;
+ * 3. under one of G's `deny` entries: refused; under one of G's `allow` entries: passes (G's allow wins over
+ *    the hub's lists and the hub's deny, for G only);
+ * 4. the hub-wide verdict (the hub's deny, allow, blocklists);
+ * 5. G's own blocklists: refused.
+ * REFUSED, not NXDOMAIN, as the hub's filter answers: a client sees at once that policy, not the name, is the
+ * reason, and no negative answer is cached for a name that exists.
+ *
+ * The sets:
+ * - allow-list groups: every A and AAAA record in the answer to an allowed name goes into the group's allow
+ *   set with `timeout` = the record's TTL (at least MIN_TIMEOUT_S), BEFORE the answer is sent to the device,
+ *   so its first SYN meets the address already there.
+ * - deny groups: the filter resolves each `deny` entry itself, through unbound, and keeps its addresses in the
+ *   group's deny set, each for its TTL (at least MIN_TIMEOUT_S) plus a margin, asking again before they expire;
+ *   a denied name a device asks for (a subdomain of an entry, say) is resolved and added the same way.
+ * Updates are batched: all set changes wanting to go in at one moment become one `nft -f -` transaction, and an
+ * address already in the set for longer than the new answer would keep it costs nothing. Groups without a site
+ * mode never reach this code beyond one Map lookup.
+ */
+import * as dgram from "dgram";
+import * as net from "net";
+import { LAYOUT } from "../../model/layout";
+import { canonicalIpv6 } from "../../model/ip-text";
+import type { HubState } from "../../model/state";
+import { realRunner, type Runner } from "../../lib/runner";
+import type { FilterTable, Verdict } from "./dns-filter-table";
+import { siteSetName, sitesTable, enforcedSiteGroups } from "./site-policy-nft";
+
+/** The shortest time an address stays in a set: a device may connect a moment after a short TTL ended. */
+export const MIN_TIMEOUT_S = 30;
+/** Deny addresses stay this much longer than their TTL; the name is asked again when the TTL ends. */
+const DENY_MARGIN_S = 10;
+
+const DEVICE_ZONE = LAYOUT.dnsZone;
+
+/** A group's lists in the filter: names as entries (a few, from the state), and its blocklists' table. */
+export interface GroupSitePolicy {
+  readonly name: string;
+  readonly sites: "open" | "deny" | "allow-list";
+  readonly allow: ReadonlySet<string>;
+  readonly deny: ReadonlySet<string>;
+  /** The group's own blocklists as a hash table (dns-filter-table.ts), or undefined when it has none. */
+  readonly blocked?: FilterTable;
+  /** Whether the firewall enforces the mode (vpn mode, internet on): then the sets are kept filled. */
+  readonly enforced: boolean;
+}
+
+/** Whether `name` is an entry of `entries` or under one. */
+export function underAny(entries: ReadonlySet<string>, name: string): boolean {
+  if (entries.size === 0) return false;
+  for (let n = name; ;) {
+    if (entries.has(n)) return true;
+    const dot = n.indexOf(".");
+    if (dot === -1) return false;
+    n = n.slice(dot + 1);
+  }
+}
+
+function normal(qname: string): string {
+  const n = qname.toLowerCase();
+  return n.endsWith(".") ? n.slice(0, -1) : n;
+}
+
+/** The group's verdict on `qname` (see the file comment); `hub` is the hub-wide table's verdict. */
+export function groupVerdict(g: GroupSitePolicy, qname: string, hub: () => Verdict): Verdict {
+  const name = normal(qname);
+  if (name === DEVICE_ZONE || name.endsWith(`.${DEVICE_ZONE}`)) return "pass";
+  if (g.sites === "allow-list") return underAny(g.allow, name) ? "pass" : "refuse";
+  if (underAny(g.deny, name)) return "refuse";
+  if (underAny(g.allow, name)) return "pass";
+  if (hub() === "refuse") return "refuse";
+  if (g.blocked !== undefined && g.blocked.verdict(name) === "refuse") return "refuse";
+  return "pass";
+}
+
+/** The policies of the groups that have any (own lists or a site mode), by group name. */
+export function groupSitePolicies(
+  state: HubState,
+  blockedTable: (urls: readonly string[]) => FilterTable | undefined = () => undefined,
+): Map<string, GroupSitePolicy> {
+  const enforced = new Set(enforcedSiteGroups(state).map((g) => g.name));
+  const out = new Map<string, GroupSitePolicy>();
+  for (const g of state.groups) {
+    const lists = (g.allow?.length ?? 0) + (g.deny?.length ?? 0) + (g.blocklists?.length ?? 0);
+    if (lists === 0 && g.sites === undefined) continue;
+    const blocked = (g.blocklists?.length ?? 0) > 0 ? blockedTable(g.blocklists ?? []) : undefined;
+    out.set(g.name, {
+      name: g.name,
+      sites: g.sites ?? "open",
+      allow: new Set(g.allow ?? []),
+      deny: new Set(g.deny ?? []),
+      ...(blocked !== undefined ? { blocked } : {}),
+      enforced: enforced.has(g.name),
+    });
+  }
+  return out;
+}
+
+/** The hub's blocklist URLs and every group's, once each: what the refresh downloads. */
+export function allBlocklistUrls(state: HubState): string[] {
+  return [...new Set([...state.dns.blocklists, ...state.groups.flatMap((g) => g.blocklists ?? [])])];
+}
+
+/** One address record of an answer. */
+export interface AddressRecord {
+  readonly family: 4 | 6;
+  readonly address: string;
+  readonly ttl: number;
+}
+
+/** Skips a (possibly compressed) name at `at`; returns the offset after it, or -1. */
+function skipName(msg: Buffer, at: number): number {
+  for (let hops = 0; hops < 128; hops++) {
+    if (at >= msg.length) return -1;
+    const len = msg[at];
+    if (len === 0) return at + 1;
+    if ((len & 0xc0) === 0xc0) return at + 2 <= msg.length ? at + 2 : -1;
+    if ((len & 0xc0) !== 0) return -1;
+    at += 1 + len;
+  }
+  return -1;
+}
+
+/** Every A and AAAA record in the answer section of a DNS response (CNAME chains included, as unbound sends). */
+export function answerAddresses(msg: Buffer): AddressRecord[] {
+  if (msg.length < 12 || (msg[2] & 0x80) === 0 || (msg[3] & 0x0f) !== 0) return [];
+  const qd = msg.readUInt16BE(4);
+  const an = msg.readUInt16BE(6);
+  let at = 12;
+  for (let i = 0; i < qd; i++) {
+    at = skipName(msg, at);
+    if (at < 0 || at + 4 > msg.length) return [];
+    at += 4;
+  }
+  const out: AddressRecord[] = [];
+  for (let i = 0; i < an; i++) {
+    at = skipName(msg, at);
+    if (at < 0 || at + 10 > msg.length) return out;
+    const type = msg.readUInt16BE(at);
+    const cls = msg.readUInt16BE(at + 2);
+    const ttl = msg.readUInt32BE(at + 4);
+    const len = msg.readUInt16BE(at + 8);
+    at += 10;
+    if (at + len > msg.length) return out;
+    if (cls === 1 && type === 1 && len === 4)
+      out.push({ family: 4, address: [...msg.subarray(at, at + 4)].join("."), ttl });
+    if (cls === 1 && type === 28 && len === 16) {
+      const groups: string[] = [];
+      for (let j = 0; j < 16; j += 2) groups.push(msg.readUInt16BE(at + j).toString(16));
+      out.push({ family: 6, address: canonicalIpv6(groups.join(":")), ttl });
+    }
+    at += len;
+  }
+  return out;
+}
+
+/** A recursion-desired query for `name` and `qtype`, with `id`. */
+export function queryMessage(name: string, qtype: number, id: number): Buffer {
+  const labels = name.split(".").filter((l) => l.length > 0);
+  const parts = [Buffer.from([id >> 8, id & 0xff, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0])];
+  for (const l of labels) parts.push(Buffer.from([l.length]), Buffer.from(l, "latin1"));
+  parts.push(Buffer.from([0, qtype >> 8, qtype & 0xff, 0, 1]));
+  return Buffer.concat(parts);
+}
+
+/** Runs one `nft -f -` script; rejects when nft fails. */
+export type NftScriptRunner = (script: string) => Promise<void>;
+
+/** `nft -f -` through the one process runner; quiet (a line per batch would flood the journal). */
+export function nftScriptRunner(runner: Runner = realRunner(() => undefined)): NftScriptRunner {
+  return async (script) => {
+    await runner.run("nft", ["-f", "-"], { input: script, timeoutMs: 5000 });
+  };
+}
+
+/**
+ * The sets the filter fills, with batching: `add()` calls made while no `nft` runs go into the next one
+ * transaction; each call's promise settles when its transaction did. An element is re-added (its timeout
+ * renewed) only when the new timeout would outlast what the set already holds.
+ */
+export class SiteSets {
+  private readonly known = new Map<string, number>();
+  private queue: { line: string; done: (e?: Error) => void }[] = [];
+  private running = false;
+  readonly stats = { batches: 0, elements: 0, skipped: 0, failures: 0 };
+
+  constructor(
+    private readonly agentTable: string,
+    private readonly run: NftScriptRunner = nftScriptRunner(),
+    private readonly now: () => number = Date.now,
+    private readonly log: (line: string) => void = () => undefined,
+  ) {}
+
+  /** Forgets what it added (a changed state may have deleted and made the table again). */
+  forget(): void {
+    this.known.clear();
+  }
+
+  /** Puts `records` in the group's `kind` set, each for max(TTL, MIN_TIMEOUT_S) + `extra` seconds. */
+  add(group: string, kind: "allow" | "deny", records: readonly AddressRecord[], extra = 0): Promise<void> {
+    const table = sitesTable(this.agentTable);
+    const lines: string[] = [];
+    const now = this.now();
+    for (const r of records) {
+      const timeout = Math.max(r.ttl, MIN_TIMEOUT_S) + extra;
+      const set = siteSetName(group, kind, r.family);
+      const key = `${set} ${r.address}`;
+      const until = now + timeout * 1000;
+      // Already there for at least as long (less a second of slack for the nft round trip): nothing to do.
+      if ((this.known.get(key) ?? 0) >= until - 1000) {
+        this.stats.skipped++;
+        continue;
+      }
+      this.known.set(key, until);
+      const el = `inet ${table} ${set} { ${r.address}`;
+      // add, delete, add: one transaction that creates the element or renews its timeout either way (an add
+      // alone leaves an existing element's timeout as it was); the packet path sees only the end state.
+      lines.push(
+        `add element ${el} timeout ${timeout}s }`,
+        `delete element ${el} }`,
+        `add element ${el} timeout ${timeout}s }`,
+      );
+      this.stats.elements++;
+    }
+    if (lines.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.queue.push({
+        line: lines.join("\n"),
+        done: (e) => {
+          if (e !== undefined) {
+            this.stats.failures++;
+            for (const r of records) this.known.delete(`${siteSetName(group, kind, r.family)} ${r.address}`);
+            this.log(`[!] site policy: could not update ${group}'s ${kind} set: ${e.message}`);
+          }
+          // Settles either way: a failed update must not withhold the answer (for allow-list groups the
+          // firewall then drops the connection, which is the safe side).
+          resolve();
+        },
+      });
+      if (!this.running) void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.running = true;
+    while (this.queue.length > 0) {
+      const batch = this.queue;
+      this.queue = [];
+      this.stats.batches++;
+      let error: Error | undefined;
+      try {
+        await this.run(batch.map((b) => b.line).join("\n") + "\n");
+      } catch (e) {
+        error = e as Error;
+      }
+      for (const b of batch) b.done(error);
+    }
+    this.running = false;
+  }
+}
+
+/** Asks unbound for the A and AAAA records of `name` (from loopback, as the filter forwards). */
+export function resolveAddresses(
+  name: string,
+  upstream: { address: string; port: number },
+  timeoutMs = 3000,
+): Promise<AddressRecord[]> {
+  return new Promise((resolve) => {
+    const v6 = net.isIPv6(upstream.address);
+    const socket = dgram.createSocket(v6 ? "udp6" : "udp4");
+    const out: AddressRecord[] = [];
+    let answered = 0;
+    const ids = [Math.floor(Math.random() * 0xffff), Math.floor(Math.random() * 0xffff)];
+    const done = () => {
+      clearTimeout(timer);
+      socket.close();
+      resolve(out);
+    };
+    const timer = setTimeout(done, timeoutMs);
+    socket.on("error", done);
+    socket.on("message", (m) => {
+      if (m.length < 12 || !ids.includes(m.readUInt16BE(0))) return;
+      out.push(...answerAddresses(m));
+      if (++answered === 2) done();
+    });
+    socket.bind(0, v6 ? "::1" : "127.0.0.1", () => {
+      socket.send(queryMessage(name, 1, ids[0]), upstream.port, upstream.address);
+      socket.send(queryMessage(name, 28, ids[1]), upstream.port, upstream.address);
+    });
+  });
+}
+
+/**
+ * Keeps the deny sets filled: each deny entry of each enforced deny group is resolved now and again when its
+ * shortest TTL (at least MIN_TIMEOUT_S) ends; `refused()` resolves a denied name a device asked for.
+ */
+export class DenyResolver {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private generation = 0;
+  private readonly recent = new Map<string, number>();
+
+  constructor(
+    private readonly sets: SiteSets,
+    private readonly upstream: { address: string; port: number },
+    private readonly resolve: typeof resolveAddresses = resolveAddresses,
+  ) {}
+
+  start(policies: ReadonlyMap<string, GroupSitePolicy>): void {
+    this.stop();
+    for (const g of policies.values()) {
+      if (!g.enforced || g.sites !== "deny") continue;
+      for (const name of g.deny) void this.keep(g.name, name);
+    }
+  }
+
+  stop(): void {
+    this.generation++;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  /** A device of `group` asked for a denied `name`: its addresses go in the deny set too (once a TTL). */
+  refused(group: string, name: string): void {
+    const key = `${group} ${name}`;
+    if ((this.recent.get(key) ?? 0) > Date.now()) return;
+    this.recent.set(key, Date.now() + MIN_TIMEOUT_S * 1000);
+    if (this.recent.size > 10_000) this.recent.clear();
+    void this.resolve(name, this.upstream).then((r) => this.sets.add(group, "deny", r, DENY_MARGIN_S));
+  }
+
+  private async keep(group: string, name: string): Promise<void> {
+    const generation = this.generation;
+    const records = await this.resolve(name, this.upstream);
+    if (generation !== this.generation) return;
+    await this.sets.add(group, "deny", records, DENY_MARGIN_S);
+    const ttl = records.length > 0 ? Math.min(...records.map((r) => r.ttl)) : 0;
+    const t = setTimeout(() => void this.keep(group, name), Math.max(ttl, MIN_TIMEOUT_S) * 1000);
+    t.unref();
+    this.timers.set(`${group} ${name}`, t);
+  }
+}
