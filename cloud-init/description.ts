@@ -70,12 +70,16 @@ function commands(spec: BootstrapSpec): Command[] {
     ["unbound-checkconf"],
     ["systemctl", "restart", "unbound.service"],
     ["systemctl", "enable", LAYOUT.units.agent],
-    ["systemctl", "enable", "--now", LAYOUT.units.dnsFilter],
     ["systemctl", "enable", "--now", LAYOUT.units.discovery],
     ["systemctl", "enable", "--now", LAYOUT.units.blocklistsTimer],
     // Enabled, not started: its ExecStartPost pushes the saved keys with the agent, and neither exists before
     // the delivery (a failed start here failed the whole runcmd). The delivery's state step starts it.
     ["systemctl", "enable", LAYOUT.tcpRelay.unit],
+    // The DNS filter likewise: it serves the saved state's table on the tunnel's addresses, and its ExecStartPost
+    // adds the redirect with the agent. Started at first boot it failed, then came up some seconds after the
+    // delivery's apply, so a query right after the delivery reached unbound unfiltered (the VM test's blocked
+    // name: SERVFAIL, unbound having no upstream there). The state step starts it and waits for the redirect.
+    ["systemctl", "enable", LAYOUT.units.dnsFilter],
     ["systemctl", "enable", "--now", LAYOUT.units.sessions],
   ];
 }

@@ -249,13 +249,15 @@ function mountStateVolume(): RemoteStep {
 
 /**
  * Hands the desired state to the agent; a new agent version may render differently, so it re-runs then too.
- * Then starts the TCP path's relay, which the bootstrap only enables (it needs the agent and the state); its
- * ExecStartPost pushes the keys just applied, and starting a running unit changes nothing.
+ * Then starts the TCP path's relay and the DNS filter, which the bootstrap only enables (they need the agent and
+ * the state): the relay's ExecStartPost pushes the keys just applied; the filter's waits until the filter
+ * answers and then redirects the tunnel's DNS to it, so the step returns with DNS filtered. Starting a running
+ * unit changes nothing; starting one waiting to restart starts it at once.
  */
 function applyState(): RemoteStep {
   return {
     name: "state",
-    command: `sudo ${sh(LAYOUT.agentBin)} apply && sudo systemctl start ${sh(LAYOUT.tcpRelay.unit)}`,
+    command: `sudo ${sh(LAYOUT.agentBin)} apply && sudo systemctl start ${sh(LAYOUT.tcpRelay.unit)} ${sh(LAYOUT.units.dnsFilter)}`,
     stdin: "state",
     triggers: ["agentBundle"],
   };

@@ -68,3 +68,9 @@ export const LAYOUT = {
 /** Header every generated config file starts with (comment syntax is '#' for wg, nft and unbound alike). */
 export const MANAGED_HEADER =
   "# Managed by CloudPal; do not edit. Changes are overwritten on the next apply.";
+
+/**
+ * The port the DNS filter (agent/src/dns-filter.ts) listens on, on the hub's tunnel addresses: the target of the
+ * redirect of tunnel DNS and of the hub's own queries to those addresses (the TCP path's relay).
+ */
+export const DNS_FILTER_PORT = 5300;

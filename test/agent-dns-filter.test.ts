@@ -1,4 +1,5 @@
 import * as dgram from "dgram";
+import * as ipaddr from "ipaddr.js";
 import { mkdtempSync, rmSync, writeFileSync, renameSync } from "fs";
 import * as net from "net";
 import { tmpdir } from "os";
@@ -6,6 +7,7 @@ import * as path from "path";
 import { FilterTable, FilterTableBuilder, readTableCounts } from "../agent/src/dns-filter-table";
 import { DnsFilterServer, questionName } from "../agent/src/dns-filter-server";
 import { buildFilterTable, renderRedirect } from "../agent/src/dns-filter";
+import { clientKey, clientsOf, decide, groupOf } from "../agent/src/dns-filter-policy";
 import { storedListPath } from "../agent/src/blocklist-fetch";
 import { testState } from "../agent/test-support/state-fixtures";
 
@@ -96,6 +98,45 @@ describe("DNS filter table", () => {
     expect(text).toMatch(
       /iifname "wg0" ip daddr 10\.77\.0\.1 meta l4proto \{ udp, tcp \} th dport 53 redirect to :5300/,
     );
+  });
+
+  it("sends the hub's own DNS to its tunnel addresses through the filter, not the filter's own", () => {
+    const text = renderRedirect(testState(), "cloudpal", "wg0");
+    const output = text.slice(text.indexOf("chain output"));
+    expect(output).toContain("type nat hook output priority -110");
+    expect(output).toMatch(
+      /ip daddr 10\.77\.0\.1 ip saddr != 127\.0\.0\.1 meta l4proto \{ udp, tcp \} th dport 53 dnat ip to 10\.77\.0\.1:5300/,
+    );
+    expect(output).toMatch(
+      /ip6 saddr != ::1 meta l4proto \{ udp, tcp \} th dport 53 dnat ip6 to \[[0-9a-f:]+\]:5300/,
+    );
+  });
+});
+
+describe("DNS filter policy", () => {
+  const state = testState();
+  const b = new FilterTableBuilder();
+  b.addBlocked("ads.example.com");
+  const policy = { table: FilterTable.parse(b.finish()), clients: clientsOf(state) };
+  const laptop = state.peers.find((p) => p.name === "laptop")!;
+  const visitor = state.peers.find((p) => p.name === "visitor")!;
+
+  it("knows each device's group by its tunnel address, IPv4, IPv6 in any spelling, and v4-mapped", () => {
+    expect(groupOf(policy, laptop.ipv4)).toBe("family");
+    expect(groupOf(policy, `::ffff:${visitor.ipv4}`)).toBe("guest");
+    expect(groupOf(policy, visitor.ipv6.toUpperCase())).toBe("guest");
+    expect(clientKey(ipaddr.IPv6.parse(visitor.ipv6).toNormalizedString())).toBe(clientKey(visitor.ipv6));
+    // The hub's own address (the TCP path's relay asks from it) and strangers have no group.
+    expect(groupOf(policy, "10.77.0.1")).toBeUndefined();
+    expect(groupOf(policy, "192.0.2.9")).toBeUndefined();
+  });
+
+  it("applies the hub-wide table to every asker", () => {
+    for (const client of [laptop.ipv4, visitor.ipv6, "10.77.0.1"]) {
+      expect(decide(policy, "x.ads.example.com", 1, client)).toBe("refuse");
+      expect(decide(policy, "www.example.com", 28, client)).toBe("pass");
+      expect(decide(policy, "laptop.pal", 1, client)).toBe("pass");
+    }
   });
 });
 

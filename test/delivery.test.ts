@@ -71,7 +71,7 @@ describe("deliverySteps", () => {
       }
     }
     expect(step(deliverySteps(cloud), "state").command).toBe(
-      `sudo '${LAYOUT.agentBin}' apply && sudo systemctl start '${LAYOUT.tcpRelay.unit}'`,
+      `sudo '${LAYOUT.agentBin}' apply && sudo systemctl start '${LAYOUT.tcpRelay.unit}' '${LAYOUT.units.dnsFilter}'`,
     );
   });
 

@@ -19,7 +19,9 @@
 import * as dgram from "dgram";
 import { statSync, readFileSync, watchFile, unwatchFile } from "fs";
 import * as net from "net";
+import { decide, type Clients, type FilterPolicy } from "./dns-filter-policy";
 import { FilterTable } from "./dns-filter-table";
+import type { GroupSitePolicy, SitePolicyRuntime } from "./site-policy";
 
 export interface FilterServerOptions {
   /** Where to listen (the redirect's target): address and port, UDP and TCP. */
@@ -28,6 +30,8 @@ export interface FilterServerOptions {
   readonly upstream: { readonly address: string; readonly port: number };
   readonly tableFile: string;
   readonly log: (line: string) => void;
+  /** Per-group site policies: addresses learned from answers, denied names resolved (site-policy.ts). */
+  readonly sites?: SitePolicyRuntime;
 }
 
 const RCODE_REFUSED = 5;
@@ -35,7 +39,7 @@ const RCODE_FORMERR = 1;
 const UDP_TIMEOUT_MS = 5000;
 
 /** The question name of a DNS message, or undefined when it is not one plain query with one question. */
-export function questionName(msg: Buffer): { name: string; end: number } | undefined {
+export function questionName(msg: Buffer): { name: string; qtype: number; end: number } | undefined {
   if (msg.length < 12) return undefined;
   if ((msg[2] & 0x80) !== 0) return undefined; // a response
   if (msg.readUInt16BE(4) !== 1) return undefined;
@@ -51,7 +55,7 @@ export function questionName(msg: Buffer): { name: string; end: number } | undef
     at += 1 + len;
   }
   if (at + 5 > msg.length) return undefined;
-  return { name: labels.join("."), end: at + 5 };
+  return { name: labels.join("."), qtype: msg.readUInt16BE(at + 1), end: at + 5 };
 }
 
 /** An answer to `query` with no records and `rcode`, the question copied. */
@@ -69,7 +73,7 @@ export function errorAnswer(query: Buffer, rcode: number, questionEnd?: number):
 }
 
 export class DnsFilterServer {
-  private table = FilterTable.empty();
+  private policy: FilterPolicy = { table: FilterTable.empty(), clients: new Map() };
   private tableIno = -1;
   private tableMtime = -1;
   private readonly udp: dgram.Socket[] = [];
@@ -104,7 +108,7 @@ export class DnsFilterServer {
     if (st.ino === this.tableIno && st.mtimeMs === this.tableMtime) return;
     try {
       const t = FilterTable.parse(readFileSync(this.o.tableFile));
-      this.table = t;
+      this.policy = { ...this.policy, table: t };
       this.tableIno = st.ino;
       this.tableMtime = st.mtimeMs;
       this.stats.reloads++;
@@ -115,8 +119,21 @@ export class DnsFilterServer {
     }
   }
 
-  /** The answer to send at once (refused, malformed), or undefined to forward the query. */
-  judge(msg: Buffer): Buffer | undefined {
+  /** Which device (and group) asks from which tunnel address: from the state, replaced whole when it changes. */
+  setClients(clients: Clients): void {
+    this.policy = { ...this.policy, clients };
+  }
+
+  /** The groups' own lists and site modes (site-policy.ts), replaced whole. */
+  setGroups(groups: ReadonlyMap<string, GroupSitePolicy>): void {
+    this.policy = { ...this.policy, groups };
+  }
+
+  /**
+   * The answer to send at once (refused, malformed), or undefined to forward the query. `client` is the asking
+   * address as the socket saw it (the redirect keeps the source: dns-filter-policy.ts).
+   */
+  judge(msg: Buffer, client: string): Buffer | undefined {
     this.stats.queries++;
     const opcode = (msg[2] >> 3) & 0x0f;
     const q = questionName(msg);
@@ -124,8 +141,9 @@ export class DnsFilterServer {
       if (msg.length < 12) return undefined;
       return errorAnswer(msg, RCODE_FORMERR);
     }
-    if (this.table.verdict(q.name) === "refuse") {
+    if (decide(this.policy, q.name, q.qtype, client) === "refuse") {
       this.stats.refused++;
+      this.o.sites?.refused(client, q.name);
       return errorAnswer(msg, RCODE_REFUSED, q.end);
     }
     this.stats.forwarded++;
@@ -168,8 +186,11 @@ export class DnsFilterServer {
   }
 
   private fromClient(s: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const answer = this.judge(msg);
-    const reply = (b: Buffer) => s.send(b, rinfo.port, rinfo.address);
+    const answer = this.judge(msg, rinfo.address);
+    const send = (b: Buffer) => s.send(b, rinfo.port, rinfo.address);
+    // An allow-list group's answer goes on only once its addresses are in the group's set (site-policy.ts).
+    const learn = this.o.sites?.learnerFor(rinfo.address);
+    const reply = learn === undefined ? send : (b: Buffer) => void learn(b).then(() => send(b));
     if (answer !== undefined) {
       reply(answer);
       return;
@@ -217,6 +238,7 @@ export class DnsFilterServer {
     client.setTimeout(30_000, end);
     client.on("error", end);
     client.on("close", end);
+    const learn = this.o.sites?.learnerFor(client.remoteAddress ?? "");
     const send = (m: Buffer) => {
       const len = Buffer.alloc(2);
       len.writeUInt16BE(m.length);
@@ -230,14 +252,15 @@ export class DnsFilterServer {
       });
       u.on("error", end);
       u.on("close", end);
-      frames(u, send);
+      frames(u, learn === undefined ? send : (m) => void learn(m).then(() => send(m)));
       u.on("connect", () => {
         for (const b of toUpstream.splice(0)) u.write(b);
       });
       return u;
     };
+    const from = client.remoteAddress ?? "";
     frames(client, (m) => {
-      const answer = this.judge(m);
+      const answer = this.judge(m, from);
       if (answer !== undefined) {
         send(answer);
         return;

@@ -15,7 +15,7 @@ import * as dgram from "dgram";
 import * as net from "net";
 import { hubAddresses } from "../../model/addressing";
 import { canonicalIpv6 } from "../../model/ip-text";
-import { MANAGED_HEADER } from "../../model/layout";
+import { DNS_FILTER_PORT, MANAGED_HEADER } from "../../model/layout";
 import type { HubState } from "../../model/state";
 import { parseHubState } from "../../model/state-schema";
 import { readFileSync, watchFile } from "fs";
@@ -39,9 +39,11 @@ interface ServiceStatus {
   readonly detail: string;
 }
 import { DnsFilterServer } from "./dns-filter-server";
+import { filterSitePolicies } from "./site-policy";
+import { clientsOf } from "./dns-filter-policy";
 
 /** Where the filter listens on the hub's tunnel addresses (the redirect's target). */
-export const FILTER_PORT = 5300;
+export const FILTER_PORT = DNS_FILTER_PORT;
 /** The nftables table the filter's unit owns: only the redirect. */
 export const REDIRECT_TABLE_SUFFIX = "_dnsfilter";
 
@@ -80,6 +82,16 @@ export function renderRedirect(state: HubState, agentTable: string, ifname: stri
     `    iifname ${wg} ip6 daddr ${canonicalIpv6(hub.ipv6)} meta l4proto { udp, tcp } th dport 53 ${to}`,
     `    iifname ${wg} ip daddr != ${state.hub.ipv4Subnet} meta l4proto { udp, tcp } th dport 53 ${to}`,
     `    iifname ${wg} ip6 daddr != ${state.hub.ipv6Prefix} meta l4proto { udp, tcp } th dport 53 ${to}`,
+    "  }",
+    // The hub's own queries to its tunnel addresses: the TCP path's relay resolves names there and relays its
+    // devices' DNS there (tcp-relay/server.ts, policy.ts), so they are filtered as the tunnel's are. Not the
+    // filter's own queries to unbound, which leave from loopback (dns-filter-server.ts localSource).
+    "  chain output {",
+    // -110: before any NAT output chain at the usual -100. nft names `dstnat` for prerouting only ("invalid
+    // priority expression value in this context" in output: nft(8), "Standard priority names").
+    "    type nat hook output priority -110; policy accept;",
+    `    ip daddr ${hub.ipv4} ip saddr != 127.0.0.1 meta l4proto { udp, tcp } th dport 53 dnat ip to ${hub.ipv4}:${FILTER_PORT} comment "the hub's own DNS goes through the filter"`,
+    `    ip6 daddr ${canonicalIpv6(hub.ipv6)} ip6 saddr != ::1 meta l4proto { udp, tcp } th dport 53 dnat ip6 to [${canonicalIpv6(hub.ipv6)}]:${FILTER_PORT} comment "the hub's own DNS goes through the filter"`,
     "  }",
     "}",
     "",
@@ -153,6 +165,16 @@ export async function filterStatus(ctx: AgentContext): Promise<ServiceStatus> {
 /** `cloudpal-agent dns-filter serve`: runs until killed; SIGHUP reloads the table at once. */
 export async function serveFilter(ctx: AgentContext, state: HubState): Promise<number> {
   const hub = hubAddresses(state.hub);
+  // Per-group lists and site modes (site-policy.ts): rebuilt with every new state and every new table (a
+  // blocklist refresh rewrites the table after storing the lists, the groups' included).
+  const sites = filterSitePolicies({
+    agentTable: ctx.options.nftTable,
+    blocklistDir: ctx.options.paths.blocklistDir,
+    maxEntries: maxBlocklistEntries(),
+    upstream: { address: hub.ipv4, port: 53 },
+    log: ctx.log,
+  });
+  let current = state;
   const server = new DnsFilterServer({
     listen: [
       { address: hub.ipv4, port: FILTER_PORT },
@@ -161,7 +183,11 @@ export async function serveFilter(ctx: AgentContext, state: HubState): Promise<n
     upstream: { address: hub.ipv4, port: 53 },
     tableFile: ctx.options.paths.dnsFilterTable,
     log: ctx.log,
+    sites: sites.runtime,
   });
+  server.setGroups(sites.load(state));
+  watchFile(ctx.options.paths.dnsFilterTable, { interval: 1000 }, () => server.setGroups(sites.load(current)));
+  server.setClients(clientsOf(state));
   await server.start();
   process.on("SIGHUP", () => server.reload());
   // New tunnel addresses (a changed subnet) need new sockets and a new redirect: exit, systemd starts it again.
@@ -173,6 +199,10 @@ export async function serveFilter(ctx: AgentContext, state: HubState): Promise<n
         ctx.log("the hub's tunnel addresses changed: restarting the filter");
         process.exit(0);
       }
+      // Devices added, removed or moved to another group.
+      server.setClients(clientsOf(now));
+      current = now;
+      server.setGroups(sites.load(now));
     } catch {
       // A state being replaced is read again at the next poll.
     }

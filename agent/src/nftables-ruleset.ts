@@ -38,7 +38,7 @@ import * as ipaddr from "ipaddr.js";
 import { hubAddresses } from "../../model/addressing";
 import { canonicalIpv6 } from "../../model/ip-text";
 import { DISCOVERY_PORT, PROBE_MAGIC, PROBE_PORT_BASE, probeVantagePorts } from "../../model/direct";
-import { MANAGED_HEADER } from "../../model/layout";
+import { DNS_FILTER_PORT, MANAGED_HEADER } from "../../model/layout";
 import { relayOutputChain } from "./tcp-relay/nft";
 import { renderSitesTable } from "./site-policy-nft";
 import { DEFAULT_ENCRYPTED_DNS, type HubState } from "../../model/state";
@@ -232,9 +232,9 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     "    icmp type echo-request limit rate 20/second accept",
     "    icmpv6 type echo-request limit rate 20/second accept",
     ...publicInputRules(state),
-    // 53: unbound; 5300: the DNS filter the filter unit's redirect sends the tunnel's DNS to (dns-filter.ts).
-    `    iifname ${wg} ip daddr ${hub.ipv4} meta l4proto { udp, tcp } th dport { 53, 5300 } accept`,
-    `    iifname ${wg} ip6 daddr ${v6(hub.ipv6)} meta l4proto { udp, tcp } th dport { 53, 5300 } accept`,
+    // 53: unbound; DNS_FILTER_PORT: the DNS filter, where its redirect sends the tunnel's DNS (dns-filter.ts).
+    `    iifname ${wg} ip daddr ${hub.ipv4} meta l4proto { udp, tcp } th dport { 53, ${DNS_FILTER_PORT} } accept`,
+    `    iifname ${wg} ip6 daddr ${v6(hub.ipv6)} meta l4proto { udp, tcp } th dport { 53, ${DNS_FILTER_PORT} } accept`,
     `    iifname ${wg} ip daddr ${hub.ipv4} tcp dport ${DISCOVERY_PORT} accept comment "direct connections: endpoint discovery"`,
     `    iifname != ${wg} udp dport { ${PROBE_PORT_BASE}, ${PROBE_PORT_BASE + 1} } ct status dnat limit rate 50/second accept comment "direct connections: NAT probes redirected from WireGuard ports"`,
     '    drop comment "default deny"',

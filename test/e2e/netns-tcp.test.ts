@@ -277,6 +277,20 @@ beforeAll(async () => {
   const first = await apply(state([laptop, ...wgPeers.map((p) => p.peer)]));
   expect(first.out).toContain("tcp relay");
   lab.daemon("hub-dns", hubNs, "unbound", ["-d", "-c", hubUnboundConf]);
+  // The DNS filter, as its unit runs it (cloud-init/units.ts): started, then the redirect once it answers
+  // (which needs unbound: the probe is relayed). Status counts a filter that is not filtering as a failure. The
+  // denied name is refused by the filter alone: unbound holds no blocklist zone, and the upstream has its record.
+  lab.daemon("dns-filter", hubNs, "env", [...env(), process.execPath, bundle, "dns-filter", "serve"]);
+  const on = await lab.exec(
+    hubNs,
+    "env",
+    [...env(), process.execPath, bundle, "dns-filter", "redirect", "on"],
+    {
+      allowFailure: true,
+      timeoutMs: 90_000,
+    },
+  );
+  if (on.code !== 0) throw new Error(`dns-filter redirect on: ${on.stderr}`);
   // As the agent test does: unbound answers its control socket, then names resolve through the upstream.
   await waitFor(
     async () =>
@@ -347,11 +361,52 @@ describe("the TCP path through a campus that lets only TCP 443 out", () => {
     expect(phone.peer.group).toBe("family");
   });
 
-  it("a blocked domain is refused", async () => {
+  it("a blocked domain is refused, by the DNS filter, for the relay's own lookups and the device's DNS", async () => {
     // The same web server answers under its allowed name (above); under the blocked one the relay gets no address.
     const blocked = await curl(`http://ads.lab.example:8080/page.txt`);
     expect(blocked.code).not.toBe(0);
     expect(blocked.stdout).toBe("");
+    // The upstream does have the name: unbound itself, asked from loopback as the filter asks it (the one source
+    // the redirect leaves alone), resolves it.
+    const unfiltered = await lab.exec(
+      hubNs,
+      "dig",
+      ["+tries=1", "+time=2", "-b", "127.0.0.1", "@10.77.0.1", "ads.lab.example"],
+      { allowFailure: true },
+    );
+    expect(unfiltered.stdout).toContain("status: NOERROR");
+    expect(unfiltered.stdout).toContain(INTERNET);
+    // The device's own DNS over the TCP path (Debian's ss-tunnel to the hub's resolver, DNS over TCP) gets the
+    // filter's answer: the relay connects to the hub's port 53, which the redirect's output chain sends to the
+    // filter. The filter refuses; an allowed name resolves.
+    const conf = path.join(dir, "ss-tunnel.json");
+    writeFileSync(
+      conf,
+      JSON.stringify({
+        server: HUB_CAMPUS,
+        server_port: TCP_PORT,
+        local_address: "127.0.0.1",
+        local_port: 5353,
+        password: laptopKey,
+        method: "chacha20-ietf-poly1305",
+        timeout: 60,
+      }),
+      { mode: 0o600 },
+    );
+    lab.daemon("ss-tunnel", devNs, "ss-tunnel", ["-c", conf, "-L", "10.77.0.1:53"]);
+    await waitFor(
+      async () => (await lab.exec(devNs, "ss", ["-Hltn", "sport = :5353"])).stdout.includes("5353"),
+      5000,
+      "ss-tunnel",
+    );
+    const dig = (name: string) =>
+      lab.exec(devNs, "dig", ["+tcp", "+tries=1", "+time=3", "-p", "5353", "@127.0.0.1", name], {
+        allowFailure: true,
+      });
+    expect((await dig("ads.lab.example")).stdout).toContain("status: REFUSED");
+    expect((await dig("www.ads.lab.example")).stdout).toContain("status: REFUSED");
+    const allowed = await dig("www.lab.example");
+    expect(allowed.stdout).toContain("status: NOERROR");
   });
 
   it("the metadata service is out of reach, in the relay and by nftables for the relay's user", async () => {

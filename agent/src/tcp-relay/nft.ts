@@ -10,6 +10,7 @@
  */
 import { hubAddresses } from "../../../model/addressing";
 import { canonicalIpv6 } from "../../../model/ip-text";
+import { DNS_FILTER_PORT } from "../../../model/layout";
 import type { HubState } from "../../../model/state";
 
 /** nft's form of the user: a number as it is, a name quoted (nft resolves it when the ruleset loads). */
@@ -27,8 +28,10 @@ export function relayOutputChain(state: HubState, user: string | undefined): str
     "  chain output {",
     "    type filter hook output priority filter; policy accept;",
     `    ${me} ct state established,related accept`,
-    `    ${me} ip daddr ${hub.ipv4} meta l4proto { udp, tcp } th dport 53 accept comment "TCP path: the hub's resolver"`,
-    `    ${me} ip6 daddr ${canonicalIpv6(hub.ipv6)} meta l4proto { udp, tcp } th dport 53 accept comment "TCP path: the hub's resolver"`,
+    // 53, and the DNS filter's port: the filter's redirect (agent/src/dns-filter.ts) turns the relay's DNS to
+    // the hub into DNS to the filter before this chain sees it (NAT output runs at dstnat, before filter).
+    `    ${me} ip daddr ${hub.ipv4} meta l4proto { udp, tcp } th dport { 53, ${DNS_FILTER_PORT} } accept comment "TCP path: the hub's resolver"`,
+    `    ${me} ip6 daddr ${canonicalIpv6(hub.ipv6)} meta l4proto { udp, tcp } th dport { 53, ${DNS_FILTER_PORT} } accept comment "TCP path: the hub's resolver"`,
     `    ${me} ip daddr @peers_v4 accept comment "TCP path: devices"`,
     `    ${me} ip6 daddr @peers_v6 accept comment "TCP path: devices"`,
     `    ${me} fib daddr type local drop comment "TCP path: not the hub itself"`,

@@ -15,6 +15,7 @@
  */
 import { createHash, randomBytes } from "crypto";
 import { Resolver } from "dns/promises";
+import { DNS_FILTER_PORT } from "../../../model/layout";
 import { chmodSync, rmSync } from "fs";
 import * as net from "net";
 import { networkInterfaces } from "os";
@@ -118,7 +119,11 @@ export class RelayServer {
     this.digest = digest;
     this.keys = config.devices.map((d) => ({ method: d.method, master: masterKey(d.password), owner: d }));
     this.resolver = new Resolver({ timeout: 2000, tries: 2 });
-    this.resolver.setServers([config.hubIpv4]);
+    // The DNS filter first, unbound when the filter does not answer (a dead filter's port refuses at once): the
+    // same answers a device gets through the tunnel. Straight to the filter's port rather than through the
+    // redirect of port 53 (dns-filter.ts renderRedirect), because this resolver keeps one UDP socket, and
+    // conntrack would keep that flow bound to whatever the redirect said when it began.
+    this.resolver.setServers([`${config.hubIpv4}:${DNS_FILTER_PORT}`, config.hubIpv4]);
     let cut = 0;
     for (const s of [...this.sessions])
       if (stale.has(s.device)) {
