@@ -5,6 +5,7 @@
 import { parseArgs } from "util";
 import * as QRCode from "qrcode";
 import { refreshOne } from "./blocklist-fetch";
+import { allBlocklistUrls } from "./site-policy";
 import { peerClientConfig } from "./peer-config";
 import { readIfExists } from "../../lib/atomic-file";
 import { acquireHubLock } from "./lock";
@@ -157,7 +158,8 @@ export async function runCli(argv: readonly string[], ctx: AgentContext, io: Cli
         // The unit's TimeoutStartSec is 20 minutes (cloud-init/units.ts): downloads stop after 15, so the
         // locked load below always runs; a list not reached keeps its last good copy.
         const deadline = Date.now() + REFRESH_DOWNLOAD_BUDGET_MS;
-        for (const url of before.dns.blocklists) {
+        // The hub's lists and every group's (site-policy.ts), each once.
+        for (const url of allBlocklistUrls(before)) {
           if (Date.now() > deadline) {
             results.push({
               ok: false,

@@ -22,6 +22,7 @@ import { hubAddresses } from "../../model/addressing";
 import { addressInPrefix, tunnelGlobalPrefix } from "../../model/public-ipv6";
 import { readBytesIfExists, readHeadIfExists, readIfExists, writeFileAtomic } from "../../lib/atomic-file";
 import { storedListPath } from "./blocklist-fetch";
+import { allBlocklistUrls } from "./site-policy";
 import { buildFilterTable } from "./dns-filter";
 import { createHash } from "crypto";
 import { renderNftRuleset } from "./nftables-ruleset";
@@ -347,7 +348,9 @@ function blocklistInputs(ctx: AgentContext, state: HubState): string {
   const hash = createHash("sha256");
   // The format is part of the inputs: a hub whose file still holds local-zones rebuilds it as the filter table.
   hash.update(JSON.stringify(["filter-table-1", state.dns.allow, state.dns.deny, state.dns.blocklists]));
-  for (const url of state.dns.blocklists) {
+  // The groups' stored lists too: a refresh that changed only those rewrites the table, and the filter, seeing
+  // a new table, rebuilds the groups' tables from them (site-policy.ts).
+  for (const url of allBlocklistUrls(state)) {
     // Bytes, not text: a million-name list decoded to a string costs memory a small hub does not have.
     const bytes = readBytesIfExists(storedListPath(ctx.options.paths.blocklistDir, url));
     hash.update(bytes ?? "(none)");

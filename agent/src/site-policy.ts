@@ -30,7 +30,9 @@ import { LAYOUT } from "../../model/layout";
 import { canonicalIpv6 } from "../../model/ip-text";
 import type { HubState } from "../../model/state";
 import { realRunner, type Runner } from "../../lib/runner";
-import type { FilterTable, Verdict } from "./dns-filter-table";
+import { existsSync } from "fs";
+import { storedListPath } from "./blocklist-fetch";
+import { FilterTable, FilterTableBuilder, type Verdict } from "./dns-filter-table";
 import { siteSetName, sitesTable, enforcedSiteGroups } from "./site-policy-nft";
 
 /** The shortest time an address stays in a set: a device may connect a moment after a short TTL ended. */
@@ -345,4 +347,113 @@ export class DenyResolver {
     t.unref();
     this.timers.set(`${group} ${name}`, t);
   }
+}
+
+/**
+ * A group's own blocklists as one hash table, from the copies the refresh stored (blocklist-fetch.ts); a list
+ * not downloaded yet adds nothing until the refresh after the apply that named it.
+ */
+export function groupBlockTable(blocklistDir: string, maxEntries: number) {
+  return (urls: readonly string[]): FilterTable | undefined => {
+    const b = new FilterTableBuilder(maxEntries);
+    let names = 0;
+    for (const url of urls) {
+      const file = storedListPath(blocklistDir, url);
+      if (existsSync(file)) names += b.addBlockedFile(file);
+    }
+    return names > 0 ? FilterTable.parse(b.finish()) : undefined;
+  };
+}
+
+/**
+ * What the filter server asks on its hot path. For a device whose group has no site policy each call is one
+ * Map lookup that finds nothing.
+ */
+export class SitePolicyRuntime {
+  private groups: ReadonlyMap<string, GroupSitePolicy> = new Map();
+
+  constructor(
+    private readonly sets: SiteSets,
+    private readonly deny: DenyResolver,
+    private readonly groupOf: (client: string) => string | undefined,
+  ) {}
+
+  /** New policies (a new state, or new stored lists): the deny sets are resolved again. */
+  update(groups: ReadonlyMap<string, GroupSitePolicy>): void {
+    this.groups = groups;
+    this.sets.forget();
+    this.deny.start(groups);
+  }
+
+  policyOf(client: string): GroupSitePolicy | undefined {
+    if (this.groups.size === 0) return undefined;
+    const group = this.groupOf(client);
+    return group === undefined ? undefined : this.groups.get(group);
+  }
+
+  /**
+   * For a device of an enforced allow-list group: what to run on unbound's answer before it is sent on (its
+   * addresses into the group's allow set). Undefined for everyone else: the answer goes on at once.
+   */
+  learnerFor(client: string): ((answer: Buffer) => Promise<void>) | undefined {
+    const g = this.policyOf(client);
+    if (g === undefined || !g.enforced || g.sites !== "allow-list") return undefined;
+    return (answer) => this.sets.add(g.name, "allow", answerAddresses(answer));
+  }
+
+  /** A query was refused: a denied name asked by a device of an enforced deny group is resolved into its set. */
+  refused(client: string, qname: string): void {
+    const g = this.policyOf(client);
+    if (g === undefined || !g.enforced || g.sites !== "deny") return;
+    const name = normal(qname);
+    if (underAny(g.deny, name)) this.deny.refused(g.name, name);
+  }
+
+  stop(): void {
+    this.deny.stop();
+  }
+}
+
+/** The group of each tunnel address (IPv4 as it is, IPv6 canonical), for the hot path's lookups. */
+function groupsByAddress(state: HubState): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const p of state.peers) {
+    out.set(p.ipv4, p.group);
+    out.set(canonicalIpv6(p.ipv6), p.group);
+  }
+  return out;
+}
+
+function addressKey(client: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(client);
+  if (mapped) return mapped[1];
+  return client.includes(":") ? canonicalIpv6(client) : client;
+}
+
+/**
+ * The filter process's site policies: the runtime the server calls, and `load(state)`, which (re)builds the
+ * groups' policies from a state and the stored lists and returns them for the server's verdicts.
+ */
+export function filterSitePolicies(o: {
+  readonly agentTable: string;
+  readonly blocklistDir: string;
+  readonly maxEntries: number;
+  readonly upstream: { readonly address: string; readonly port: number };
+  readonly log: (line: string) => void;
+  readonly run?: NftScriptRunner;
+}): { runtime: SitePolicyRuntime; load(state: HubState): Map<string, GroupSitePolicy> } {
+  let byAddress = new Map<string, string>();
+  const sets = new SiteSets(o.agentTable, o.run ?? nftScriptRunner(), Date.now, o.log);
+  const runtime = new SitePolicyRuntime(sets, new DenyResolver(sets, o.upstream), (c) =>
+    byAddress.get(addressKey(c)),
+  );
+  return {
+    runtime,
+    load(state) {
+      byAddress = groupsByAddress(state);
+      const groups = groupSitePolicies(state, groupBlockTable(o.blocklistDir, o.maxEntries));
+      runtime.update(groups);
+      return groups;
+    },
+  };
 }

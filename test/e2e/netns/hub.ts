@@ -67,7 +67,7 @@ export function agentEnv(dir: string, hubIf: string): string[] {
 
 /**
  * The internet: a namespace linked to the hub's, with an authoritative server for lab.example answering
- * `records` (name → IPv4) over DNS-over-TLS on 853 and plain DNS on 53. Its certificate is made for this run
+ * `records` (name → IPv4, each with `ttl` seconds) over DNS-over-TLS on 853 and plain DNS on 53. Its certificate is made for this run
  * and written as the hub's CA bundle. Returns the namespace.
  */
 export async function startInternet(
@@ -75,6 +75,7 @@ export async function startInternet(
   hubNs: string,
   dir: string,
   records: Readonly<Record<string, string>>,
+  ttl = 60,
 ): Promise<string> {
   const internetNs = await lab.namespace("inet");
   await lab.link(
@@ -125,7 +126,7 @@ export async function startInternet(
       `  tls-service-pem: "${cert}"`,
       "  access-control: 0.0.0.0/0 allow",
       '  local-zone: "lab.example." static',
-      ...Object.entries(records).map(([name, ipv4]) => `  local-data: "${name}. 60 IN A ${ipv4}"`),
+      ...Object.entries(records).map(([name, ipv4]) => `  local-data: "${name}. ${ttl} IN A ${ipv4}"`),
       "remote-control:",
       "  control-enable: no",
       "",
