@@ -209,6 +209,20 @@ describe("policy", () => {
     expect(decide(config, device("camera"), "10.77.0.1", 53, local).ok).toBe(true);
   });
 
+  it("gives an allow-list group no internet on the TCP path (its sites are learned from its own DNS answers)", () => {
+    const s = tcpState();
+    const groups = s.groups.map((g) =>
+      g.name === "guest" ? { ...g, allow: ["school.example"], sites: "allow-list" as const } : g,
+    );
+    const c = relayConfig({ ...s, groups });
+    const visitorDevice = c.devices.find((d) => d.name === "visitor")!;
+    expect(visitorDevice.internet).toBe(false);
+    expect(decide(c, visitorDevice, "198.51.100.2", 443, local).ok).toBe(false);
+    // DNS still goes to the hub's filter.
+    expect(decide(c, visitorDevice, "8.8.8.8", 53, local)).toMatchObject({ ok: true, port: 53 });
+    expect(c.devices.find((d) => d.name === "laptop")!.internet).toBe(true);
+  });
+
   it("is off without a port, and a device without a key is not there", () => {
     const off = relayConfig(testState({ peers: tcpState().peers }));
     expect(off).toMatchObject({ port: null, devices: [] });

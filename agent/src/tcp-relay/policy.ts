@@ -6,7 +6,7 @@
  * - Devices of the groups its group `reaches`, by their tunnel addresses (which `NAME.pal` resolves to).
  * - The hub only for DNS (port 53 on its tunnel addresses); plain DNS to any other resolver goes to the hub's
  *   resolver instead, as the tunnel's DNAT does.
- * - The internet only in `vpn` mode for a group with `internet`, never the private, link-local, metadata or
+ * - The internet only in `vpn` mode for a group with `internet` (and not in "allow-list" site mode), never the private, link-local, metadata or
  *   multicast ranges, never an address of the hub itself; for a group whose encrypted DNS is blocked, no port
  *   853 and no HTTPS to the well-known DoH resolvers.
  */
@@ -60,7 +60,10 @@ export function relayConfig(state: HubState): RelayConfig {
         password: p.tcpKey,
         method: RELAY_METHOD,
         reach,
-        internet: state.mode === "vpn" && g.internet,
+        // A group in "allow-list" site mode gets no internet on the TCP path: its sites are enforced by the
+        // addresses the DNS filter learns from the group's own answers (site-policy.ts), which the relay,
+        // resolving as the hub, never sees; it fails closed rather than open (README "Per-group site policies").
+        internet: state.mode === "vpn" && g.internet && g.sites !== "allow-list",
         blockEncryptedDns: (g.encryptedDns ?? DEFAULT_ENCRYPTED_DNS) === "block",
       });
     }
