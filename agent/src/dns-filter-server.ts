@@ -21,7 +21,7 @@ import { statSync, readFileSync, watchFile, unwatchFile } from "fs";
 import * as net from "net";
 import { decide, type Clients, type FilterPolicy } from "./dns-filter-policy";
 import { FilterTable } from "./dns-filter-table";
-import type { GroupSitePolicy } from "./site-policy";
+import type { GroupSitePolicy, SitePolicyRuntime } from "./site-policy";
 
 export interface FilterServerOptions {
   /** Where to listen (the redirect's target): address and port, UDP and TCP. */
@@ -30,6 +30,8 @@ export interface FilterServerOptions {
   readonly upstream: { readonly address: string; readonly port: number };
   readonly tableFile: string;
   readonly log: (line: string) => void;
+  /** Per-group site policies: addresses learned from answers, denied names resolved (site-policy.ts). */
+  readonly sites?: SitePolicyRuntime;
 }
 
 const RCODE_REFUSED = 5;
@@ -141,6 +143,7 @@ export class DnsFilterServer {
     }
     if (decide(this.policy, q.name, q.qtype, client) === "refuse") {
       this.stats.refused++;
+      this.o.sites?.refused(client, q.name);
       return errorAnswer(msg, RCODE_REFUSED, q.end);
     }
     this.stats.forwarded++;
@@ -184,7 +187,10 @@ export class DnsFilterServer {
 
   private fromClient(s: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     const answer = this.judge(msg, rinfo.address);
-    const reply = (b: Buffer) => s.send(b, rinfo.port, rinfo.address);
+    const send = (b: Buffer) => s.send(b, rinfo.port, rinfo.address);
+    // An allow-list group's answer goes on only once its addresses are in the group's set (site-policy.ts).
+    const learn = this.o.sites?.learnerFor(rinfo.address);
+    const reply = learn === undefined ? send : (b: Buffer) => void learn(b).then(() => send(b));
     if (answer !== undefined) {
       reply(answer);
       return;
@@ -232,6 +238,7 @@ export class DnsFilterServer {
     client.setTimeout(30_000, end);
     client.on("error", end);
     client.on("close", end);
+    const learn = this.o.sites?.learnerFor(client.remoteAddress ?? "");
     const send = (m: Buffer) => {
       const len = Buffer.alloc(2);
       len.writeUInt16BE(m.length);
@@ -245,7 +252,7 @@ export class DnsFilterServer {
       });
       u.on("error", end);
       u.on("close", end);
-      frames(u, send);
+      frames(u, learn === undefined ? send : (m) => void learn(m).then(() => send(m)));
       u.on("connect", () => {
         for (const b of toUpstream.splice(0)) u.write(b);
       });

@@ -39,6 +39,7 @@ interface ServiceStatus {
   readonly detail: string;
 }
 import { DnsFilterServer } from "./dns-filter-server";
+import { filterSitePolicies } from "./site-policy";
 import { clientsOf } from "./dns-filter-policy";
 
 /** Where the filter listens on the hub's tunnel addresses (the redirect's target). */
@@ -164,6 +165,16 @@ export async function filterStatus(ctx: AgentContext): Promise<ServiceStatus> {
 /** `cloudpal-agent dns-filter serve`: runs until killed; SIGHUP reloads the table at once. */
 export async function serveFilter(ctx: AgentContext, state: HubState): Promise<number> {
   const hub = hubAddresses(state.hub);
+  // Per-group lists and site modes (site-policy.ts): rebuilt with every new state and every new table (a
+  // blocklist refresh rewrites the table after storing the lists, the groups' included).
+  const sites = filterSitePolicies({
+    agentTable: ctx.options.nftTable,
+    blocklistDir: ctx.options.paths.blocklistDir,
+    maxEntries: maxBlocklistEntries(),
+    upstream: { address: hub.ipv4, port: 53 },
+    log: ctx.log,
+  });
+  let current = state;
   const server = new DnsFilterServer({
     listen: [
       { address: hub.ipv4, port: FILTER_PORT },
@@ -172,7 +183,12 @@ export async function serveFilter(ctx: AgentContext, state: HubState): Promise<n
     upstream: { address: hub.ipv4, port: 53 },
     tableFile: ctx.options.paths.dnsFilterTable,
     log: ctx.log,
+    sites: sites.runtime,
   });
+  server.setGroups(sites.load(state));
+  watchFile(ctx.options.paths.dnsFilterTable, { interval: 1000 }, () =>
+    server.setGroups(sites.load(current)),
+  );
   server.setClients(clientsOf(state));
   await server.start();
   process.on("SIGHUP", () => server.reload());
@@ -187,6 +203,8 @@ export async function serveFilter(ctx: AgentContext, state: HubState): Promise<n
       }
       // Devices added, removed or moved to another group.
       server.setClients(clientsOf(now));
+      current = now;
+      server.setGroups(sites.load(now));
     } catch {
       // A state being replaced is read again at the next poll.
     }
