@@ -4,9 +4,12 @@
  * The firewall and the filter together are shown end to end in test/e2e/netns-site-policy.test.ts.
  */
 import { FilterTable, FilterTableBuilder } from "../agent/src/dns-filter-table";
+import { clientsOf, decide } from "../agent/src/dns-filter-policy";
 import {
   allBlocklistUrls,
   answerAddresses,
+  DenyResolver,
+  SitePolicyRuntime,
   groupSitePolicies,
   groupVerdict,
   MIN_TIMEOUT_S,
@@ -262,5 +265,56 @@ describe("the sites table", () => {
     expect(ruleset).toMatch(
       /ip saddr @group1_v4 ip daddr @doh_v4 meta l4proto \{ tcp, udp \} th dport 443 reject/,
     );
+  });
+});
+
+describe("in the filter's decision, per asking device", () => {
+  const s = policyState();
+  const hubTable = (() => {
+    const b = new FilterTableBuilder(1000);
+    b.addDeny("ads.example.com");
+    b.addBlocked("tracker.example.net");
+    return FilterTable.parse(b.finish());
+  })();
+  const policy = { table: hubTable, clients: clientsOf(s), groups: groupSitePolicies(s) };
+  const addressOf = (group: string) => s.peers.find((p) => p.group === group)!.ipv4;
+
+  it("judges each device by its group, and everyone else (the hub, an unknown address) by the hub's table", () => {
+    expect(decide(policy, "other.test", 1, addressOf("guest"))).toBe("refuse");
+    expect(decide(policy, "other.test", 1, addressOf("family"))).toBe("pass");
+    expect(decide(policy, "school.example", 28, addressOf("guest"))).toBe("pass");
+    expect(decide(policy, "ads.example.com", 1, addressOf("iot"))).toBe("pass");
+    expect(decide(policy, "ads.example.com", 1, addressOf("family"))).toBe("refuse");
+    expect(decide(policy, "games.example", 1, addressOf("iot"))).toBe("refuse");
+    expect(decide(policy, "games.example", 1, "10.77.0.1")).toBe("pass");
+    expect(decide(policy, "tracker.example.net", 1, "192.0.2.99")).toBe("refuse");
+  });
+
+  it("learns only for an allow-list group's devices, and resolves only a deny group's denied names", async () => {
+    const scripts: string[] = [];
+    const sets = new SiteSets("cloudpal", async (x) => void scripts.push(x));
+    const asked: string[] = [];
+    const deny = new DenyResolver(sets, { address: "127.0.0.1", port: 53 }, async (name) => {
+      asked.push(name);
+      return [{ family: 4, address: "192.0.2.7", ttl: 60 }];
+    });
+    const groupOfAddress = new Map(s.peers.map((p) => [p.ipv4, p.group]));
+    const runtime = new SitePolicyRuntime(sets, deny, (c) => groupOfAddress.get(c));
+    runtime.update(groupSitePolicies(s));
+    await new Promise((r) => setImmediate(r));
+    // On update, each deny entry of the enforced deny group is resolved into its set.
+    expect(asked).toEqual(["games.example"]);
+    expect(runtime.learnerFor(addressOf("family"))).toBeUndefined();
+    expect(runtime.learnerFor(addressOf("iot"))).toBeUndefined();
+    const learn = runtime.learnerFor(addressOf("guest"))!;
+    const q = queryMessage("school.example", 1, 9);
+    await learn(response(q, [{ type: 1, ttl: 120, rdata: Buffer.from([203, 0, 113, 9]) }]));
+    expect(scripts.join("")).toContain("allow4_guest { 203.0.113.9 timeout 120s }");
+    runtime.refused(addressOf("iot"), "WWW.Games.Example.");
+    runtime.refused(addressOf("iot"), "tracker.example.net"); // refused by the hub's list, not a site: no lookup
+    runtime.refused(addressOf("guest"), "games.example");
+    await new Promise((r) => setImmediate(r));
+    expect(asked).toEqual(["games.example", "www.games.example"]);
+    runtime.stop();
   });
 });

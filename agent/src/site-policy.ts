@@ -222,8 +222,9 @@ export class SiteSets {
       }
       this.known.set(key, until);
       const el = `inet ${table} ${set} { ${r.address}`;
-      // add, delete, add: one transaction that creates the element or renews its timeout either way (an add
-      // alone leaves an existing element's timeout as it was); the packet path sees only the end state.
+      // add, delete, add: one transaction that creates the element or renews its timeout either way. Before
+      // Linux 6.12 an add alone succeeds on an existing element but keeps its old timeout (Debian 12 runs 6.1;
+      // crowdsecurity/cs-firewall-bouncer#509). The packet path sees only the transaction's end state.
       lines.push(
         `add element ${el} timeout ${timeout}s }`,
         `delete element ${el} }`,
