@@ -6,6 +6,7 @@ import type { AgentContext } from "./reconcile";
 import type { HubState } from "../../model/state";
 import { parseWgDump } from "./wireguard-config";
 import { heldCopies } from "./blocklist-fetch";
+import { allBlocklistUrls } from "./site-policy";
 import { filterStatus } from "./dns-filter";
 
 export interface PeerStatus {
@@ -71,7 +72,9 @@ export async function collectStatus(ctx: AgentContext, state: HubState): Promise
   });
   services.push(await filterStatus(ctx));
   // A copy the shrink guard held back (agent/src/blocklist-fetch.ts) leaves the filter on the last good copy.
-  const held = heldCopies(options.paths.blocklistDir).filter((h) => state.dns.blocklists.includes(h.url));
+  // The groups' lists too (site-policy.ts): the refresh stores and guards them the same way.
+  const urls = new Set(allBlocklistUrls(state));
+  const held = heldCopies(options.paths.blocklistDir).filter((h) => urls.has(h.url));
   if (held.length > 0)
     services.push({
       name: "blocklists",
