@@ -52,3 +52,5 @@ export const tcpAccessKeys = hub.tcpAccessKeys;
 export const wireguardPorts = configWireguardPorts(config);
 /** Each group's own blocklists, allow and deny entries and site mode (README "Per-group site policies"). */
 export const groupPolicies = groupPoliciesOf(config);
+/** Devices the hub answers with DNS64 and translates to IPv4 for (NAT64, model/nat64.ts); empty when none. */
+export const nat64Devices = config.peers.filter((p) => p.nat64).map((p) => p.name);

@@ -23,6 +23,7 @@ export const HUB_PACKAGES: readonly string[] = [
   "nodejs", // runs the agent bundle: 18.x on both images
   "iproute2", // ip: the agent brings wg0 up
   "sudo", // the operator's NOPASSWD rule
+  "tayga", // NAT64 for devices with nat64 (model/nat64.ts); runs only while one exists
 ];
 
 /**

@@ -3,6 +3,7 @@
  * once; they only name commands of the agent, so they never change when the desired state changes.
  */
 import { LAYOUT } from "../model/layout";
+import { NAT64, nat64TunCommands } from "../model/nat64";
 
 export interface UnitFile {
   readonly path: string;
@@ -187,6 +188,85 @@ ExecStart=${LAYOUT.agentBin} sessions watch
 Restart=always
 RestartSec=5
 MemoryMax=96M
+
+[Install]
+WantedBy=multi-user.target
+`,
+    },
+    ...nat64Units(),
+  ];
+}
+
+/**
+ * NAT64 and DNS64 for devices with `nat64` (model/nat64.ts). Not enabled here: the agent writes their configs,
+ * enables and starts them while some device has nat64, and stops, disables and removes them when none has
+ * (agent/src/nat64.ts); without a config they do not start (ConditionPathExists). Debian's own tayga package
+ * installs its SysV script disabled (only K01tayga links in /etc/rc?.d) and never runs with this config.
+ * - The translator: tayga on its TUN device, made persistent first (`--mktun`) so the host side can be set up
+ *   before it runs (tayga(8)); root, for the TUN device, but with no capability other than CAP_NET_ADMIN.
+ * - The DNS64 resolver: a second unbound (a server-wide module, see model/nat64.ts), which drops to the
+ *   unbound user itself after binding its sockets.
+ */
+function nat64Units(): UnitFile[] {
+  const conf = NAT64.files.tayga;
+  const tunSetup = nat64TunCommands()
+    .map((args) => `ExecStartPre=/usr/bin/ip ${args.join(" ")}`)
+    .join("\n");
+  const sandbox = `NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+ProtectKernelTunables=yes
+ProtectControlGroups=yes`;
+  return [
+    {
+      path: `/etc/systemd/system/${NAT64.units.translator}`,
+      content: `${header}
+[Unit]
+Description=CloudPal: NAT64 translator (tayga) for IPv6-only devices
+After=network-online.target ${LAYOUT.units.agent}
+Wants=network-online.target
+RequiresMountsFor=${LAYOUT.stateDir}
+ConditionPathExists=${conf}
+StartLimitIntervalSec=0
+
+[Service]
+Type=simple
+StateDirectory=${NAT64.dataDir.replace(/^\/var\/lib\//, "")}
+StateDirectoryMode=0700
+ExecStartPre=/usr/sbin/tayga --mktun --config ${conf}
+${tunSetup}
+ExecStart=/usr/sbin/tayga --nodetach --config ${conf}
+ExecStopPost=-/usr/sbin/tayga --rmtun --config ${conf}
+Restart=always
+RestartSec=2
+MemoryMax=32M
+CapabilityBoundingSet=CAP_NET_ADMIN
+${sandbox}
+
+[Install]
+WantedBy=multi-user.target
+`,
+    },
+    {
+      path: `/etc/systemd/system/${NAT64.units.dns64}`,
+      content: `${header}
+[Unit]
+Description=CloudPal: DNS64 resolver for IPv6-only devices
+After=network-online.target unbound.service ${LAYOUT.units.agent}
+Wants=network-online.target
+RequiresMountsFor=${LAYOUT.stateDir}
+ConditionPathExists=${NAT64.files.dns64}
+StartLimitIntervalSec=0
+
+[Service]
+Type=simple
+ExecStart=/usr/sbin/unbound -d -p -c ${NAT64.files.dns64}
+Restart=always
+RestartSec=2
+MemoryMax=64M
+CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_NET_BIND_SERVICE
+${sandbox}
 
 [Install]
 WantedBy=multi-user.target

@@ -69,6 +69,7 @@ export function buildHubState(
         ipv6: p.ipv6,
         group: p.group,
         ...(p.publicIpv6 !== "off" ? { publicIpv6: p.publicIpv6 } : {}),
+        ...(p.nat64 ? { nat64: true } : {}),
       };
     }),
     dns: {

@@ -8,6 +8,7 @@
 set -euo pipefail
 packages=(
   cloud-init
+  tayga # the NAT64 translator test/e2e/netns-nat64.test.ts runs, as the hub does
   wireguard-go wireguard-tools
   nftables unbound nsd dnsutils dns-root-data sudo
   iproute2 iputils-ping procps time nmap

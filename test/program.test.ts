@@ -282,6 +282,23 @@ describe("Linode", () => {
     );
   });
 
+  it("nat64: the state asks the hub for NAT64 and DNS64 for that device only; its config is a dual-stack one as before", async () => {
+    const peers = [{ name: "laptop" }, { name: "phone", nat64: true }];
+    const r = await run(minimalConfig("linode", { peers }));
+    const state = parseHubState(await valueOf(r.hub.state));
+    expect(state.peers.map((p) => [p.name, p.nat64])).toEqual([
+      ["laptop", undefined],
+      ["phone", true],
+    ]);
+    const plain = await run(minimalConfig("linode", { peers: [{ name: "laptop" }, { name: "phone" }] }));
+    // The device's DNS is still the hub (which answers it with DNS64): nothing in its config changes but the
+    // keys, which the mocks make anew for each run.
+    const noKeys = (c: string) => c.replace(/^(PrivateKey|PublicKey|PresharedKey) = .*$/gm, "$1 = ...");
+    const config = noKeys((await valueOf(r.hub.clientConfigs)).phone);
+    expect(config).toBe(noKeys((await valueOf(plain.hub.clientConfigs)).phone));
+    expect(config).toMatch(/^DNS = 10\.77\.0\.1, fd7a:c10d:9a1::1$/m);
+  });
+
   it("encrypts the disk, disables backups and passes user-data base64-encoded", async () => {
     const r = await run(minimalConfig("linode"));
     const instance = r.one("linode:index/instance:Instance").inputs;

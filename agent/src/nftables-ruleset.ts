@@ -33,6 +33,11 @@
  *   9250) anywhere, and HTTPS (TCP and UDP 443) to the well-known DoH resolvers (DOH_RESOLVERS_V4/V6), are
  *   rejected rather than dropped, so the device falls back to plain DNS at once instead of after a timeout.
  *   DoH to any other address cannot be told from web traffic and passes (README "What can still bypass").
+ * - NAT64 (model/nat64.ts), only while some peer has `nat64`: those peers' DNS, to any resolver, goes to the
+ *   DNS64 resolver (chain dns64, before every other DNS redirect); only they may send to 64:ff9b::/96, and only
+ *   as internet traffic of their group (the rules above decide wg -> translator); what the translator sends on
+ *   may go only to the internet (not private, link-local or metadata) and leaves masqueraded; nothing from it
+ *   reaches the hub itself; the IPv4 DoH resolvers are refused at their 64:ff9b:: addresses too.
  */
 import * as ipaddr from "ipaddr.js";
 import { hubAddresses } from "../../model/addressing";
@@ -41,6 +46,7 @@ import { DISCOVERY_PORT, PROBE_MAGIC, PROBE_PORT_BASE, probeVantagePorts } from 
 import { DNS_FILTER_PORT, MANAGED_HEADER } from "../../model/layout";
 import { relayOutputChain } from "./tcp-relay/nft";
 import { renderSitesTable } from "./site-policy-nft";
+import { NAT64 } from "../../model/nat64";
 import { DEFAULT_ENCRYPTED_DNS, type HubState } from "../../model/state";
 import { hubPublicPorts, type PublicPort } from "../../model/public-ports";
 import {
@@ -200,7 +206,24 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
   set("non_internet_v4", "ipv4_addr", NON_INTERNET_V4, "never reached through the hub");
   set("non_internet_v6", "ipv6_addr", NON_INTERNET_V6, "never reached through the hub");
   set("doh_v4", "ipv4_addr", DOH_RESOLVERS_V4, "well-known DNS-over-HTTPS resolvers");
-  set("doh_v6", "ipv6_addr", DOH_RESOLVERS_V6, "well-known DNS-over-HTTPS resolvers");
+  // NAT64 devices reach the IPv4 DoH resolvers at their 64:ff9b:: addresses: the same refusal must hold there.
+  const nat64Peers = state.peers.filter((p) => p.nat64 === true);
+  set(
+    "doh_v6",
+    "ipv6_addr",
+    nat64Peers.length > 0 ? [...DOH_RESOLVERS_V6, ...DOH_RESOLVERS_V4.map(nat64Address)] : DOH_RESOLVERS_V6,
+    "well-known DNS-over-HTTPS resolvers",
+  );
+  if (nat64Peers.length > 0) {
+    set(
+      "nat64_v4",
+      "ipv4_addr",
+      nat64Peers.map((p) => p.ipv4),
+      "devices with NAT64 and DNS64",
+    );
+    set("nat64_v6", "ipv6_addr", nat64Peers.flatMap(v6Of), "devices with NAT64 and DNS64");
+  }
+  const tun = JSON.stringify(NAT64.tunDevice);
   const sessionPeers =
     tunnelPrefix === undefined ? [] : state.peers.filter((p) => p.publicIpv6 === "session");
   if (sessionPeers.length > 0) {
@@ -221,6 +244,8 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     "    ct state invalid drop",
     "    ct state established,related accept",
     '    iifname "lo" accept',
+    // Translated packets to the hub's own IPv4 (64:ff9b::<hub's public IPv4>) are not for the hub.
+    ...(nat64Peers.length > 0 ? [`    iifname ${tun} drop comment "NAT64: nothing to the hub itself"`] : []),
     `    iifname != ${wg} ip saddr ${state.hub.ipv4Subnet} drop`,
     `    iifname != ${wg} ip6 saddr ${state.hub.ipv6Prefix} drop`,
     ...(tunnelPrefix !== undefined ? [`    iifname != ${wg} ip6 saddr ${tunnelPrefix} drop`] : []),
@@ -235,6 +260,12 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     // 53: unbound; DNS_FILTER_PORT: the DNS filter, where its redirect sends the tunnel's DNS (dns-filter.ts).
     `    iifname ${wg} ip daddr ${hub.ipv4} meta l4proto { udp, tcp } th dport { 53, ${DNS_FILTER_PORT} } accept`,
     `    iifname ${wg} ip6 daddr ${v6(hub.ipv6)} meta l4proto { udp, tcp } th dport { 53, ${DNS_FILTER_PORT} } accept`,
+    ...(nat64Peers.length > 0
+      ? [
+          `    iifname ${wg} ip saddr @nat64_v4 ip daddr ${hub.ipv4} meta l4proto { udp, tcp } th dport ${NAT64.dns64Port} accept comment "DNS64"`,
+          `    iifname ${wg} ip6 saddr @nat64_v6 ip6 daddr ${v6(hub.ipv6)} meta l4proto { udp, tcp } th dport ${NAT64.dns64Port} accept comment "DNS64"`,
+        ]
+      : []),
     `    iifname ${wg} ip daddr ${hub.ipv4} tcp dport ${DISCOVERY_PORT} accept comment "direct connections: endpoint discovery"`,
     `    iifname != ${wg} udp dport { ${PROBE_PORT_BASE}, ${PROBE_PORT_BASE + 1} } ct status dnat limit rate 50/second accept comment "direct connections: NAT probes redirected from WireGuard ports"`,
     '    drop comment "default deny"',
@@ -250,6 +281,12 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     `    iifname ${wg} ip6 saddr != @peers_v6 drop`,
     `    iifname ${wg} ip daddr 169.254.0.0/16 drop`,
     `    iifname ${wg} ip6 daddr fe80::/10 drop`,
+    // Only nat64 devices use the translator; for the others 64:ff9b::/96 leads nowhere.
+    ...(nat64Peers.length > 0
+      ? [
+          `    iifname ${wg} ip6 daddr ${NAT64.prefix} ip6 saddr != @nat64_v6 drop comment "NAT64 only for nat64 devices"`,
+        ]
+      : []),
     "    ct state established,related accept",
   );
   for (const g of state.groups) {
@@ -283,6 +320,12 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
       `    iifname ${wg} oifname != ${wg} ip6 saddr @group${i}_v6 ip6 daddr != @non_internet_v6 accept comment ${JSON.stringify(`${g.name} uses the internet`)}`,
     );
   }
+  // The translator's IPv4 side: the group rules were decided on the device's IPv6 packet (wg -> tun, above);
+  // what tayga sends on may only go to the internet, never to private, link-local or metadata addresses.
+  if (nat64Peers.length > 0 && egress.length > 0)
+    out.push(
+      `    iifname ${tun} oifname != { ${wg}, ${tun} } ip saddr ${NAT64.pool} ip daddr != @non_internet_v4 accept comment "NAT64 to the internet"`,
+    );
   out.push('    drop comment "default deny"', "  }");
   out.push(
     "",
@@ -298,11 +341,31 @@ export function renderNftRuleset(state: HubState, options: NftOptions): string {
     ...publicRedirects(state, wg),
     "  }",
   );
+  if (nat64Peers.length > 0) {
+    // Before every other DNS redirect (priority dstnat - 20; the first NAT decision on a connection wins): a
+    // nat64 device's DNS, to the hub or to any resolver, is answered by the DNS64 resolver (model/nat64.ts).
+    const to = `comment "DNS64 for nat64 devices"`;
+    out.push(
+      "",
+      "  chain dns64 {",
+      "    type nat hook prerouting priority dstnat - 20; policy accept;",
+      `    iifname ${wg} ip saddr @nat64_v4 meta l4proto { udp, tcp } th dport 53 dnat ip to ${hub.ipv4}:${NAT64.dns64Port} ${to}`,
+      `    iifname ${wg} ip6 saddr @nat64_v6 meta l4proto { udp, tcp } th dport 53 dnat ip6 to [${v6(hub.ipv6)}]:${NAT64.dns64Port} ${to}`,
+      "  }",
+    );
+  }
   if (egress.length > 0) {
     out.push(
       "",
       "  chain postrouting {",
       "    type nat hook postrouting priority srcnat; policy accept;",
+      // Into the translator untouched (tayga maps the device's own address); out of it, the pool is masqueraded.
+      ...(nat64Peers.length > 0
+        ? [
+            `    oifname ${tun} accept`,
+            `    oifname != ${wg} oifname != "lo" ip saddr ${NAT64.pool} masquerade comment "NAT64 pool"`,
+          ]
+        : []),
       `    oifname != ${wg} oifname != "lo" ip saddr ${state.hub.ipv4Subnet} masquerade`,
       ...publicIpv6Nat(state, wg),
       "  }",
@@ -399,4 +462,11 @@ function publicRedirects(state: HubState, wg: string): string[] {
     const [protocol, target] = key.split(" ");
     return `    iifname != { ${wg}, "lo" } ${protocol} dport { ${ports.join(", ")} } redirect to :${target} comment "WireGuard on extra ports"`;
   });
+}
+
+/** An IPv4 address at its place in the NAT64 prefix (RFC 6052, /96): 8.8.8.8 -> 64:ff9b::808:808. */
+export function nat64Address(ipv4: string): string {
+  const b = ipaddr.IPv4.parse(ipv4).toByteArray();
+  const base = ipaddr.IPv6.parse(NAT64.prefix.split("/")[0]).toByteArray();
+  return new ipaddr.IPv6([...base.slice(0, 12), ...b]).toString();
 }

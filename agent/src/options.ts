@@ -8,6 +8,7 @@
 import { totalmem } from "os";
 import * as path from "path";
 import { LAYOUT } from "../../model/layout";
+import { NAT64 } from "../../model/nat64";
 
 export interface AgentPaths {
   readonly stateDir: string;
@@ -41,6 +42,11 @@ export interface AgentPaths {
   readonly mountInfo: string;
   /** The TCP path relay's control socket (agent/src/tcp-relay/), in its service's runtime directory. */
   readonly tcpControlSocket: string;
+  /** tayga's and the DNS64 resolver's configs (model/nat64.ts), written while some device has nat64. */
+  readonly taygaConfig: string;
+  readonly dns64Config: string;
+  /** tayga's data-dir (its dynamic map), made by the translator unit (StateDirectory=). */
+  readonly nat64DataDir: string;
 }
 
 export interface AgentOptions {
@@ -59,6 +65,8 @@ export interface AgentOptions {
   readonly tcpRelayUser: string;
   /** How long the relay waits for a connection's first chunk, probes alike (agent/src/tcp-relay/server.ts). */
   readonly tcpHandshakeTimeoutMs: number;
+  /** How the NAT64 units are enabled, started and stopped (agent/src/nat64.ts): `systemctl` on a hub. */
+  readonly serviceControl: readonly string[];
 }
 
 export const UNBOUND_ZONES_FILE = "cloudpal-zones.conf";
@@ -82,6 +90,9 @@ export function productionPaths(): AgentPaths {
     stateMountUnit: path.join("/etc/systemd/system", LAYOUT.stateVolume.mountUnit),
     mountInfo: "/proc/self/mountinfo",
     tcpControlSocket: LAYOUT.tcpRelay.controlSocket,
+    taygaConfig: NAT64.files.tayga,
+    dns64Config: NAT64.files.dns64,
+    nat64DataDir: NAT64.dataDir,
   };
 }
 
@@ -105,6 +116,9 @@ export function pathsUnder(root: string, sysctlDir = "/proc/sys"): AgentPaths {
     stateMountUnit: under(p.stateMountUnit),
     mountInfo: p.mountInfo,
     tcpControlSocket: under(p.tcpControlSocket),
+    taygaConfig: under(p.taygaConfig),
+    dns64Config: under(p.dns64Config),
+    nat64DataDir: under(p.nat64DataDir),
   };
 }
 
@@ -122,6 +136,7 @@ export function defaultOptions(paths: AgentPaths = productionPaths()): AgentOpti
     blocklistTimeoutMs: 60_000,
     tcpRelayUser: LAYOUT.tcpRelay.user,
     tcpHandshakeTimeoutMs: 60_000,
+    serviceControl: ["systemctl"],
   };
 }
 
@@ -129,7 +144,8 @@ export function defaultOptions(paths: AgentPaths = productionPaths()): AgentOpti
  * Options from the environment:
  * CLOUDPAL_ROOT (prefix for every path), CLOUDPAL_SYSCTL_DIR, CLOUDPAL_INTERFACE, CLOUDPAL_NFT_TABLE,
  * CLOUDPAL_UNBOUND_CONTROL_CONFIG (unbound-control -c), CLOUDPAL_UNBOUND_RESTART (JSON argument array),
- * CLOUDPAL_TCP_RELAY_USER (name or uid), CLOUDPAL_TCP_HANDSHAKE_TIMEOUT_MS.
+ * CLOUDPAL_TCP_RELAY_USER (name or uid), CLOUDPAL_TCP_HANDSHAKE_TIMEOUT_MS, CLOUDPAL_SERVICE_CONTROL (JSON argument
+ * array instead of `systemctl`).
  */
 export function optionsFromEnv(env: NodeJS.ProcessEnv): AgentOptions {
   const sysctlDir = env.CLOUDPAL_SYSCTL_DIR || "/proc/sys";
@@ -149,6 +165,9 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): AgentOptions {
       `'CLOUDPAL_NFT_TABLE' (${JSON.stringify(table)}) is not an nftables table name: use a letter then up to 31 letters, digits or '_'.`,
     );
   }
+  const serviceControl = env.CLOUDPAL_SERVICE_CONTROL
+    ? commandFromEnv("CLOUDPAL_SERVICE_CONTROL", env.CLOUDPAL_SERVICE_CONTROL)
+    : base.serviceControl;
   let restart = base.unboundRestartCommand;
   if (env.CLOUDPAL_UNBOUND_RESTART) {
     const parsed: unknown = JSON.parse(env.CLOUDPAL_UNBOUND_RESTART);
@@ -175,6 +194,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): AgentOptions {
   }
   return {
     ...base,
+    serviceControl,
     tcpRelayUser: relayUser,
     tcpHandshakeTimeoutMs: handshake,
     interface: ifname,
@@ -184,4 +204,19 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): AgentOptions {
       ? ["-c", env.CLOUDPAL_UNBOUND_CONTROL_CONFIG]
       : [],
   };
+}
+
+function commandFromEnv(name: string, value: string): string[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    parsed = undefined;
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((a) => typeof a === "string")) {
+    throw new Error(
+      `'${name}' (${JSON.stringify(value)}) is not a JSON array of strings: give the command as an argument array, e.g. ["systemctl"].`,
+    );
+  }
+  return parsed as string[];
 }

@@ -27,6 +27,7 @@ import { buildFilterTable } from "./dns-filter";
 import { createHash } from "crypto";
 import { renderNftRuleset } from "./nftables-ruleset";
 import { reconcileRelay } from "./tcp-relay/reconcile-relay";
+import { reconcileNat64 } from "./nat64";
 import { readSessions, reconcilePublicIpv6, sessionAddresses } from "./public-ipv6";
 import { assertSecretStorage } from "./secret-storage";
 import type { AgentOptions } from "./options";
@@ -70,7 +71,8 @@ export type Change =
   | "unbound restart"
   | "unbound files"
   | "unbound zones"
-  | "tcp relay";
+  | "tcp relay"
+  | "nat64";
 
 export interface ReconcileOptions {
   /** Compare nftables and unbound with what is loaded, not with the agent's files (see the header). */
@@ -187,6 +189,8 @@ export async function reconcile(
   // Right after WireGuard: a revoked device loses its TCP-path sessions before anything else changes too.
   changes.push(...(await reconcileRelay(ctx.options.paths.tcpControlSocket, state, ctx.log)));
   if (await reconcilePublicIpv6(ctx, state, readSessions(ctx.options.paths))) changes.push("public ipv6");
+  // Before the firewall: the DNS64 resolver listens before the redirect to it is loaded.
+  if (await reconcileNat64(ctx, state)) changes.push("nat64");
   changes.push(...(await reconcileNftables(ctx, renders.nftRuleset, verify)));
   changes.push(...(await reconcileUnbound(ctx, state, { renders, verifyLive: verify })));
   return changes;

@@ -438,6 +438,29 @@ function checkPeers(cfg: UnallocatedConfig, sound: Sound): string[] {
           `'peers[${i}].publicKey' (${show(p.publicKey)}) is also 'peers[${firstKey}].publicKey': each device needs its own key pair ('wg genkey | wg pubkey').`,
         );
     }
+    // NAT64 translates to the internet: it needs a group that uses the hub for the internet, in vpn mode.
+    if (p.nat64 && ok(i, "nat64")) {
+      const group = cfg.groups.find((g) => g.name === p.group);
+      if (cfg.firewallMode === "mesh-only")
+        out.push(
+          `'peers[${i}].nat64' (true) translates to the internet, and 'firewallMode' is "mesh-only" (the hub forwards nothing to the internet): remove 'nat64', or use "vpn".`,
+        );
+      else if (sound("groups") && ok(i, "group") && group !== undefined && !group.internet)
+        out.push(
+          `'peers[${i}].nat64' (true) translates to the internet, and group ${show(p.group)} has no internet access: remove 'nat64', or set 'groups.${p.group}.internet: true'.`,
+        );
+      // The filter decides a group's own lists by the asking address, and a nat64 device's queries reach it from
+      // the DNS64 resolver (model/nat64.ts): its group's lists and site mode would not hold for it.
+      else if (
+        sound("groups") &&
+        ok(i, "group") &&
+        group !== undefined &&
+        (group.sites !== "open" || group.blocklists.length + group.allow.length + group.deny.length > 0)
+      )
+        out.push(
+          `'peers[${i}].nat64' (true) cannot go with group ${show(p.group)}'s own 'blocklists', 'allow', 'deny' or 'sites': DNS64 asks the filter for the device, so the filter would apply only the hub's 'dns' lists; put the device in a group without its own lists, or remove 'nat64'.`,
+        );
+    }
   });
   return out;
 }

@@ -103,6 +103,7 @@ export function withDefaults(raw: RawConfig): UnallocatedConfig {
       ...(p.publicKey !== undefined ? { publicKey: p.publicKey } : {}),
       ...(p.address !== undefined ? { address: p.address } : {}),
       publicIpv6: p.publicIpv6 ?? "off",
+      nat64: p.nat64 ?? false,
     })),
     groups: Object.entries(raw.groups ?? DEFAULTS.groups).map(([name, g]) => ({
       name,

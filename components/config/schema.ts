@@ -239,6 +239,12 @@ export const CONFIG_SCHEMA = {
             enum: ["off", "session", "per-site"],
             fix: "is not a public IPv6 mode: use 'off' (the hub's address), 'session' (a new address per session) or 'per-site' (an address per destination)",
           },
+          nat64: {
+            type: "boolean",
+            description:
+              "An IPv6-only device: the hub answers its DNS with DNS64 and translates 64:ff9b::/96 to IPv4 (NAT64). Never for dual-stack devices.",
+            fix: "must be true (an IPv6-only device: DNS64 and NAT64) or false",
+          },
         },
       },
     },

@@ -48,6 +48,8 @@ export interface PeerConfig {
   readonly address?: string;
   /** Defaults to "off": the hub's own public IPv6. */
   readonly publicIpv6: PublicIpv6Mode;
+  /** An IPv6-only device: DNS64 and NAT64 on the hub (model/nat64.ts). Defaults to false. */
+  readonly nat64: boolean;
   /** Allocated tunnel addresses (model/addressing.ts). */
   readonly ipv4: string;
   readonly ipv6: string;
@@ -158,6 +160,7 @@ export interface RawConfig {
     group?: string;
     address?: string;
     publicIpv6?: PublicIpv6Mode;
+    nat64?: boolean;
   }[];
   groups?: Record<string, RawGroup>;
   dns?: {
