@@ -127,6 +127,9 @@ ReadWritePaths=${LAYOUT.stateDir} /etc/unbound/unbound.conf.d
     // answers directly while it is down: never no DNS. Restarted forever; before the first apply it has no
     // state to serve and exits, to be started again. MALLOC_ARENA_MAX and the heap cap keep Node's RSS flat
     // across table swaps.
+    // It runs as root for its 0600 files but keeps one capability, CAP_NET_ADMIN (also for ExecStartPost and
+    // ExecStopPost): enough to change the per-group site sets (agent/src/site-policy.ts) and the redirect; its
+    // port is above 1024. test/e2e/netns-site-policy.test.ts runs it under the same bounding set (setpriv).
     {
       path: `/etc/systemd/system/${LAYOUT.units.dnsFilter}`,
       content: `${header}
@@ -147,6 +150,7 @@ ExecStopPost=${LAYOUT.agentBin} dns-filter redirect off
 Restart=always
 RestartSec=2
 MemoryMax=160M
+CapabilityBoundingSet=CAP_NET_ADMIN
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
