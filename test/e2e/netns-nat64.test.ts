@@ -131,7 +131,9 @@ async function apply(s: HubState): Promise<string> {
 /**
  * systemctl for the NAT64 units, as far as this lab needs it: `restart` runs what the units run (tayga --mktun,
  * the TUN device's host side from nat64TunCommands(), tayga, unbound -d -p -c), `disable --now` stops both and
- * removes the TUN device. Daemons are detached from the agent's pipes and tracked by PID files.
+ * removes the TUN device. Daemons are detached from the agent's pipes and tracked by PID files. Every command
+ * runs with the capability bounding set of its unit (CapabilityBoundingSet=, cloud-init/units.ts) and no new
+ * privileges, as systemd would run it, so a capability the units do not grant fails here too.
  */
 function writeServiceControl(): void {
   const root = path.join(dir, "hub");
@@ -144,22 +146,24 @@ function writeServiceControl(): void {
 set -u
 echo "$*" >> ${JSON.stringify(svcLog())}
 d=${JSON.stringify(dir)}
+t="setpriv --bounding-set=-all,+net_admin --inh-caps=-all --no-new-privs"
+u="setpriv --bounding-set=-all,+setuid,+setgid,+net_bind_service --inh-caps=-all --no-new-privs"
 stop() {
   for p in tayga dns64; do
     if [ -f "$d/$p.pid" ]; then kill "$(cat "$d/$p.pid")" 2>/dev/null; rm -f "$d/$p.pid"; fi
   done
   sleep 0.3
-  tayga --rmtun --config ${JSON.stringify(tayga)} >/dev/null 2>&1 || true
+  $t tayga --rmtun --config ${JSON.stringify(tayga)} >/dev/null 2>&1 || true
 }
 start() {
   mkdir -p ${JSON.stringify(path.join(root, NAT64.dataDir))}
-  tayga --mktun --config ${JSON.stringify(tayga)} || exit 1
+  $t tayga --mktun --config ${JSON.stringify(tayga)} || exit 1
 ${nat64TunCommands()
-  .map((a) => `  ip ${a.join(" ")} || exit 1`)
+  .map((a) => `  $t ip ${a.join(" ")} || exit 1`)
   .join("\n")}
-  setsid tayga --nodetach --config ${JSON.stringify(tayga)} >>"$d/tayga.out" 2>&1 </dev/null &
+  setsid $t tayga --nodetach --config ${JSON.stringify(tayga)} >>"$d/tayga.out" 2>&1 </dev/null &
   echo $! > "$d/tayga.pid"
-  setsid unbound -d -p -c ${JSON.stringify(wrapper)} >>"$d/dns64.out" 2>&1 </dev/null &
+  setsid $u unbound -d -p -c ${JSON.stringify(wrapper)} >>"$d/dns64.out" 2>&1 </dev/null &
   echo $! > "$d/dns64.pid"
 }
 case "$1" in
