@@ -5,7 +5,16 @@
  * once it answers and removed when it exits: superviseFilter below), and a one-million-name blocklist.
  * Needs root and scripts/install-test-deps.sh.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, createWriteStream } from "fs";
+import {
+  appendFileSync,
+  createWriteStream,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import { buildAgentBundle } from "../../components/agent-bundle";
@@ -14,6 +23,7 @@ import type { HubState, PeerState } from "../../model/state";
 import { fixedKeyPair, testPeer, TEST_SUBNETS } from "../../agent/test-support/state-fixtures";
 import {
   agentEnv,
+  hubRoot,
   INTERNET,
   LAB_UPSTREAM,
   startFixtureHttp,
@@ -57,7 +67,8 @@ function state(): HubState {
       allow: ["fine.ads.lab.example"],
       deny: ["denied.lab.example"],
       upstreams: [LAB_UPSTREAM],
-      dnssec: false,
+      // Validation on, as on a hub: the filter must not get in its way (the bogus-signed zone below).
+      dnssec: true,
       queryLog: false,
     },
   };
@@ -78,6 +89,80 @@ function writeList(file: string, variant: string): Promise<void> {
     }
     out.end(text, () => resolve());
   });
+}
+
+/**
+ * Two DNSSEC-signed zones served by the internet's authoritative unbound (auth-zone, which answers with the
+ * RRSIGs and NSECs in the zone file when asked with DO), signed with ldns-signzone, and the hub's unbound given
+ * their keys as trust anchors (a test-only file in its include directory): dnssec-ok.example validates;
+ * dnssec-bogus.example has an A record changed after signing, so its signature is bogus and a validating
+ * resolver must answer SERVFAIL (unbound.conf(5) trust-anchor, auth-zone; ldns-signzone(1)).
+ */
+async function signedZones(internetNs: string): Promise<void> {
+  const zones = path.join(dir, "dnssec");
+  mkdirSync(zones);
+  const anchors: string[] = [];
+  const auth: string[] = [];
+  for (const [zone, address] of [
+    ["dnssec-ok.example", "198.51.100.90"],
+    ["dnssec-bogus.example", "198.51.100.91"],
+  ]) {
+    const file = path.join(zones, `${zone}.zone`);
+    writeFileSync(
+      file,
+      [
+        `$ORIGIN ${zone}.`,
+        "$TTL 60",
+        `@ IN SOA ns.${zone}. admin.${zone}. 1 3600 600 86400 60`,
+        `@ IN NS ns.${zone}.`,
+        `ns IN A ${INTERNET}`,
+        `www IN A ${address}`,
+        "",
+      ].join("\n"),
+    );
+    // ldns-keygen writes K<zone>+013+<tag>.{key,private,ds} into its working directory and prints that base.
+    const key = (
+      await lab.run("sh", ["-c", 'cd "$1" && ldns-keygen -a ECDSAP256SHA256 -k "$2"', "sh", zones, zone])
+    ).stdout.trim();
+    await lab.run("ldns-signzone", ["-f", `${file}.signed`, file, path.join(zones, key)]);
+    if (zone === "dnssec-bogus.example") {
+      const signed = readFileSync(`${file}.signed`, "utf8");
+      const tampered = signed.replace(/(\sA\s+)198\.51\.100\.91/, "$1198.51.100.92");
+      if (tampered === signed) throw new Error("no A record to tamper with in the signed zone");
+      writeFileSync(`${file}.signed`, tampered);
+    }
+    // The DS line, as a trust anchor (name, class and type, without the TTL).
+    const ds = readFileSync(path.join(zones, `${key}.ds`), "utf8")
+      .trim()
+      .split(/\s+/);
+    anchors.push(`  trust-anchor: "${ds[0]} IN DS ${ds.slice(ds.indexOf("DS") + 1).join(" ")}"`);
+    auth.push("auth-zone:", `  name: "${zone}."`, `  zonefile: "${file}.signed"`, "  for-downstream: yes");
+    auth.push("  for-upstream: no");
+  }
+  // startInternet (netns/hub.ts) wrote the authoritative server's config in dir/auth and runs it with a pid
+  // file there: the zones are added to it and it re-reads its config on SIGHUP.
+  appendFileSync(path.join(dir, "auth", "unbound.conf"), auth.join("\n") + "\n");
+  const pid = readFileSync(path.join(dir, "auth", "unbound.pid"), "utf8").trim();
+  await lab.run("kill", ["-HUP", pid]);
+  await waitFor(
+    async () =>
+      (
+        await lab.exec(
+          internetNs,
+          "dig",
+          ["+tries=1", "+time=1", "+dnssec", `@${INTERNET}`, "www.dnssec-ok.example"],
+          {
+            allowFailure: true,
+          },
+        )
+      ).stdout.includes("RRSIG"),
+    10_000,
+    "the signed zones served",
+  );
+  const confD = path.join(hubRoot(dir), "etc", "unbound", "unbound.conf.d");
+  mkdirSync(confD, { recursive: true });
+  writeFileSync(path.join(confD, "zz-test-dnssec.conf"), ["server:", ...anchors, ""].join("\n"));
+  expect(readdirSync(zones).filter((f) => f.endsWith(".ds"))).toHaveLength(2);
 }
 
 function agent(args: string[], input?: string) {
@@ -141,6 +226,7 @@ beforeAll(async () => {
     "denied.lab.example": "198.51.100.83",
     "t5.trk5.lab.example": "198.51.100.84",
   });
+  await signedZones(internetNs);
   mkdirSync(path.join(dir, "www"));
   await writeList(path.join(dir, "www", "big.txt"), "trk");
   await startFixtureHttp(lab, internetNs, dir);
@@ -199,6 +285,22 @@ describe("DNS filter with a 1,000,000-name list", () => {
     expect(await dig("fine.ads.lab.example")).toEqual({ status: "NOERROR", answers: ["198.51.100.82"] });
     expect(await dig("www.lab.example")).toEqual({ status: "NOERROR", answers: ["198.51.100.80"] });
     expect(await dig("laptop.pal")).toEqual({ status: "NOERROR", answers: [peer.ipv4] });
+    // DNSSEC still validates behind the filter: a good signature gets the AD flag, a bogus one SERVFAIL.
+    const ok = await lab.exec(devNs, "dig", ["+tries=2", "+time=2", `@${HUB_V4}`, "www.dnssec-ok.example"], {
+      allowFailure: true,
+    });
+    expect(ok.stdout).toMatch(/status: NOERROR/);
+    expect(ok.stdout).toMatch(/flags: [a-z ]*\bad\b/);
+    expect(ok.stdout).toMatch(/www\.dnssec-ok\.example\.\s+\d+\s+IN\s+A\s+198\.51\.100\.90/);
+    expect((await dig("www.dnssec-bogus.example")).status).toBe("SERVFAIL");
+    // The same bogus name is SERVFAIL from unbound directly too: it is validation, not the filter.
+    const direct = await lab.exec(
+      hubNs,
+      "dig",
+      ["+tries=1", "+time=2", "-b", "127.0.0.1", `@${HUB_V4}`, "www.dnssec-bogus.example"],
+      { allowFailure: true },
+    );
+    expect(direct.stdout).toMatch(/status: SERVFAIL/);
     // A device asking another resolver is redirected to the filter too.
     expect((await dig("ads.lab.example", "8.8.8.8")).status).toBe("REFUSED");
     // The refusals are the filter's: unbound holds no blocklist zone.

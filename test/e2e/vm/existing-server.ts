@@ -93,6 +93,7 @@ export async function bootstrapFootprint(ssh: Ssh, script: string, operatorUser:
     "ssh.service",
     LAYOUT.units.agent,
     LAYOUT.units.blocklistsTimer,
+    LAYOUT.units.dnsFilter,
   ];
   const command = [
     "set -eu",
@@ -106,7 +107,10 @@ export async function bootstrapFootprint(ssh: Ssh, script: string, operatorUser:
     // Temp files put_file would leave, copies it made of the owner's files, an unrenamed sudoers candidate.
     "find /etc /usr/local -xdev \\( -name '*.cloudpal.*' -o -name '*.pre-cloudpal' -o -name '.90-cloudpal-*' \\) | sort",
     `for u in ${units.join(" ")}; do echo "$u $(systemctl is-active "$u" || :) $(systemctl is-enabled "$u" || :)"; done`,
-    'echo "ruleset $(nft -s list ruleset | sha256sum)"',
+    // Table by table, in name order: replacing a table (the agent's `delete table` + `table`, which a bootstrap
+    // run does from nftables.conf) moves it after the others, e.g. after the DNS filter's redirect table, and
+    // `list ruleset` prints tables in that order (seen: same tables, same rules, another hash).
+    'echo "ruleset $(nft list tables | sort | while read -r _ family name; do nft -s list table "$family" "$name"; done | sha256sum)"',
     `echo "listen-port $(wg show ${LAYOUT.interface} listen-port)"`,
     `wg show ${LAYOUT.interface} peers | sort`,
   ].join("\n");
