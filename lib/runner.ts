@@ -5,7 +5,7 @@
  * test runs this real one.
  */
 // eslint-disable-next-line no-restricted-imports -- this is the one process runner the lint rule points to.
-import { execFile } from "child_process";
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from "child_process";
 
 export interface RunOptions {
   /** Written to the process's stdin (how secrets reach `wg`). */
@@ -80,4 +80,19 @@ export function realRunner(log: Logger = (line) => process.stderr.write(line + "
       });
     },
   };
+}
+
+/**
+ * A long-lived process fed on stdin (`nft -i` for the DNS filter's set updates: agent/src/site-policy.ts), for
+ * callers that cannot pay a process start per command. Arguments are an array, as for `run`.
+ */
+export function spawnSession(
+  command: string,
+  args: readonly string[],
+  log: Logger = (line) => process.stderr.write(line + "\n"),
+): ChildProcessWithoutNullStreams {
+  log(`${describeCommand(command, args)} (session)`);
+  const child = spawn(command, [...args], { stdio: ["pipe", "pipe", "pipe"] });
+  child.stdin.on("error", () => undefined);
+  return child;
 }

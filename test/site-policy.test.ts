@@ -9,6 +9,7 @@ import {
   allBlocklistUrls,
   answerAddresses,
   DenyResolver,
+  NftSession,
   SitePolicyRuntime,
   groupSitePolicies,
   groupVerdict,
@@ -316,5 +317,36 @@ describe("in the filter's decision, per asking device", () => {
     await new Promise((r) => setImmediate(r));
     expect(asked).toEqual(["games.example", "www.games.example"]);
     runtime.stop();
+  });
+});
+
+describe("the persistent nft -i session", () => {
+  // A stand-in for `nft -i` that answers as nft 1.0.6 does (checked by hand in a namespace): a line it cannot
+  // parse or process gets "Error: ...", the line and a caret line on stderr; "die" ends it.
+  const fakeNft = [
+    process.execPath,
+    "-e",
+    `require("readline").createInterface({ input: process.stdin }).on("line", (l) => {
+      if (l.includes("die")) process.exit(3);
+      if (l.includes("bad")) process.stderr.write("Error: Could not process rule: No such file or directory\\n" + l + "\\n     ^^^\\n");
+      else if (l === "cloudpal-batch-end") process.stderr.write("Error: syntax error, unexpected newline, expecting string\\n" + l + "\\n            ^\\n");
+      else process.stdout.write("");
+    });`,
+  ];
+
+  it("sends a batch as one line (one nft transaction) and settles it when nft answers the marker", async () => {
+    const session = new NftSession(fakeNft);
+    try {
+      await session.run(
+        "add element inet t s { 192.0.2.1 timeout 30s }\ndelete element inet t s { 192.0.2.1 }\n",
+      );
+      await expect(session.run("add element bad\n")).rejects.toThrow(/No such file or directory/);
+      await session.run("add element inet t s { 192.0.2.2 timeout 30s }\n");
+      // The session died: the batch fails, and the next one starts a new process.
+      await expect(session.run("die\n")).rejects.toThrow(/nft -i exited \(3\)/);
+      await session.run("add element inet t s { 192.0.2.3 timeout 30s }\n");
+    } finally {
+      session.close();
+    }
   });
 });

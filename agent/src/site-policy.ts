@@ -29,7 +29,7 @@ import * as net from "net";
 import { LAYOUT } from "../../model/layout";
 import { canonicalIpv6 } from "../../model/ip-text";
 import type { HubState } from "../../model/state";
-import { realRunner, type Runner } from "../../lib/runner";
+import { realRunner, spawnSession, type Runner } from "../../lib/runner";
 import { existsSync } from "fs";
 import { storedListPath } from "./blocklist-fetch";
 import { FilterTable, FilterTableBuilder, type Verdict } from "./dns-filter-table";
@@ -183,6 +183,90 @@ export function nftScriptRunner(runner: Runner = realRunner(() => undefined)): N
 }
 
 /**
+ * Not a command: nft answers it with a syntax error on stderr that echoes the line, after any error of the
+ * batch before it. Errors and the marker then come in order on one stream.
+ */
+const MARKER = "cloudpal-batch-end";
+
+/**
+ * One persistent `nft -i` for all set updates. A batch is written as ONE line of commands separated by ';', which
+ * nft sends as one transaction (a failing command fails the whole line), followed by MARKER. The batch is done
+ * when nft echoes MARKER in its error for it; an `Error:` line before that one is the batch's. An `nft -f -` per
+ * batch costs a process start (20-30 ms here, bench/site-sets.ts); this costs nft's own work (under 1 ms). The
+ * session is started again after it dies; a batch without an answer in 5 s kills it.
+ */
+export class NftSession {
+  private child?: ReturnType<typeof spawnSession>;
+  private waiting: { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
+  private err = "";
+  private errors: string[] = [];
+
+  constructor(
+    private readonly command: readonly string[] = ["nft", "-i"],
+    private readonly log: (line: string) => void = () => undefined,
+  ) {}
+
+  readonly run: NftScriptRunner = (script) =>
+    new Promise<void>((resolve, reject) => {
+      const child = this.ensure();
+      const line = script
+        .split("\n")
+        .map((l) => l.trim())
+        .filter((l) => l.length > 0)
+        .join("; ");
+      const timer = setTimeout(() => {
+        this.log("[!] nft -i gave no answer in 5 s: starting it again");
+        child.kill("SIGKILL");
+      }, 5000);
+      this.waiting.push({ resolve, reject, timer });
+      child.stdin.write(`${line}\n${MARKER}\n`);
+    });
+
+  close(): void {
+    this.child?.stdin.end();
+    this.child = undefined;
+  }
+
+  private ensure(): ReturnType<typeof spawnSession> {
+    if (this.child !== undefined) return this.child;
+    const [cmd, ...args] = this.command;
+    const child = spawnSession(cmd, args, this.log);
+    this.child = child;
+    child.stdout.resume();
+    child.stderr.on("data", (d: Buffer) => {
+      this.err += d.toString();
+      for (let i = this.err.indexOf("\n"); i !== -1; i = this.err.indexOf("\n")) {
+        const line = this.err.slice(0, i);
+        this.err = this.err.slice(i + 1);
+        if (line.startsWith("Error:")) this.errors.push(line);
+        if (line !== MARKER) continue;
+        // The last error is the marker's own; any before it is the batch's.
+        const batch = this.errors.slice(0, -1);
+        this.errors = [];
+        const w = this.waiting.shift();
+        if (w === undefined) continue;
+        clearTimeout(w.timer);
+        if (batch.length > 0) w.reject(new Error(batch[0]));
+        else w.resolve();
+      }
+    });
+    const gone = (why: string) => {
+      if (this.child !== child) return;
+      this.child = undefined;
+      this.err = "";
+      this.errors = [];
+      for (const w of this.waiting.splice(0)) {
+        clearTimeout(w.timer);
+        w.reject(new Error(`nft -i ${why}`));
+      }
+    };
+    child.on("exit", (code, signal) => gone(`exited (${signal ?? code})`));
+    child.on("error", (e) => gone(e.message));
+    return child;
+  }
+}
+
+/**
  * The sets the filter fills, with batching: `add()` calls made while no `nft` runs go into the next one
  * transaction; each call's promise settles when its transaction did. An element is re-added (its timeout
  * renewed) only when the new timeout would outlast what the set already holds.
@@ -239,7 +323,8 @@ export class SiteSets {
         done: (e) => {
           if (e !== undefined) {
             this.stats.failures++;
-            for (const r of records) this.known.delete(`${siteSetName(group, kind, r.family)} ${r.address}`);
+            // All, not only this batch's: an error reported late may have belonged to the batch before.
+            this.known.clear();
             this.log(`[!] site policy: could not update ${group}'s ${kind} set: ${e.message}`);
           }
           // Settles either way: a failed update must not withhold the answer (for allow-list groups the
@@ -254,8 +339,8 @@ export class SiteSets {
   private async flush(): Promise<void> {
     this.running = true;
     while (this.queue.length > 0) {
-      const batch = this.queue;
-      this.queue = [];
+      // At most 64 answers a transaction: one nft -i line stays a few kilobytes.
+      const batch = this.queue.splice(0, 64);
       this.stats.batches++;
       let error: Error | undefined;
       try {
@@ -444,7 +529,7 @@ export function filterSitePolicies(o: {
   readonly run?: NftScriptRunner;
 }): { runtime: SitePolicyRuntime; load(state: HubState): Map<string, GroupSitePolicy> } {
   let byAddress = new Map<string, string>();
-  const sets = new SiteSets(o.agentTable, o.run ?? nftScriptRunner(), Date.now, o.log);
+  const sets = new SiteSets(o.agentTable, o.run ?? new NftSession(["nft", "-i"], o.log).run, Date.now, o.log);
   const runtime = new SitePolicyRuntime(sets, new DenyResolver(sets, o.upstream), (c) =>
     byAddress.get(addressKey(c)),
   );
