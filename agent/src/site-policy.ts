@@ -20,9 +20,9 @@
  * - deny groups: the filter resolves each `deny` entry itself, through unbound, and keeps its addresses in the
  *   group's deny set, each for its TTL (at least MIN_TIMEOUT_S) plus a margin, asking again before they expire;
  *   a denied name a device asks for (a subdomain of an entry, say) is resolved and added the same way.
- * Updates are batched: all set changes wanting to go in at one moment become one `nft -f -` transaction, and an
- * address already in the set for longer than the new answer would keep it costs nothing. Groups without a site
- * mode never reach this code beyond one Map lookup.
+ * Updates are batched: the set changes waiting at one moment become one transaction of one persistent `nft -i`
+ * (NftSession), and an address already in the set for longer than the new answer would keep it costs nothing.
+ * Groups without a site mode never reach this code beyond one Map lookup.
  */
 import * as dgram from "dgram";
 import * as net from "net";
