@@ -42,12 +42,22 @@ export class HubLab {
   async agent(
     args: string[],
     input?: string,
+    extraEnv: readonly string[] = [],
   ): Promise<{ seconds: number; cpuSeconds: number; rssKiB: number; stdout: string; stderr: string }> {
     const started = process.hrtime.bigint();
     const r = await this.lab.exec(
       this.hubNs,
       "env",
-      [...this.env(), "/usr/bin/time", "-f", "@@rss=%M cpu=%U+%S", process.execPath, this.bundle, ...args],
+      [
+        ...this.env(),
+        ...extraEnv,
+        "/usr/bin/time",
+        "-f",
+        "@@rss=%M cpu=%U+%S",
+        process.execPath,
+        this.bundle,
+        ...args,
+      ],
       {
         input,
         allowFailure: true,

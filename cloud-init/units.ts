@@ -2,7 +2,7 @@
  * systemd units for the hub. The bootstrap (cloud-init, or the same script on an existing server) writes them
  * once; they only name commands of the agent, so they never change when the desired state changes.
  */
-import { LAYOUT } from "../model/layout";
+import { DNS_FILTER_NODE_FLAGS, LAYOUT, REFRESH_NODE_OPTIONS } from "../model/layout";
 import { NAT64, nat64TunCommands } from "../model/nat64";
 
 export interface UnitFile {
@@ -112,6 +112,7 @@ ConditionPathExists=${LAYOUT.stateFile}
 
 [Service]
 Type=oneshot
+Environment=MALLOC_ARENA_MAX=2 NODE_OPTIONS=${REFRESH_NODE_OPTIONS}
 ExecStart=${LAYOUT.agentBin} blocklists refresh
 TimeoutStartSec=20min
 MemoryMax=50%
@@ -144,7 +145,7 @@ StartLimitIntervalSec=0
 [Service]
 Type=simple
 Environment=MALLOC_ARENA_MAX=2
-ExecStart=/usr/bin/node --max-old-space-size=96 ${LAYOUT.agentBundle} dns-filter serve
+ExecStart=/usr/bin/node ${DNS_FILTER_NODE_FLAGS.join(" ")} ${LAYOUT.agentBundle} dns-filter serve
 ExecStartPost=${LAYOUT.agentBin} dns-filter redirect on
 ExecStopPost=${LAYOUT.agentBin} dns-filter redirect off
 Restart=always

@@ -19,6 +19,7 @@ import { tmpdir } from "os";
 import * as path from "path";
 import { buildAgentBundle } from "../../components/agent-bundle";
 import { publicKeyFromPrivate } from "../../model/keys";
+import { DNS_FILTER_NODE_FLAGS } from "../../model/layout";
 import type { HubState, PeerState } from "../../model/state";
 import { fixedKeyPair, testPeer, TEST_SUBNETS } from "../../agent/test-support/state-fixtures";
 import {
@@ -198,7 +199,7 @@ async function startFilter(): Promise<void> {
     ...agentEnv(dir, hubIf),
     "MALLOC_ARENA_MAX=2",
     process.execPath,
-    "--max-old-space-size=96",
+    ...DNS_FILTER_NODE_FLAGS,
     bundle,
     "dns-filter",
     "serve",
