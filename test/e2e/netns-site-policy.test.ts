@@ -6,7 +6,8 @@
  * - kids, "allow-list" of school.lab.example: fetches the school by name; another site is refused by name and
  *   unreachable by its raw address; once the school leaves the list, its address stops working when the set's
  *   element times out (max(TTL, MIN_TIMEOUT_S)).
- * - teens, "deny" of games.lab.example: refused by name, and the address the name resolves to is dropped.
+ * - teens, "deny" of games.lab.example: refused by name, and the address the name resolves to is dropped; the
+ *   names on the group's own blocklist are refused to it alone.
  * - family (no policy): reaches all three.
  * Needs root and scripts/install-test-deps.sh.
  */
@@ -18,7 +19,7 @@ import { publicKeyFromPrivate } from "../../model/keys";
 import type { GroupState, HubState, PeerState } from "../../model/state";
 import { fixedKeyPair, testPeer, TEST_SUBNETS } from "../../agent/test-support/state-fixtures";
 import { MIN_TIMEOUT_S } from "../../agent/src/site-policy";
-import { agentEnv, LAB_UPSTREAM, startInternet, writeHubUnboundConfig } from "./netns/hub";
+import { agentEnv, INTERNET, LAB_UPSTREAM, startInternet, writeHubUnboundConfig } from "./netns/hub";
 import { Lab, waitFor } from "./netns/lab";
 
 jest.setTimeout(180_000);
@@ -54,7 +55,15 @@ function state(kidsAllow: string[] = ["school.lab.example"]): HubState {
   const groups: GroupState[] = [
     { name: "family", reaches: ["family"], internet: true },
     { name: "kids", reaches: [], internet: true, allow: kidsAllow, sites: "allow-list" },
-    { name: "teens", reaches: [], internet: true, deny: ["games.lab.example"], sites: "deny" },
+    {
+      name: "teens",
+      reaches: [],
+      internet: true,
+      deny: ["games.lab.example"],
+      sites: "deny",
+      // The group's own list, on top of the hub's (none here): served by the lab's web server.
+      blocklists: [`http://${INTERNET}:8080/teen-list.txt`],
+    },
   ];
   return {
     version: 1,
@@ -154,6 +163,7 @@ beforeAll(async () => {
       "other.lab.example": OTHER,
       "games.lab.example": GAMES,
       "www.lab.example": "198.51.100.80",
+      "adult.lab.example": "198.51.100.93",
     },
     TTL,
   );
@@ -162,6 +172,7 @@ beforeAll(async () => {
     await lab.exec(internetNs, "ip", ["addr", "add", `${a}/24`, "dev", `vi${tag}`]);
   mkdirSync(path.join(dir, "www"));
   writeFileSync(path.join(dir, "www", "page"), "hello\n");
+  writeFileSync(path.join(dir, "www", "teen-list.txt"), "# a group's own list\n0.0.0.0 adult.lab.example\n");
   lab.daemon("http", internetNs, process.execPath, [
     path.join(__dirname, "netns", "fixture-http.js"),
     "0.0.0.0",
@@ -180,6 +191,9 @@ beforeAll(async () => {
   if (applied.code !== 0) throw new Error(`apply failed: ${applied.stderr}`);
   lab.daemon("hub-dns", hubNs, "unbound", ["-d", "-c", hubUnboundConf]);
   await waitFor(async () => (await agent(["status"])).stdout.includes("ok   unbound"), 10_000, "hub unbound");
+  // Downloads the group's list with the hub's (none): the filter builds the group's table from the stored copy.
+  const refresh = await agent(["blocklists", "refresh"]);
+  expect(refresh.stdout).toContain("teen-list.txt: 1 domains");
   // With CAP_NET_ADMIN alone, as its unit runs it (CapabilityBoundingSet, cloud-init/units.ts): enough to
   // change the sets, nothing else a root process could do.
   lab.daemon("filter", hubNs, "setpriv", [
@@ -273,6 +287,15 @@ describe("a deny group (teens: games.lab.example)", () => {
     expect(await fetch(devices.teen, `http://${GAMES}:8080/page`)).toBe("curl exit 28");
     expect(await dig(devices.teen, "school.lab.example")).toEqual({ status: "NOERROR", answers: [SCHOOL] });
     expect(await fetch(devices.teen, `http://${SCHOOL}:8080/page`)).toBe("hello\n");
+  });
+
+  it("is refused the names on the group's own blocklist, which other groups resolve", async () => {
+    expect((await dig(devices.teen, "adult.lab.example")).status).toBe("REFUSED");
+    expect((await dig(devices.teen, "www.adult.lab.example")).status).toBe("REFUSED");
+    expect(await dig(devices.adult, "adult.lab.example")).toEqual({
+      status: "NOERROR",
+      answers: ["198.51.100.93"],
+    });
   });
 
   it("leaves another group alone: the family device resolves and fetches the denied site", async () => {
