@@ -36,21 +36,26 @@ const HOSTS_BOILERPLATE = new Set([
 export const MAX_LINE_CHARS = 4096;
 
 /**
- * Memory one blocklist name costs, measured (bench/README-agent.md, "DNS blocklists": 1,000,000 names took
- * unbound from 18 to 456 MiB and the agent's refresh to a 688-868 MiB peak): about 0.45 KiB in unbound for as
- * long as the list is loaded plus about 0.8 KiB in the agent while it refreshes, so 1.25 KiB in all.
+ * Memory one blocklist name costs with the DNS filter (bench/dns-filter.ts, README "DNS filter"): 8 bytes in the
+ * filter's table, twice that while it swaps tables, and the refresh's table builder; measured from 100,000 to
+ * 1,000,000 names, about 35 bytes a name over all DNS processes, rounded up.
  */
-const BYTES_PER_NAME = 1280;
+const BYTES_PER_NAME = 40;
+/**
+ * What the DNS processes take with no list, also measured there: the filter (Node, ~59 MiB), the refresh's agent
+ * (Node, ~81 MiB at its peak) and unbound (~17 MiB).
+ */
+const DNS_FIXED_BYTES = 150 * 2 ** 20;
 /** The share of the hub's memory the filter may take; the rest is the system, WireGuard, unbound's cache, sshd. */
 const FILTER_MEMORY_SHARE = 0.4;
 
 /**
- * The most names the filter holds on a hub with `totalBytes` of memory: about 150,000 on a 512 MB plan (what
- * the kernel reports of it), 320,000 on 1 GB, 650,000 on 2 GB. Read from the machine itself, so it also fits
+ * The most names the filter holds on a hub with `totalBytes` of memory: about 1.4 million on 512 MiB (1.1 million
+ * on what the kernel reports of a 512 MB plan), 6 million on 1 GB. Read from the machine itself, so it also fits
  * an `existing` server and a resized plan.
  */
 export function maxBlocklistEntries(totalBytes: number = totalmem()): number {
-  return Math.max(10_000, Math.floor((totalBytes * FILTER_MEMORY_SHARE) / BYTES_PER_NAME));
+  return Math.max(10_000, Math.floor((totalBytes * FILTER_MEMORY_SHARE - DNS_FIXED_BYTES) / BYTES_PER_NAME));
 }
 
 export interface ParsedBlocklist {
