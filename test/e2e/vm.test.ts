@@ -16,6 +16,7 @@
  */
 import { createHash } from "crypto";
 import { LAYOUT } from "../../model/layout";
+import { NAT64 } from "../../model/nat64";
 import { privateKeyFromBytes, publicKeyFromPrivate } from "../../model/keys";
 import { Device, deviceNames, parseClientConfig } from "./vm/device";
 import {
@@ -74,7 +75,8 @@ function stackConfig(key: TestKey): Record<string, unknown> {
     provider: "digitalocean",
     sshPublicKeys: [key.publicKey],
     sshAllowedCidrs: [OPERATOR_CIDR],
-    peers: [{ name: "laptop" }, { name: "phone", publicKey: PHONE_PUBLIC_KEY }],
+    // The phone is an IPv6-only device (nat64): the hub runs tayga and the DNS64 unbound for it.
+    peers: [{ name: "laptop" }, { name: "phone", publicKey: PHONE_PUBLIC_KEY, nat64: true }],
     // No blocklist download and no upstream query is ever needed: the test resolves only names the hub
     // answers itself (peer names, denied domains).
     dns: { blocklists: [], deny: [BLOCKED] },
@@ -302,6 +304,9 @@ describe("a CloudPal hub on a real Debian VM", () => {
       "nftables.service": "active",
       "cloudpal-agent.service": "active",
       "ssh.service": "active",
+      [LAYOUT.units.dnsFilter]: "active",
+      [NAT64.units.translator]: "active",
+      [NAT64.units.dns64]: "active",
     });
     expect(services.wireguardListenPort).toBe(51820);
     expect(services.wireguardPeers).toBe(2);
@@ -351,6 +356,10 @@ describe("a CloudPal hub on a real Debian VM", () => {
       expect(s.active["unbound.service"]).toBe("active");
       expect(s.active["nftables.service"]).toBe("active");
       expect(s.active["ssh.service"]).toBe("active");
+      expect(s.active[LAYOUT.units.dnsFilter]).toBe("active");
+      // Started by the agent's apply because the phone has nat64, in their units' sandboxes.
+      expect(s.active[NAT64.units.translator]).toBe("active");
+      expect(s.active[NAT64.units.dns64]).toBe("active");
       // The boot-time unit ran before any state existed (its condition failed); it must be enabled for the
       // next boot. After the reboot below it must be active.
       expect(s.agentEnabled).toBe("enabled");
@@ -455,6 +464,9 @@ describe("a CloudPal hub on a real Debian VM", () => {
         // Ran before the state existed (condition failed, inactive); it re-applies the state at boot.
         "cloudpal-agent.service": "inactive",
         "ssh.service": "active",
+        [LAYOUT.units.dnsFilter]: "active",
+        [NAT64.units.translator]: "active",
+        [NAT64.units.dns64]: "active",
       });
       expect(s.agentEnabled).toBe("enabled");
       expect(s.wireguardListenPort).toBe(51820);

@@ -6,6 +6,7 @@
 import { join } from "path";
 import type { RemoteStep } from "../../../components/delivery";
 import { LAYOUT } from "../../../model/layout";
+import { NAT64 } from "../../../model/nat64";
 import { runStepsOverSsh, type Payloads, type StepTiming } from "./delivery-runner";
 import { run } from "./exec";
 import { Ssh } from "./ssh";
@@ -153,6 +154,11 @@ export const HUB_UNITS = [
   "nftables.service",
   "cloudpal-agent.service",
   "ssh.service",
+  // The DNS filter before unbound, and (the phone has nat64) the translator and the DNS64 resolver: each
+  // must start under real systemd with its unit's sandbox, which only this test runs.
+  LAYOUT.units.dnsFilter,
+  NAT64.units.translator,
+  NAT64.units.dns64,
 ] as const;
 
 /** What is running on the hub, read with one command each so a failure names the part. */
