@@ -2,7 +2,7 @@
  * systemd units for the hub. The bootstrap (cloud-init, or the same script on an existing server) writes them
  * once; they only name commands of the agent, so they never change when the desired state changes.
  */
-import { DNS_FILTER_NODE_FLAGS, LAYOUT, REFRESH_NODE_OPTIONS } from "../model/layout";
+import { DNS_FILTER_NODE_FLAGS, DNS_MEMORY_SHARE, LAYOUT, REFRESH_NODE_OPTIONS } from "../model/layout";
 import { NAT64, nat64TunCommands } from "../model/nat64";
 
 export interface UnitFile {
@@ -127,7 +127,9 @@ ReadWritePaths=${LAYOUT.stateDir} /etc/unbound/unbound.conf.d
     // (ExecStartPost waits for that) and removed whenever it stops, crash included (ExecStopPost), so unbound
     // answers directly while it is down: never no DNS. Restarted forever; before the first apply it has no
     // state to serve and exits, to be started again. MALLOC_ARENA_MAX and the heap cap keep Node's RSS flat
-    // across table swaps.
+    // across table swaps. MemoryMax is DNS_MEMORY_SHARE of the hub's memory, the share the entry cap gives all
+    // DNS processes (agent/src/blocklist.ts maxBlocklistEntries): a fixed 160M would kill the filter while it swaps in a
+    // list the cap allows on a 1 GB hub (6 million names: 2 x 48 MB of table over ~70 MiB of Node).
     // It runs as root for its 0600 files but keeps one capability, CAP_NET_ADMIN (also for ExecStartPost and
     // ExecStopPost): enough to change the per-group site sets (agent/src/site-policy.ts) and the redirect; its
     // port is above 1024. test/e2e/netns-site-policy.test.ts runs it under the same bounding set (setpriv).
@@ -150,7 +152,7 @@ ExecStartPost=${LAYOUT.agentBin} dns-filter redirect on
 ExecStopPost=${LAYOUT.agentBin} dns-filter redirect off
 Restart=always
 RestartSec=2
-MemoryMax=160M
+MemoryMax=${Math.round(DNS_MEMORY_SHARE * 100)}%
 CapabilityBoundingSet=CAP_NET_ADMIN
 NoNewPrivileges=yes
 ProtectSystem=strict

@@ -83,3 +83,9 @@ export const DNS_FILTER_PORT = 5300;
  */
 export const DNS_FILTER_NODE_FLAGS = ["--max-semi-space-size=1", "--max-old-space-size=96"] as const;
 export const REFRESH_NODE_OPTIONS = "--max-semi-space-size=1";
+/**
+ * The share of the hub's memory all DNS processes together may take (unbound, the DNS filter, the refreshing
+ * agent): the blocklist entry cap is computed from it (agent/src/blocklist.ts maxBlocklistEntries) and the filter
+ * unit's MemoryMax is set to it (cloud-init/units.ts), so a list the cap admits never gets the filter killed.
+ */
+export const DNS_MEMORY_SHARE = 0.4;

@@ -14,6 +14,7 @@
  */
 import { totalmem } from "os";
 import { isFilterEntry } from "../../model/domain-rules";
+import { DNS_MEMORY_SHARE } from "../../model/layout";
 import { DOMAIN_PATTERN } from "../../model/rules";
 
 const DOMAIN = new RegExp(DOMAIN_PATTERN);
@@ -46,8 +47,6 @@ const BYTES_PER_NAME = 40;
  * (Node, ~81 MiB at its peak) and unbound (~17 MiB).
  */
 const DNS_FIXED_BYTES = 150 * 2 ** 20;
-/** The share of the hub's memory the filter may take; the rest is the system, WireGuard, unbound's cache, sshd. */
-const FILTER_MEMORY_SHARE = 0.4;
 
 /**
  * The most names the filter holds on a hub with `totalBytes` of memory: about 1.4 million on 512 MiB (1.1 million
@@ -55,7 +54,7 @@ const FILTER_MEMORY_SHARE = 0.4;
  * an `existing` server and a resized plan.
  */
 export function maxBlocklistEntries(totalBytes: number = totalmem()): number {
-  return Math.max(10_000, Math.floor((totalBytes * FILTER_MEMORY_SHARE - DNS_FIXED_BYTES) / BYTES_PER_NAME));
+  return Math.max(10_000, Math.floor((totalBytes * DNS_MEMORY_SHARE - DNS_FIXED_BYTES) / BYTES_PER_NAME));
 }
 
 export interface ParsedBlocklist {
