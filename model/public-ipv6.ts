@@ -17,6 +17,7 @@
 import { createHmac, randomBytes } from "crypto";
 import * as ipaddr from "ipaddr.js";
 import { isCanonicalCidr, isCanonicalIpv6 } from "./canonical";
+import { canonicalIpv6 } from "./ip-text";
 import type { PublicIpv6State } from "./state";
 
 /** Global unicast, or the documentation prefix 2001:db8::/32 (RFC 3849) that examples and tests use. */
@@ -120,4 +121,17 @@ export function peerGlobalIpv6(
 ): string | undefined {
   if (hub.publicIpv6?.deviceAddresses !== true) return undefined;
   return globalAddress(hub.publicIpv6, hostNumber(hub.ipv4Subnet, peer.ipv4));
+}
+
+/**
+ * Every tunnel address a peer can ask from, as canonical text: its IPv4, its ULA and, where the hub gives devices
+ * one, its global IPv6. The DNS filter finds the asking device (and so its group) by these; a map without the
+ * global address let a device of a group with its own lists ask from it and get only the hub's lists.
+ */
+export function peerTunnelAddresses(
+  hub: { readonly ipv4Subnet: string; readonly publicIpv6?: PublicIpv6State },
+  peer: { readonly ipv4: string; readonly ipv6: string },
+): string[] {
+  const global = peerGlobalIpv6(hub, peer);
+  return [peer.ipv4, canonicalIpv6(peer.ipv6), ...(global === undefined ? [] : [canonicalIpv6(global)])];
 }

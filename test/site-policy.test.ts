@@ -19,6 +19,7 @@ import {
 } from "../agent/src/site-policy";
 import { renderSitesTable, siteSetName } from "../agent/src/site-policy-nft";
 import { renderNftRuleset } from "../agent/src/nftables-ruleset";
+import { peerGlobalIpv6 } from "../model/public-ipv6";
 import type { HubState } from "../model/state";
 import { testState } from "../agent/test-support/state-fixtures";
 
@@ -289,6 +290,20 @@ describe("in the filter's decision, per asking device", () => {
     expect(decide(policy, "games.example", 1, addressOf("iot"))).toBe("refuse");
     expect(decide(policy, "games.example", 1, "10.77.0.1")).toBe("pass");
     expect(decide(policy, "tracker.example.net", 1, "192.0.2.99")).toBe("refuse");
+  });
+
+  it("knows a device by its global IPv6 too, where the hub gives devices one", () => {
+    const withGlobal: HubState = {
+      ...s,
+      hub: { ...s.hub, publicIpv6: { prefix: "2001:db8:1::/64", addresses: [], deviceAddresses: true } },
+    };
+    const guest = withGlobal.peers.find((p) => p.group === "guest")!;
+    const global = peerGlobalIpv6(withGlobal.hub, guest)!;
+    const p = { table: hubTable, clients: clientsOf(withGlobal), groups: groupSitePolicies(withGlobal) };
+    // Asked from the global address, the guest's allow-list still holds (not the hub's table, which passes it).
+    expect(decide(p, "other.test", 1, global)).toBe("refuse");
+    expect(decide(p, "school.example", 1, global.toUpperCase())).toBe("pass");
+    expect(decide(policy, "other.test", 1, global)).toBe("pass");
   });
 
   it("learns only for an allow-list group's devices, and resolves only a deny group's denied names", async () => {

@@ -9,6 +9,7 @@
  * before the hub-wide one, keyed by `group`.
  */
 import { canonicalIpv6 } from "../../model/ip-text";
+import { peerTunnelAddresses } from "../../model/public-ipv6";
 import type { HubState } from "../../model/state";
 import type { FilterTable, Verdict } from "./dns-filter-table";
 import { groupVerdict, type GroupSitePolicy } from "./site-policy";
@@ -20,8 +21,7 @@ export function clientsOf(state: HubState): Clients {
   const out = new Map<string, { device: string; group: string }>();
   for (const p of state.peers) {
     const who = { device: p.name, group: p.group };
-    out.set(p.ipv4, who);
-    out.set(canonicalIpv6(p.ipv6), who);
+    for (const address of peerTunnelAddresses(state.hub, p)) out.set(address, who);
   }
   return out;
 }

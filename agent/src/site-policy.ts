@@ -28,6 +28,7 @@ import * as dgram from "dgram";
 import * as net from "net";
 import { LAYOUT } from "../../model/layout";
 import { canonicalIpv6 } from "../../model/ip-text";
+import { peerTunnelAddresses } from "../../model/public-ipv6";
 import type { HubState } from "../../model/state";
 import { realRunner, spawnSession, type Runner } from "../../lib/runner";
 import { existsSync } from "fs";
@@ -503,10 +504,7 @@ export class SitePolicyRuntime {
 /** The group of each tunnel address (IPv4 as it is, IPv6 canonical), for the hot path's lookups. */
 function groupsByAddress(state: HubState): Map<string, string> {
   const out = new Map<string, string>();
-  for (const p of state.peers) {
-    out.set(p.ipv4, p.group);
-    out.set(canonicalIpv6(p.ipv6), p.group);
-  }
+  for (const p of state.peers) for (const address of peerTunnelAddresses(state.hub, p)) out.set(address, p.group);
   return out;
 }
 
