@@ -223,6 +223,29 @@ describe("policy", () => {
     expect(c.devices.find((d) => d.name === "laptop")!.internet).toBe(true);
   });
 
+  it("gives a group with its own deny entries, blocklists or deny mode no internet on the TCP path either", () => {
+    const s = tcpState();
+    for (const own of [
+      { deny: ["games.example"], sites: "deny" as const },
+      { deny: ["games.example"] },
+      { blocklists: ["https://lists.example.org/adult.txt"] },
+    ]) {
+      const c = relayConfig({
+        ...s,
+        groups: s.groups.map((g) => (g.name === "guest" ? { ...g, ...own } : g)),
+      });
+      const visitorDevice = c.devices.find((d) => d.name === "visitor")!;
+      expect({ own, internet: visitorDevice.internet }).toEqual({ own, internet: false });
+      expect(decide(c, visitorDevice, "198.51.100.2", 443, local).ok).toBe(false);
+    }
+    // Only a group's own allow entries (less blocking than the hub's) leave it the internet.
+    const allowOnly = relayConfig({
+      ...s,
+      groups: s.groups.map((g) => (g.name === "guest" ? { ...g, allow: ["ads.example.com"] } : g)),
+    });
+    expect(allowOnly.devices.find((d) => d.name === "visitor")!.internet).toBe(true);
+  });
+
   it("is off without a port, and a device without a key is not there", () => {
     const off = relayConfig(testState({ peers: tcpState().peers }));
     expect(off).toMatchObject({ port: null, devices: [] });

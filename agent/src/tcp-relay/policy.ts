@@ -60,10 +60,11 @@ export function relayConfig(state: HubState): RelayConfig {
         password: p.tcpKey,
         method: RELAY_METHOD,
         reach,
-        // A group in "allow-list" site mode gets no internet on the TCP path: its sites are enforced by the
-        // addresses the DNS filter learns from the group's own answers (site-policy.ts), which the relay,
-        // resolving as the hub, never sees; it fails closed rather than open (README "Per-group site policies").
-        internet: state.mode === "vpn" && g.internet && g.sites !== "allow-list",
+        // A group with a site mode or its own deny entries or blocklists gets no internet on the TCP path: the
+        // relay resolves as the hub, so the DNS filter judges its lookups by the hub's lists only, and its
+        // connections never pass the sites table the filter fills from the group's answers (site-policy.ts).
+        // It fails closed rather than open (README "Per-group site policies").
+        internet: state.mode === "vpn" && g.internet && !restrictsSites(g),
         blockEncryptedDns: (g.encryptedDns ?? DEFAULT_ENCRYPTED_DNS) === "block",
       });
     }
@@ -76,6 +77,11 @@ export function relayConfig(state: HubState): RelayConfig {
     ipv6Prefix: state.hub.ipv6Prefix,
     devices,
   };
+}
+
+/** A group whose own policy is stricter than the hub's lists: a site mode, its own deny entries or blocklists. */
+function restrictsSites(g: HubState["groups"][number]): boolean {
+  return g.sites !== undefined || (g.deny?.length ?? 0) > 0 || (g.blocklists?.length ?? 0) > 0;
 }
 
 export type Verdict =
