@@ -10,9 +10,11 @@
  * translator), so DNS64 lives in its own instance, and the firewall sends only nat64 devices' DNS to it
  * (agent/src/nftables-ruleset.ts). It forwards every query to the hub's DNS filter on its tunnel address
  * (agent/src/dns-filter.ts, which relays what it does not refuse to unbound), so blocked names stay blocked
- * and `.pal` names resolve exactly as for any device. Straight to the filter's port, not to 53 (which the
- * filter's own output redirect also sends there while it runs): while the filter restarts (Restart=always)
- * nat64 devices get SERVFAIL rather than unfiltered answers from unbound.
+ * and `.pal` names resolve exactly as for any device. It forwards to port 53, not to the filter's port: the
+ * filter's output redirect sends the hub's own queries to the filter while it runs, and while the filter is
+ * down (crashing, restarting) unbound answers them, unfiltered, as it does for every other device: never no
+ * DNS. (A blocked name reaches a nat64 device as SERVFAIL, not REFUSED: unbound, as the DNS64 resolver, takes
+ * a forwarder's REFUSED for a failed server.)
  *
  * tayga (tayga.conf(5)):
  * - `prefix 64:ff9b::/96`: the Well-Known Prefix of RFC 6052. tayga itself refuses to translate the
@@ -92,7 +94,8 @@ export function nat64TunCommands(): string[][] {
 /**
  * The DNS64 resolver's unbound.conf: listens on the hub's tunnel addresses at NAT64.dns64Port, answers only the
  * tunnel, synthesizes AAAA in 64:ff9b::/96 and forwards everything to `upstreamPort` on the hub's tunnel IPv4
- * (the DNS filter's port, which filters, names devices and relays to the validating unbound).
+ * (the agent gives 53: the DNS filter's output redirect sends the hub's own queries to the filter, which filters,
+ * names devices and relays to the validating unbound; while the filter is down unbound answers them itself).
  */
 export function renderDns64Config(
   hub: Pick<HubState["hub"], "ipv4Subnet" | "ipv6Prefix">,

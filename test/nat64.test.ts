@@ -9,7 +9,6 @@ import { tmpdir } from "os";
 import * as path from "path";
 import { defaultOptions, pathsUnder } from "../agent/src/options";
 import { reconcileNat64 } from "../agent/src/nat64";
-import { DNS_FILTER_PORT as FILTER_PORT } from "../model/layout";
 import { nat64Address, renderNftRuleset } from "../agent/src/nftables-ruleset";
 import { agentUnits } from "../cloud-init/units";
 import { HUB_PACKAGES } from "../cloud-init/packages";
@@ -33,12 +32,12 @@ describe("NAT64 configs", () => {
   });
 
   it("the DNS64 resolver's config passes unbound-checkconf, listens on the tunnel only and forwards to the hub's resolver", () => {
-    const conf = renderDns64Config(testState().hub, FILTER_PORT);
+    const conf = renderDns64Config(testState().hub, 53);
     expect(conf).toContain('module-config: "dns64 iterator"');
     expect(conf).toContain(`interface: 10.77.0.1@${NAT64.dns64Port}`);
     expect(conf).toContain(`interface: fd7a:c10d:9a1::1@${NAT64.dns64Port}`);
-    // The filter, not unbound: the hub's own queries never pass the filter's prerouting redirect.
-    expect(conf).toContain(`forward-addr: 10.77.0.1@${FILTER_PORT}`);
+    // Port 53 on the tunnel address: the filter's output redirect takes it to the filter while the filter runs.
+    expect(conf).toContain("forward-addr: 10.77.0.1@53");
     withTempDir((dir) => {
       const file = path.join(dir, "dns64.conf");
       writeFileSync(file, conf);
@@ -142,7 +141,7 @@ describe("cloudpal-agent: starting and stopping NAT64", () => {
     expect(readFileSync(c.options.paths.taygaConfig, "utf8")).toBe(
       renderTaygaConfig(c.options.paths.nat64DataDir),
     );
-    expect(readFileSync(c.options.paths.dns64Config, "utf8")).toBe(renderDns64Config(state.hub, FILTER_PORT));
+    expect(readFileSync(c.options.paths.dns64Config, "utf8")).toBe(renderDns64Config(state.hub, 53));
     // A second nat64 device changes neither config: nothing to restart.
     expect(
       await reconcileNat64(
@@ -164,6 +163,36 @@ describe("cloudpal-agent: starting and stopping NAT64", () => {
     expect(existsSync(c.options.paths.dns64Config)).toBe(false);
     expect(await reconcileNat64(c, state)).toBe(false);
     expect(calls).toHaveLength(5);
+  });
+});
+
+describe("reconcileNat64 after a failed start", () => {
+  it("takes its configs back, so the next apply starts the units again", async () => {
+    const root = mkdtempSync(path.join(tmpdir(), "cloudpal-nat64-"));
+    try {
+      const calls: string[] = [];
+      let fail = true;
+      const runner = {
+        run(command: string, args: readonly string[], _options?: RunOptions): Promise<RunResult> {
+          calls.push([command, ...args].join(" "));
+          if (fail && args[0] === "restart") return Promise.reject(new Error("tayga: failed to start"));
+          return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+        },
+      };
+      const c = { options: defaultOptions(pathsUnder(root)), runner, log: () => undefined };
+      const state = testState();
+      const one = withNat64(state, [state.peers[0].name]);
+      await expect(reconcileNat64(c, one)).rejects.toThrow("tayga: failed to start");
+      expect(existsSync(c.options.paths.taygaConfig)).toBe(false);
+      fail = false;
+      expect(await reconcileNat64(c, one)).toBe(true);
+      expect(calls.slice(2)).toEqual([
+        `systemctl enable ${NAT64.units.translator} ${NAT64.units.dns64}`,
+        `systemctl restart ${NAT64.units.translator} ${NAT64.units.dns64}`,
+      ]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 

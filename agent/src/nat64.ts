@@ -7,7 +7,6 @@
  */
 import { rmSync } from "fs";
 import { readIfExists, writeFileAtomic } from "../../lib/atomic-file";
-import { DNS_FILTER_PORT } from "../../model/layout";
 import { NAT64, nat64Wanted, renderDns64Config, renderTaygaConfig } from "../../model/nat64";
 import type { HubState } from "../../model/state";
 import type { Logger, Runner } from "../../lib/runner";
@@ -37,14 +36,23 @@ export async function reconcileNat64(ctx: Nat64Context, state: HubState): Promis
   }
   const files: [string, string][] = [
     [taygaConfig, renderTaygaConfig(ctx.options.paths.nat64DataDir)],
-    [dns64Config, renderDns64Config(state.hub, DNS_FILTER_PORT)],
+    // Port 53 on the hub's tunnel address: the DNS filter's output redirect sends the hub's own queries there to
+    // the filter while it runs, and unbound answers them (unfiltered) while it is down, as for every device.
+    [dns64Config, renderDns64Config(state.hub, 53)],
   ];
   const changed = files.filter(([file, text]) => readIfExists(file) !== text);
   if (changed.length === 0) return false;
   // Readable by the unbound user the DNS64 resolver drops to; nothing secret in either file.
   for (const [file, text] of changed) writeFileAtomic(file, text, 0o644, 0o755);
-  await run(["enable", ...UNITS]);
-  await run(["restart", ...UNITS]);
+  try {
+    await run(["enable", ...UNITS]);
+    await run(["restart", ...UNITS]);
+  } catch (e) {
+    // Taken back, so the next apply sees the files changed and tries again: the same files with units that
+    // never started would otherwise look done forever.
+    for (const [file] of changed) rmSync(file, { force: true });
+    throw e;
+  }
   ctx.log(`nat64: translator and DNS64 ${changed.length === files.length ? "started" : "restarted"}`);
   return true;
 }

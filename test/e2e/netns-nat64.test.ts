@@ -315,17 +315,15 @@ beforeAll(async () => {
   ).catch((e: Error) => {
     throw new Error(`${e.message}; unbound said: ${lab.daemonOutput("hub-dns").slice(-1500)}`);
   });
-  // The DNS filter as its unit runs it (cloudpal-dns-filter.service: serve, then the redirect once it answers).
-  lab.daemon("filter", hubNs, "env", [
-    ...agentEnv(dir, hubIf),
-    process.execPath,
-    bundle,
-    "dns-filter",
-    "serve",
-  ]);
-  const on = await agent(["dns-filter", "redirect", "on"]);
-  if (on.code !== 0) throw new Error(`redirect on failed: ${on.stderr}; ${lab.daemonOutput("filter")}`);
+  await startFilter("filter");
 });
+
+/** The DNS filter as its unit runs it (cloudpal-dns-filter.service: serve, then the redirect once it answers). */
+async function startFilter(name: string): Promise<void> {
+  lab.daemon(name, hubNs, "env", [...agentEnv(dir, hubIf), process.execPath, bundle, "dns-filter", "serve"]);
+  const on = await agent(["dns-filter", "redirect", "on"]);
+  if (on.code !== 0) throw new Error(`redirect on failed: ${on.stderr}; ${lab.daemonOutput(name)}`);
+}
 
 afterAll(async () => {
   try {
@@ -401,6 +399,23 @@ describe("NAT64 and DNS64 for IPv6-only devices", () => {
       // forwarder that refuses is a failed server to unbound's iterator); either way there is no address.
       expect(["REFUSED", "SERVFAIL"]).toContain(status(out));
       expect(answers(out, type)).toEqual([]);
+    }
+  });
+
+  it("while the DNS filter is down the NAT64 device still gets answers (unfiltered), as every device does", async () => {
+    // As systemd does when the filter dies: the process is gone and ExecStopPost takes the redirect away.
+    await lab.stopDaemon("filter");
+    try {
+      expect((await agent(["dns-filter", "redirect", "off"])).code).toBe(0);
+      // unbound holds no blocklist, so the blocked name now resolves: DNS64 reached unbound without the filter.
+      await waitFor(
+        async () => answers(await dig(dev("v6only"), [`@${HUB6}`, "A", BLOCKED]), "A").length > 0,
+        20_000,
+        "DNS64 to answer without the filter",
+      );
+      expect(answers(await dig(dev("v6only"), [`@${HUB6}`, "A", BLOCKED]), "A")).toEqual([INTERNET]);
+    } finally {
+      await startFilter("filter-again");
     }
   });
 
