@@ -504,7 +504,8 @@ export class SitePolicyRuntime {
 /** The group of each tunnel address (IPv4 as it is, IPv6 canonical), for the hot path's lookups. */
 function groupsByAddress(state: HubState): Map<string, string> {
   const out = new Map<string, string>();
-  for (const p of state.peers) for (const address of peerTunnelAddresses(state.hub, p)) out.set(address, p.group);
+  for (const p of state.peers)
+    for (const address of peerTunnelAddresses(state.hub, p)) out.set(address, p.group);
   return out;
 }
 
