@@ -68,6 +68,11 @@ export function readBytesIfExists(file: string): Buffer | undefined {
 
 /** The first `bytes` bytes of a file as text, or undefined when it does not exist. */
 export function readHeadIfExists(file: string, bytes: number): string | undefined {
+  return readHeadBytesIfExists(file, bytes)?.toString("utf8");
+}
+
+/** At most the first `bytes` bytes of a file, or undefined when it does not exist. */
+export function readHeadBytesIfExists(file: string, bytes: number): Buffer | undefined {
   let fd: number;
   try {
     fd = openSync(file, "r");
@@ -78,7 +83,7 @@ export function readHeadIfExists(file: string, bytes: number): string | undefine
   try {
     const buffer = Buffer.alloc(bytes);
     const n = readSync(fd, buffer, 0, bytes, 0);
-    return buffer.subarray(0, n).toString("utf8");
+    return buffer.subarray(0, n);
   } finally {
     closeSync(fd);
   }

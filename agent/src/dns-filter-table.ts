@@ -24,6 +24,7 @@ import { closeSync, openSync, readSync } from "fs";
 import { LAYOUT } from "../../model/layout";
 import { isFilterEntry } from "../../model/domain-rules";
 import { normalizeDomain } from "./blocklist";
+import { readHeadBytesIfExists } from "../../lib/atomic-file";
 
 const MAGIC = Buffer.from("CPDNSF01", "latin1");
 const KEY_BYTES = 16;
@@ -159,27 +160,16 @@ export function forEachLine(file: string, fn: (line: string) => void): void {
 
 /** The counts in a table file's header (without reading the hashes), or undefined when there is no file. */
 export function readTableCounts(file: string): TableCounts | undefined {
-  let fd: number;
-  try {
-    fd = openSync(file, "r");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw e;
-  }
-  try {
-    const head = Buffer.alloc(HEADER_BYTES);
-    const n = readSync(fd, head, 0, HEADER_BYTES, 0);
-    if (n < HEADER_BYTES || !head.subarray(0, MAGIC.length).equals(MAGIC))
-      throw new Error("not a CloudPal DNS filter table");
-    const at = MAGIC.length + KEY_BYTES;
-    return {
-      deny: head.readUInt32LE(at),
-      allow: head.readUInt32LE(at + 4),
-      block: head.readUInt32LE(at + 8),
-    };
-  } finally {
-    closeSync(fd);
-  }
+  const head = readHeadBytesIfExists(file, HEADER_BYTES);
+  if (head === undefined) return undefined;
+  if (head.length < HEADER_BYTES || !head.subarray(0, MAGIC.length).equals(MAGIC))
+    throw new Error("not a CloudPal DNS filter table");
+  const at = MAGIC.length + KEY_BYTES;
+  return {
+    deny: head.readUInt32LE(at),
+    allow: head.readUInt32LE(at + 4),
+    block: head.readUInt32LE(at + 8),
+  };
 }
 
 function trimCr(line: string): string {
