@@ -4,10 +4,12 @@
  * refresh (wall time, the agent's peak RSS, the filter's and unbound's peak RSS while it runs), and latency
  * p50/p99 at a paced 5,000 q/s for a blocked name, an allowed cached name and allowed uncached names (each
  * query a new name: forwarded over DNS-over-TLS to the lab's authoritative server). Run as root, alone:
- *   flock -x /tmp/cloudpal-heavy.lock npx ts-node --transpile-only bench/dns-filter.ts [SIZES...]
- * (default: 100000 1000000 2000000; the local-zone baseline is measured up to 1,000,000).
+ *   flock -x /tmp/cloudpal-heavy.lock npx ts-node --transpile-only bench/dns-filter.ts [--no-baseline] [SIZES...]
+ * (default: 100000 1000000 2000000; the local-zone baseline is measured up to 1,000,000 unless --no-baseline).
+ * BENCH_PEERS sets the hub's device count (default 10). BENCH_REFRESH_NODE_OPTIONS replaces the refresh unit's NODE_OPTIONS (model/layout.ts) for an experiment.
+ * Needs dnsperf (scripts/install-test-deps.sh installs it).
  */
-import { createWriteStream, writeFileSync } from "fs";
+import { createWriteStream, readdirSync, readFileSync, writeFileSync } from "fs";
 import { cpus, loadavg } from "os";
 import * as path from "path";
 import { DNS_FILTER_NODE_FLAGS, REFRESH_NODE_OPTIONS } from "../model/layout";
@@ -20,7 +22,18 @@ import { waitFor } from "../test/e2e/netns/lab";
 import { hubRoot } from "../test/e2e/netns/hub";
 import { syntheticPeers, syntheticState } from "./agent-fixtures";
 import { HubLab, LAB_UPSTREAM, mib, rssKiB } from "./agent-hub-lab";
-import type { PacedResult } from "./dns-paced";
+
+interface PacedResult {
+  readonly sent: number;
+  readonly answered: number;
+  readonly lost: number;
+  readonly rcodes: Record<string, number>;
+  readonly p50us: number;
+  readonly p99us: number;
+  readonly p999us: number;
+  readonly maxus: number;
+  readonly qps: number;
+}
 
 const RATE = 5000;
 const SECONDS = 4;
@@ -39,67 +52,159 @@ function blockedName(n: number): string {
   return `ad${i.toString(36)}.tracker${i % 997}.example${i % 13}.com`;
 }
 
+/**
+ * A paced load from dnsperf (DNS-OARC's load generator, in C: a Node client on this 2-core machine added more
+ * to the tail than the server it measured), RATE q/s for SECONDS, the names taken in turn from `names` (a '%' in
+ * a name becomes a number unique to each query: always a cache miss). Latencies are dnsperf's own, per answer
+ * (`-v`); lost is what dnsperf counted unanswered after its 5 s timeout.
+ */
 async function pacedLoad(hub: HubLab, port: number, names: string[]): Promise<PacedResult> {
+  const total = RATE * SECONDS;
+  const file = path.join(hub.dir, "queries.txt");
+  const lines: string[] = [];
+  for (let i = 0; i < total; i++) lines.push(`${names[i % names.length].replace("%", String(i))} A`);
+  writeFileSync(file, lines.join("\n") + "\n");
   const r = await hub.lab.exec(
     hub.hubNs,
-    process.execPath,
-    [
-      "-r",
-      "ts-node/register/transpile-only",
-      path.join(__dirname, "dns-paced.ts"),
-      "10.77.0.1",
-      String(port),
-      String(RATE),
-      String(SECONDS),
-      ...names,
-    ],
+    "dnsperf",
+    ["-s", "10.77.0.1", "-p", String(port), "-d", file, "-n", "1", "-Q", String(RATE), "-v", "-t", "5"],
     { timeoutMs: 120_000 },
   );
-  return JSON.parse(r.stdout) as PacedResult;
+  const latencies: number[] = [];
+  const rcodes: Record<string, number> = {};
+  for (const m of r.stdout.matchAll(/^> (\S+) \S+ \S+ ([\d.]+)$/gm)) {
+    latencies.push(Number(m[2]) * 1e6);
+    rcodes[m[1]] = (rcodes[m[1]] ?? 0) + 1;
+  }
+  const sent = Number(/Queries sent:\s+(\d+)/.exec(r.stdout)?.[1] ?? 0);
+  const runTime = Number(/Run time \(s\):\s+([\d.]+)/.exec(r.stdout)?.[1] ?? 1);
+  latencies.sort((x, y) => x - y);
+  const at = (q: number) =>
+    Math.round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * q))] ?? 0);
+  return {
+    sent,
+    answered: latencies.length,
+    lost: sent - latencies.length,
+    rcodes,
+    p50us: at(0.5),
+    p99us: at(0.99),
+    p999us: at(0.999),
+    maxus: Math.round(latencies[latencies.length - 1] ?? 0),
+    qps: Math.round(latencies.length / runTime),
+  };
 }
 
-let hubOutput = (): string => "";
+interface Memory {
+  rss: number;
+  pss: number;
+  anon: number;
+}
 
-/** Samples the largest RSS of `pids` while `work` runs. */
-async function peakDuring<T>(pids: number[], work: Promise<T>): Promise<{ result: T; peaks: number[] }> {
-  const peaks = pids.map(() => 0);
+/** A process's memory in KiB from /proc/PID/smaps_rollup: resident, proportional (shared pages split), anonymous. */
+function memoryOf(pid: number): Memory {
+  const text = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
+  return { rss: field("Rss"), pss: field("Pss"), anon: field("Anonymous") };
+}
+
+/** The refreshing agent, found by its command line (it runs under /usr/bin/time, so its PID is not ours). */
+function agentPid(bundle: string): number | undefined {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+      if (argv[0] === process.execPath && argv.includes(bundle) && argv.includes("refresh"))
+        return Number(entry);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return undefined;
+}
+
+interface Peaks {
+  /** Each process's own peak: unbound, filter, agent. */
+  readonly each: Memory[];
+  /** The largest sum over the processes at one moment (sampled every 20 ms). */
+  readonly together: Memory;
+}
+
+/**
+ * Samples unbound, the filter and the refreshing agent every 20 ms while `work` runs: each one's peak, and the
+ * peak of their sum at one moment. RSS counts the pages two Node processes share (the node binary's code, ~40
+ * MiB, mapped by both) once in each; PSS splits them, so the sum of PSS is the memory the three take together.
+ */
+async function peakDuring<T>(
+  pids: (() => number)[],
+  bundle: string,
+  work: Promise<T>,
+): Promise<{ result: T; peaks: Peaks }> {
+  const zero = (): Memory => ({ rss: 0, pss: 0, anon: 0 });
+  const each = [zero(), zero(), zero()];
+  const together = zero();
   let done = false;
+  let agent: number | undefined;
   const sampler = (async () => {
     while (!done) {
-      pids.forEach((p, i) => {
+      agent ??= agentPid(bundle);
+      const now = zero();
+      const current = pids.map((p) => {
         try {
-          peaks[i] = Math.max(peaks[i], rssKiB(p));
+          return p();
         } catch {
-          throw new Error(`process ${p} is gone: filter said ${hubOutput().slice(-1500)}`);
+          return undefined; // unbound's pid file is rewritten while it reloads
         }
       });
-      await new Promise((r) => setTimeout(r, 50));
+      [...current, agent].forEach((p, i) => {
+        if (p === undefined) return;
+        let m: Memory;
+        try {
+          m = memoryOf(p);
+        } catch {
+          // The agent has ended, or unbound is between a stop and a start: no memory at this moment. A
+          // throw here would end the bench without its cleanup (an async loop nobody awaits yet).
+          return;
+        }
+        for (const k of ["rss", "pss", "anon"] as const) {
+          each[i][k] = Math.max(each[i][k], m[k]);
+          now[k] += m[k];
+        }
+      });
+      for (const k of ["rss", "pss", "anon"] as const) together[k] = Math.max(together[k], now[k]);
+      await new Promise((r) => setTimeout(r, 20));
     }
   })();
-  const result = await work;
-  done = true;
-  await sampler;
-  return { result, peaks };
+  try {
+    return { result: await work, peaks: { each, together } };
+  } finally {
+    // Also when the work fails: a sampler left running would keep the bench alive, its namespaces with it.
+    done = true;
+    await sampler;
+  }
 }
 
 function line(r: PacedResult): string {
   const codes = Object.entries(r.rcodes)
-    .map(
-      ([c, k]) =>
-        `${["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"][Number(c)] ?? c} ${k}`,
-    )
+    .map(([c, k]) => `${c} ${k}`)
     .join(", ");
-  return `p50 ${r.p50us} us, p99 ${r.p99us} us, ${r.qps} q/s answered of ${RATE} sent/s, ${r.lost} lost (${codes})`;
+  return `p50 ${r.p50us} us, p99 ${r.p99us} us, p99.9 ${r.p999us} us, max ${r.maxus} us, ${r.qps} q/s answered of ${RATE} sent/s, ${r.lost} lost (${codes})`;
 }
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2).map(Number);
+  const baseline = !process.argv.includes("--no-baseline");
+  // The refresh's Node options, as the unit sets them, unless an experiment names others.
+  const refreshOptions = process.env.BENCH_REFRESH_NODE_OPTIONS ?? REFRESH_NODE_OPTIONS;
+  const args = process.argv
+    .slice(2)
+    .filter((a) => !a.startsWith("--"))
+    .map(Number);
   const sizes = args.length > 0 ? args : [100_000, 1_000_000, 2_000_000];
   const out = (text: string) => process.stdout.write(text + "\n");
   const hub = new HubLab();
   try {
     await hub.start({ internet: true });
-    const base = syntheticState(syntheticPeers(10));
+    // BENCH_PEERS: a larger hub, to check the refresh's heap cap holds its state too.
+    const base = syntheticState(syntheticPeers(Number(process.env.BENCH_PEERS ?? 10)));
     const st = (blocklists: string[]): HubState => ({
       ...base,
       // Validation on (unbound's validator module) and DNS-over-TLS to the lab's upstream, as on a hub.
@@ -118,7 +223,7 @@ async function main(): Promise<void> {
     ]);
     await waitFor(async () => hub.lab.daemonOutput("filter").includes("listening"), 10_000, "the filter");
     const filterPid = filterChild.pid ?? 0;
-    hubOutput = () => hub.lab.daemonOutput("filter");
+    out(`refresh NODE_OPTIONS: ${refreshOptions}`);
     out(
       `machine: ${cpus().length} CPUs, load average ${loadavg()[0].toFixed(1)}; paced load ${RATE} q/s for ${SECONDS} s`,
     );
@@ -132,25 +237,35 @@ async function main(): Promise<void> {
       await hub.apply(st([url]));
       const loads = (hub.lab.daemonOutput("filter").match(/table loaded/g) ?? []).length;
       const { result: refresh, peaks } = await peakDuring(
-        [hub.unboundPid(), filterPid],
+        [() => hub.unboundPid(), () => filterPid],
+        hub.bundle,
         // As the refresh unit runs it (cloud-init/units.ts).
         hub.agent(["blocklists", "refresh"], undefined, [
           "MALLOC_ARENA_MAX=2",
-          `NODE_OPTIONS=${REFRESH_NODE_OPTIONS}`,
+          `NODE_OPTIONS=${refreshOptions}`,
         ]),
       );
+      try {
+        process.kill(filterPid, 0);
+      } catch {
+        throw new Error(`the filter died: ${hub.lab.daemonOutput("filter").slice(-1500)}`);
+      }
       const t0 = Date.now();
       await waitFor(
         async () => (hub.lab.daemonOutput("filter").match(/table loaded/g) ?? []).length > loads,
         10_000,
         "the new table",
       );
+      const [u, f, a] = peaks.each;
+      const t = peaks.together;
       out(
-        `filter ${n}: refresh (read, parse, store, build table) ${refresh.seconds.toFixed(1)} s wall, agent peak RSS ${mib(refresh.rssKiB)}; during it unbound peak ${mib(peaks[0])}, filter peak ${mib(peaks[1])}; table in use ${((Date.now() - t0) / 1000).toFixed(1)} s after`,
+        `filter ${n}: refresh (read, parse, store, build table) ${refresh.seconds.toFixed(1)} s wall, agent peak RSS ${mib(refresh.rssKiB)} (GNU time); table in use ${((Date.now() - t0) / 1000).toFixed(1)} s after`,
       );
-      // Peaks taken apart, so their sum bounds what the three processes held at any one moment.
       out(
-        `filter ${n}: all DNS processes during the refresh, at most ${mib(refresh.rssKiB + peaks[0] + peaks[1])} (agent + unbound + filter peaks)`,
+        `filter ${n}: peaks during the refresh, RSS / PSS / anonymous: unbound ${mib(u.rss)} / ${mib(u.pss)} / ${mib(u.anon)}, filter ${mib(f.rss)} / ${mib(f.pss)} / ${mib(f.anon)}, agent ${mib(a.rss)} / ${mib(a.pss)} / ${mib(a.anon)}`,
+      );
+      out(
+        `filter ${n}: all DNS processes together at one moment, at most: RSS ${mib(t.rss)}, PSS ${mib(t.pss)}, anonymous ${mib(t.anon)}; the sum of the RSS peaks ${mib(u.rss + f.rss + refresh.rssKiB)}`,
       );
       await new Promise((r) => setTimeout(r, 1500));
       out(
@@ -164,7 +279,7 @@ async function main(): Promise<void> {
         `filter ${n}: after load RSS unbound ${mib(rssKiB(hub.unboundPid()))} + filter ${mib(rssKiB(filterPid))}`,
       );
 
-      if (n > 1_000_000) continue;
+      if (n > 1_000_000 || !baseline) continue;
       // The old design, same list, same unbound: every name a local-zone, queried on unbound's own port.
       const lists = [readStoredList(paths.blocklistDir, url)];
       writeFileSync(paths.unboundBlocklist, renderBlocklistZones(buildDnsFilter(lists, [], []), "baseline"));

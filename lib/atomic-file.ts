@@ -20,7 +20,7 @@ import { randomBytes } from "crypto";
 
 export function writeFileAtomic(
   file: string,
-  content: string | Uint8Array,
+  content: string | Uint8Array | readonly Uint8Array[],
   mode: number,
   dirMode = 0o755,
 ): void {
@@ -30,7 +30,7 @@ export function writeFileAtomic(
   const fd = openSync(tmp, "wx", mode);
   try {
     if (typeof content === "string") writeSync(fd, content);
-    else writeSync(fd, content);
+    else for (const piece of content instanceof Uint8Array ? [content] : content) writeAll(fd, piece);
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
@@ -45,6 +45,11 @@ export function writeFileAtomic(
   } finally {
     closeSync(dfd);
   }
+}
+
+/** All of `bytes`, however many writes it takes (a list in pieces is written without joining them first). */
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at, bytes.length - at);
 }
 
 /** The file's text, or undefined when it does not exist. */

@@ -79,10 +79,13 @@ export const DNS_FILTER_PORT = 5300;
  * Node's flags for the DNS filter, and NODE_OPTIONS for the blocklist refresh (cloud-init/units.ts; the benchmark
  * and the namespace tests run them the same way). A 1 MiB semi-space: V8's young generation is otherwise up to
  * three 16 MiB semi-spaces on 64-bit Node 18, which the filter's per-query garbage and the refresh's per-name
- * garbage filled (bench/dns-filter.ts).
+ * garbage filled (bench/dns-filter.ts). The refresh's 64 MiB old space: V8 sizes its heap growth by the cap, and
+ * without one the refresh at 1,000,000 names peaked at 97 MiB RSS (55 MiB anonymous) against 80 (39) with it;
+ * a 32 MiB cap measured the same as 64, and a hub with 10,000 devices refreshes under 64 too (bench/dns-filter.ts
+ * with BENCH_PEERS=10000).
  */
 export const DNS_FILTER_NODE_FLAGS = ["--max-semi-space-size=1", "--max-old-space-size=96"] as const;
-export const REFRESH_NODE_OPTIONS = "--max-semi-space-size=1";
+export const REFRESH_NODE_OPTIONS = "--max-semi-space-size=1 --max-old-space-size=64";
 /**
  * The share of the hub's memory all DNS processes together may take (unbound, the DNS filter, the refreshing
  * agent): the blocklist entry cap is computed from it (agent/src/blocklist.ts maxBlocklistEntries) and the filter

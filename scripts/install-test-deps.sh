@@ -4,7 +4,7 @@
 # scan of the namespace hub), QEMU + debootstrap
 # (the VM end-to-end test), dns-root-data (the DNSSEC anchor unbound-checkconf reads) and sudo (for visudo, which
 # checks the sudoers rule the bootstrap writes), shadowsocks-libev (Debian's ss-local and ss-tunnel: the
-# TCP path's client in its test and benchmark), iperf3 (benchmarks), ldnsutils (ldns-keygen and ldns-signzone:
+# TCP path's client in its test and benchmark), iperf3 and dnsperf (benchmarks), ldnsutils (ldns-keygen and ldns-signzone:
 # the DNSSEC-signed test zones of the DNS filter's namespace test). Needs root: uses sudo only when not root and sudo exists. Idempotent.
 set -euo pipefail
 packages=(
@@ -13,7 +13,7 @@ packages=(
   wireguard-go wireguard-tools
   nftables unbound nsd dnsutils dns-root-data sudo
   iproute2 iputils-ping procps time nmap
-  shadowsocks-libev iperf3 curl util-linux ldnsutils
+  shadowsocks-libev iperf3 dnsperf curl util-linux ldnsutils
   qemu-system-x86 qemu-utils debootstrap genisoimage openssh-client
 )
 missing=()

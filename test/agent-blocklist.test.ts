@@ -116,6 +116,15 @@ describe("blocklist parsing", () => {
     expect(maxBlocklistEntries(256 * 2 ** 20)).toBe(10_000);
   });
 
+  it("restarts the filter with nftables.service, whose stop flushes the redirect and the site sets", () => {
+    const unit = agentUnits().find((u) => u.path.endsWith(`/${LAYOUT.units.dnsFilter}`));
+    // PartOf: a stop or restart of nftables.service stops or restarts the filter (systemd.unit(5)); its start
+    // adds the redirect again (ExecStartPost).
+    expect(unit?.content).toMatch(/^PartOf=nftables\.service$/m);
+    expect(unit?.content).toMatch(/^After=.*\bnftables\.service\b/m);
+    expect(unit?.content).toMatch(/^ExecStartPost=.* dns-filter redirect on$/m);
+  });
+
   it("never admits a list the filter unit's MemoryMax cannot hold while it swaps tables", () => {
     const unit = agentUnits().find((u) => u.path.endsWith(`/${LAYOUT.units.dnsFilter}`));
     const memoryMax = /^MemoryMax=(\d+)%$/m.exec(unit?.content ?? "");

@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync, renameSync } from "fs";
 import * as net from "net";
 import { tmpdir } from "os";
 import * as path from "path";
-import { FilterTable, FilterTableBuilder, readTableCounts } from "../agent/src/dns-filter-table";
+import { countLines, FilterTable, FilterTableBuilder, readTableCounts } from "../agent/src/dns-filter-table";
+import { writeFileAtomic } from "../lib/atomic-file";
 import { DnsFilterServer, questionName } from "../agent/src/dns-filter-server";
 import { buildFilterTable, renderRedirect } from "../agent/src/dns-filter";
 import { clientKey, clientsOf, decide, groupOf } from "../agent/src/dns-filter-policy";
@@ -79,7 +80,7 @@ describe("DNS filter table", () => {
     const state = testState();
     const s = { ...state, dns: { ...state.dns, blocklists: [url], allow: [], deny: ["d.example.com"] } };
     const built = buildFilterTable(s, dir);
-    const t = FilterTable.parse(built.bytes);
+    const t = FilterTable.fromParts(built.parts);
     expect(t.counts).toEqual({ deny: 1, allow: 0, block: 3 });
     expect(t.verdict("tracker.example.net")).toBe("refuse");
     expect(t.verdict("x.example.org")).toBe("refuse");
@@ -87,8 +88,54 @@ describe("DNS filter table", () => {
     const capped = buildFilterTable(s, dir, 2);
     expect(capped.dropped).toBe(2);
     const file = path.join(dir, "t");
-    writeFileSync(file, built.bytes);
+    writeFileAtomic(file, built.parts, 0o600);
     expect(readTableCounts(file)).toEqual({ deny: 1, allow: 0, block: 3 });
+    expect(FilterTable.readFile(file).verdict("a.tracker.example.net")).toBe("refuse");
+  });
+
+  it("gives the same table from its pieces, its file read whole or in place, and the builder itself", () => {
+    const names = Array.from({ length: 5000 }, (_, i) => `n${i}.t${i % 7}.example.com`);
+    const build = () => {
+      const b = new FilterTableBuilder(Infinity, Buffer.alloc(16, 7));
+      b.reserveBlocked(names.length);
+      names.forEach((n) => b.addBlocked(n));
+      b.addAllow("n1.t1.example.com");
+      b.addDeny("evil.example.org");
+      return b;
+    };
+    const parts = build().finishParts();
+    // The pieces are the header and views of the builder's sorted arrays: nothing joined.
+    expect(parts).toHaveLength(4);
+    expect(parts[3].length).toBe(5000 * 8);
+    const file = path.join(dir, "t");
+    writeFileAtomic(file, parts, 0o600);
+    const whole = build().finish();
+    const tables = [FilterTable.fromParts(parts), FilterTable.readFile(file), FilterTable.parse(whole)];
+    tables.push(build().finishTable());
+    for (const t of tables) {
+      expect(t.counts).toEqual({ deny: 1, allow: 1, block: 5000 });
+      expect(t.verdict("x.n4999.t1.example.com")).toBe("refuse");
+      expect(t.verdict("n1.t1.example.com")).toBe("pass");
+      expect(t.verdict("a.evil.example.org")).toBe("refuse");
+      expect(t.verdict("n5000.t2.example.com")).toBe("pass");
+    }
+    // The same key and names give the same bytes whichever way they are written.
+    expect(Buffer.concat(parts).equals(whole)).toBe(true);
+    writeFileSync(file, whole.subarray(0, whole.length - 8));
+    expect(() => FilterTable.readFile(file)).toThrow(/does not hold/);
+  });
+
+  it("counts a file's lines, with or without a final newline; a missing file has none", () => {
+    const f = path.join(dir, "l");
+    writeFileSync(f, "a\nb\nc\n");
+    expect(countLines(f)).toBe(3);
+    writeFileSync(f, "a\nb\nc");
+    expect(countLines(f)).toBe(3);
+    writeFileSync(f, "");
+    expect(countLines(f)).toBe(0);
+    writeFileSync(f, "x\n".repeat(700_000)); // more than one 1 MiB read
+    expect(countLines(f)).toBe(700_000);
+    expect(countLines(path.join(dir, "missing"))).toBe(0);
   });
 
   it("renders a redirect that hooks before the agent's DNS DNAT", () => {
@@ -242,4 +289,42 @@ describe("DNS filter server", () => {
       upTcp.close();
     }
   });
+
+  it("forgets a forwarded query unbound never answers after 5 s, oldest first, and frees its ID", async () => {
+    // An upstream that takes queries and answers none.
+    const up = dgram.createSocket("udp4");
+    let received = 0;
+    up.on("message", () => received++);
+    await new Promise<void>((res) => up.bind(0, "127.0.0.1", res));
+    const tableFile = path.join(dir, "table");
+    writeFileSync(tableFile, new FilterTableBuilder().finish());
+    const port = 20001 + (process.pid % 20000);
+    const server = new DnsFilterServer({
+      listen: [{ address: "127.0.0.1", port }],
+      upstream: { address: "127.0.0.1", port: up.address().port },
+      tableFile,
+      log: () => {},
+    });
+    await server.start();
+    const client = dgram.createSocket("udp4");
+    try {
+      const sentAt = Date.now();
+      for (let i = 0; i < 3; i++) client.send(query(i, `q${i}.example.com`), port, "127.0.0.1");
+      await waitUntil(() => received === 3);
+      expect(server.inFlight).toBe(3);
+      server.sweep(sentAt + 4000);
+      expect(server.inFlight).toBe(3);
+      server.sweep(Date.now() + 5001);
+      expect(server.inFlight).toBe(0);
+    } finally {
+      client.close();
+      server.close();
+      up.close();
+    }
+  });
 });
+
+async function waitUntil(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!ok()) throw new Error("timed out");
+}

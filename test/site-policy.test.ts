@@ -5,7 +5,12 @@
  */
 import { FilterTable, FilterTableBuilder } from "../agent/src/dns-filter-table";
 import { clientsOf, decide } from "../agent/src/dns-filter-policy";
+import { mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import * as path from "path";
+import { storedListPath } from "../agent/src/blocklist-fetch";
 import {
+  GroupTables,
   allBlocklistUrls,
   answerAddresses,
   DenyResolver,
@@ -363,5 +368,77 @@ describe("the persistent nft -i session", () => {
     } finally {
       session.close();
     }
+  });
+});
+
+describe("the groups' blocklist tables in the filter process", () => {
+  let dir: string;
+  const url = "https://lists.example.org/kids.txt";
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "cloudpal-grouptables-"));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Stores a list the way a refresh does: a new file renamed over the old one. */
+  function store(names: string[]): void {
+    const file = storedListPath(dir, url);
+    writeFileSync(`${file}.part`, names.join("\n") + "\n");
+    renameSync(`${file}.part`, file);
+  }
+
+  /** GroupTables whose onBuilt resolves the promise `next()` hands out. */
+  function tables() {
+    let wake: () => void = () => {};
+    const t = new GroupTables(dir, 1_000_000, () => wake());
+    return { t, next: () => new Promise<void>((r) => (wake = r)) };
+  }
+
+  it("builds a table once, keeps it while the stored copy is the same file, rebuilds when a refresh replaces it", async () => {
+    store(["adult.example"]);
+    const { t, next } = tables();
+    let built = next();
+    expect(t.get([url])).toBeUndefined(); // nothing until the first build is done
+    await built;
+    const first = t.get([url]);
+    expect(first?.verdict("www.adult.example")).toBe("refuse");
+    // A device added or moved loads the policies again: the same table, no build.
+    expect(t.get([url])).toBe(first);
+    expect(t.builds).toBe(1);
+    // A refresh renames a new copy in: the old table serves until the new one is ready.
+    store(["gambling.example"]);
+    built = next();
+    expect(t.get([url])).toBe(first);
+    await built;
+    const second = t.get([url]);
+    expect(t.builds).toBe(2);
+    expect(second?.verdict("www.adult.example")).toBe("pass");
+    expect(second?.verdict("gambling.example")).toBe("refuse");
+    // A set of URLs no group names any more is forgotten (its memory freed).
+    t.keepOnly([]);
+    built = next();
+    expect(t.get([url])).toBeUndefined();
+    await built;
+  });
+
+  it("builds in slices, giving the event loop turns to answer queries in between", async () => {
+    store(Array.from({ length: 200_000 }, (_, i) => `n${i}.tracker${i % 97}.example.com`));
+    const { t, next } = tables();
+    const built = next();
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    t.get([url]);
+    await built;
+    ticking = false;
+    // One slice per 64 KiB read (about 90 for this 6 MB list), each followed by a turn of the loop. Built in
+    // one go, as before, the loop got no turn at all until the table was done.
+    const slices = Math.floor(statSync(storedListPath(dir, url)).size / 65536);
+    expect(slices).toBeGreaterThan(50);
+    expect(turns).toBeGreaterThanOrEqual(slices - 1);
+    expect(t.get([url])?.counts.block).toBe(200_000);
   });
 });

@@ -17,7 +17,7 @@
  * relayed whole (2-byte length framing) in both directions, refused ones answered in between.
  */
 import * as dgram from "dgram";
-import { statSync, readFileSync, watchFile, unwatchFile } from "fs";
+import { statSync, watchFile, unwatchFile } from "fs";
 import * as net from "net";
 import { decide, type Clients, type FilterPolicy } from "./dns-filter-policy";
 import { FilterTable } from "./dns-filter-table";
@@ -80,10 +80,13 @@ export class DnsFilterServer {
   private readonly tcp: net.Server[] = [];
   private upstreamUdp!: dgram.Socket;
   private nextId = 0;
-  private readonly pending = new Map<
-    number,
-    { id: number; reply: (b: Buffer) => void; timer: NodeJS.Timeout }
-  >();
+  /** Forwarded UDP queries by their ID towards unbound; `at` is when they left (Date.now()). */
+  private readonly pending = new Map<number, { id: number; reply: (b: Buffer) => void; at: number }>();
+  /**
+   * Drops queries unbound has not answered within UDP_TIMEOUT_MS, once a second: one timer for all of them, not
+   * one per query (thousands of timers a second were garbage the hot path made for nothing).
+   */
+  private sweeper?: NodeJS.Timeout;
   readonly stats = { queries: 0, refused: 0, forwarded: 0, dropped: 0, reloads: 0 };
 
   constructor(private readonly o: FilterServerOptions) {}
@@ -107,7 +110,7 @@ export class DnsFilterServer {
     }
     if (st.ino === this.tableIno && st.mtimeMs === this.tableMtime) return;
     try {
-      const t = FilterTable.parse(readFileSync(this.o.tableFile));
+      const t = FilterTable.readFile(this.o.tableFile);
       this.policy = { ...this.policy, table: t };
       this.tableIno = st.ino;
       this.tableMtime = st.mtimeMs;
@@ -153,6 +156,8 @@ export class DnsFilterServer {
   async start(): Promise<void> {
     this.reload();
     watchFile(this.o.tableFile, { interval: 1000 }, () => this.reload());
+    this.sweeper = setInterval(() => this.sweep(Date.now()), 1000);
+    this.sweeper.unref();
     const { upstream } = this.o;
     this.upstreamUdp = dgram.createSocket(net.isIPv6(upstream.address) ? "udp6" : "udp4");
     this.upstreamUdp.on("message", (msg) => this.fromUpstream(msg));
@@ -181,8 +186,22 @@ export class DnsFilterServer {
     for (const s of this.udp) s.close();
     for (const t of this.tcp) t.close();
     this.upstreamUdp?.close();
-    for (const p of this.pending.values()) clearTimeout(p.timer);
+    clearInterval(this.sweeper);
     this.pending.clear();
+  }
+
+  /** Forgets forwarded queries older than UDP_TIMEOUT_MS at `now` (their IDs free again). */
+  sweep(now: number): void {
+    // A Map iterates in insertion order, so the oldest come first.
+    for (const [id, p] of this.pending) {
+      if (now - p.at < UDP_TIMEOUT_MS) break;
+      this.pending.delete(id);
+    }
+  }
+
+  /** How many forwarded queries wait for unbound. */
+  get inFlight(): number {
+    return this.pending.size;
   }
 
   private fromClient(s: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -211,8 +230,7 @@ export class DnsFilterServer {
       return;
     }
     const original = msg.readUInt16BE(0);
-    const timer = setTimeout(() => this.pending.delete(id), UDP_TIMEOUT_MS);
-    this.pending.set(id, { id: original, reply, timer });
+    this.pending.set(id, { id: original, reply, at: Date.now() });
     const out = Buffer.from(msg);
     out.writeUInt16BE(id, 0);
     this.upstreamUdp.send(out, this.o.upstream.port, this.o.upstream.address);
@@ -223,7 +241,6 @@ export class DnsFilterServer {
     const p = this.pending.get(msg.readUInt16BE(0));
     if (!p) return;
     this.pending.delete(msg.readUInt16BE(0));
-    clearTimeout(p.timer);
     msg.writeUInt16BE(p.id, 0);
     p.reply(msg);
   }

@@ -21,7 +21,7 @@ import { parseHubState } from "../../model/state-schema";
 import { readFileSync, watchFile } from "fs";
 import { maxBlocklistEntries } from "./blocklist";
 import { storedListPath } from "./blocklist-fetch";
-import { FilterTableBuilder, readTableCounts } from "./dns-filter-table";
+import { countLines, FilterTableBuilder, readTableCounts } from "./dns-filter-table";
 import type { AgentOptions } from "./options";
 import type { Logger, Runner } from "../../lib/runner";
 
@@ -51,18 +51,20 @@ export function redirectTable(agentTable: string): string {
   return `${agentTable}${REDIRECT_TABLE_SUFFIX}`;
 }
 
-/** The filter's table for a state: deny and allow from the state, every stored list, streamed. */
+/** The filter's table for a state: deny and allow from the state, every stored list, streamed; as file pieces. */
 export function buildFilterTable(
   state: HubState,
   blocklistDir: string,
   maxEntries: number = maxBlocklistEntries(),
-): { bytes: Buffer; blocked: number; dropped: number } {
+): { parts: Buffer[]; blocked: number; dropped: number } {
   const b = new FilterTableBuilder(maxEntries);
   for (const d of state.dns.deny) b.addDeny(d);
   for (const a of state.dns.allow) b.addAllow(a);
+  const files = state.dns.blocklists.map((url) => storedListPath(blocklistDir, url));
+  b.reserveBlocked(files.reduce((n, f) => n + countLines(f), 0));
   let blocked = 0;
-  for (const url of state.dns.blocklists) blocked += b.addBlockedFile(storedListPath(blocklistDir, url));
-  return { bytes: b.finish(), blocked: blocked - b.dropped, dropped: b.dropped };
+  for (const f of files) blocked += b.addBlockedFile(f);
+  return { parts: b.finishParts(), blocked: blocked - b.dropped, dropped: b.dropped };
 }
 
 /** The redirect, loaded with `nft -f -` (one transaction, replacing an older copy). */
@@ -165,9 +167,12 @@ export async function filterStatus(ctx: AgentContext): Promise<ServiceStatus> {
 /** `cloudpal-agent dns-filter serve`: runs until killed; SIGHUP reloads the table at once. */
 export async function serveFilter(ctx: AgentContext, state: HubState): Promise<number> {
   const hub = hubAddresses(state.hub);
-  // Per-group lists and site modes (site-policy.ts): rebuilt with every new state and every new table (a
-  // blocklist refresh rewrites the table after storing the lists, the groups' included).
+  // Per-group lists and site modes (site-policy.ts): applied again with every new state and every new table (a
+  // blocklist refresh rewrites the table after storing the lists, the groups' included). A group's blocklist
+  // table is rebuilt, in the background, only when its stored copies changed; `rebuilt` applies it when ready.
+  let groupsReady: (groups: ReturnType<typeof sites.load>) => void = () => {};
   const sites = filterSitePolicies({
+    rebuilt: (groups) => groupsReady(groups),
     agentTable: ctx.options.nftTable,
     blocklistDir: ctx.options.paths.blocklistDir,
     maxEntries: maxBlocklistEntries(),
@@ -185,6 +190,7 @@ export async function serveFilter(ctx: AgentContext, state: HubState): Promise<n
     log: ctx.log,
     sites: sites.runtime,
   });
+  groupsReady = (groups) => server.setGroups(groups);
   server.setGroups(sites.load(state));
   watchFile(ctx.options.paths.dnsFilterTable, { interval: 1000 }, () =>
     server.setGroups(sites.load(current)),

@@ -94,7 +94,7 @@ export interface Renders {
   /** The rebuilt blocklist file; undefined when the one on disk is current. */
   readonly blocklistText: string | undefined;
   /** The rebuilt DNS filter table (dns-filter-table.ts), with the blocklist file. */
-  readonly filterTable?: Buffer;
+  readonly filterTable?: readonly Buffer[];
 }
 
 export function renderAll(ctx: AgentContext, state: HubState): Renders {
@@ -125,7 +125,7 @@ export function renderAll(ctx: AgentContext, state: HubState): Renders {
     // The lists are enforced by the DNS filter (dns-filter.ts), so unbound's blocklist file holds no zones
     // any more; it stays as the record of the inputs the table was built from.
     blocklistText: blockCurrent ? undefined : renderBlocklistZones({ blocked: [], exempt: [] }, inputs),
-    filterTable: blockCurrent ? undefined : buildFilterTable(state, paths.blocklistDir).bytes,
+    filterTable: blockCurrent ? undefined : buildFilterTable(state, paths.blocklistDir).parts,
   };
 }
 

@@ -31,9 +31,9 @@ import { canonicalIpv6 } from "../../model/ip-text";
 import { peerTunnelAddresses } from "../../model/public-ipv6";
 import type { HubState } from "../../model/state";
 import { realRunner, spawnSession, type Runner } from "../../lib/runner";
-import { existsSync } from "fs";
+import { statSync } from "fs";
 import { storedListPath } from "./blocklist-fetch";
-import { FilterTable, FilterTableBuilder, type Verdict } from "./dns-filter-table";
+import { countLines, FilterTable, FilterTableBuilder, type Verdict } from "./dns-filter-table";
 import { siteSetName, sitesTable, enforcedSiteGroups } from "./site-policy-nft";
 
 /** The shortest time an address stays in a set: a device may connect a moment after a short TTL ended. */
@@ -437,19 +437,74 @@ export class DenyResolver {
 }
 
 /**
- * A group's own blocklists as one hash table, from the copies the refresh stored (blocklist-fetch.ts); a list
- * not downloaded yet adds nothing until the refresh after the apply that named it.
+ * The groups' own blocklists as hash tables, from the copies the refresh stored (blocklist-fetch.ts), one table
+ * per set of URLs; a list not downloaded yet adds nothing until the refresh after the apply that named it.
+ *
+ * Built in the filter process, which answers DNS meanwhile: so a table is rebuilt only when its stored copies
+ * are other files than it was built from (a refresh renames new ones in), never for a device added or moved, and
+ * built in slices (addBlockedFileAsync). Until the new table is ready the last one serves, as the hub's table
+ * does during a swap; `onBuilt` runs when a table is ready, for the caller to apply its policies again.
  */
-export function groupBlockTable(blocklistDir: string, maxEntries: number) {
-  return (urls: readonly string[]): FilterTable | undefined => {
-    const b = new FilterTableBuilder(maxEntries);
-    let names = 0;
-    for (const url of urls) {
-      const file = storedListPath(blocklistDir, url);
-      if (existsSync(file)) names += b.addBlockedFile(file);
+export class GroupTables {
+  private readonly built = new Map<string, { readonly files: string; readonly table?: FilterTable }>();
+  private readonly building = new Set<string>();
+  /** Tables built so far (for tests and the log). */
+  builds = 0;
+
+  constructor(
+    private readonly blocklistDir: string,
+    private readonly maxEntries: number,
+    private readonly onBuilt: () => void,
+    private readonly log: (line: string) => void = () => {},
+  ) {}
+
+  /** The table for `urls` now (maybe one of older copies, or none yet); starts a build when the copies changed. */
+  get(urls: readonly string[]): FilterTable | undefined {
+    const key = urls.join("\n");
+    const have = this.built.get(key);
+    const files = this.identity(urls);
+    if (have?.files !== files && !this.building.has(key)) void this.build(key, urls, files);
+    return have?.table;
+  }
+
+  /** Forgets the tables of URL sets no group names any more. */
+  keepOnly(urlSets: readonly (readonly string[])[]): void {
+    const used = new Set(urlSets.map((u) => u.join("\n")));
+    for (const key of this.built.keys()) if (!used.has(key)) this.built.delete(key);
+  }
+
+  /** Which files the stored copies are now: inode, size and mtime of each ("-" for one not stored yet). */
+  private identity(urls: readonly string[]): string {
+    return urls
+      .map((url) => {
+        try {
+          const st = statSync(storedListPath(this.blocklistDir, url));
+          return `${st.ino}:${st.size}:${st.mtimeMs}`;
+        } catch {
+          return "-";
+        }
+      })
+      .join(",");
+  }
+
+  private async build(key: string, urls: readonly string[], files: string): Promise<void> {
+    this.building.add(key);
+    try {
+      const b = new FilterTableBuilder(this.maxEntries);
+      const paths = urls.map((url) => storedListPath(this.blocklistDir, url));
+      b.reserveBlocked(paths.reduce((n, f) => n + countLines(f), 0));
+      let names = 0;
+      for (const file of paths) names += await b.addBlockedFileAsync(file);
+      this.built.set(key, names > 0 ? { files, table: b.finishTable() } : { files });
+      this.builds++;
+    } catch (e) {
+      // Kept: the last table, and the identity it was built from, so the next load tries again.
+      this.log(`[!] a group's blocklist table was not rebuilt: ${(e as Error).message}`);
+    } finally {
+      this.building.delete(key);
     }
-    return names > 0 ? FilterTable.parse(b.finish()) : undefined;
-  };
+    this.onBuilt();
+  }
 }
 
 /**
@@ -526,19 +581,30 @@ export function filterSitePolicies(o: {
   readonly upstream: { readonly address: string; readonly port: number };
   readonly log: (line: string) => void;
   readonly run?: NftScriptRunner;
-}): { runtime: SitePolicyRuntime; load(state: HubState): Map<string, GroupSitePolicy> } {
+  /** The groups' policies again, once a group's blocklist table has been (re)built in the background. */
+  readonly rebuilt: (groups: Map<string, GroupSitePolicy>) => void;
+}): { runtime: SitePolicyRuntime; load(state: HubState): Map<string, GroupSitePolicy>; tables: GroupTables } {
   let byAddress = new Map<string, string>();
+  let latest: HubState | undefined;
   const sets = new SiteSets(o.agentTable, o.run ?? new NftSession(["nft", "-i"], o.log).run, Date.now, o.log);
   const runtime = new SitePolicyRuntime(sets, new DenyResolver(sets, o.upstream), (c) =>
     byAddress.get(addressKey(c)),
   );
-  return {
-    runtime,
-    load(state) {
-      byAddress = groupsByAddress(state);
-      const groups = groupSitePolicies(state, groupBlockTable(o.blocklistDir, o.maxEntries));
-      runtime.update(groups);
-      return groups;
-    },
+  const load = (state: HubState): Map<string, GroupSitePolicy> => {
+    latest = state;
+    byAddress = groupsByAddress(state);
+    tables.keepOnly(state.groups.map((g) => g.blocklists ?? []).filter((u) => u.length > 0));
+    const groups = groupSitePolicies(state, (urls) => tables.get(urls));
+    runtime.update(groups);
+    return groups;
   };
+  const tables = new GroupTables(
+    o.blocklistDir,
+    o.maxEntries,
+    () => {
+      if (latest !== undefined) o.rebuilt(load(latest));
+    },
+    o.log,
+  );
+  return { runtime, load, tables };
 }
