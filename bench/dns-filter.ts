@@ -38,9 +38,15 @@ interface PacedResult {
 const RATE = 5000;
 const SECONDS = 4;
 
-async function writeList(file: string, n: number): Promise<void> {
+/** Rounds per latency line: the machine is shared, so one 4 s round can land in another job's burst. */
+const ROUNDS = 5;
+/** Names per list file: a 1,000,000-name hosts file is ~39 MB, under the refresh's 64 MiB bound for one list. */
+const PER_LIST = 1_000_000;
+
+/** Names [from, to) as a hosts-format list. */
+async function writeList(file: string, from: number, to: number): Promise<void> {
   const out = createWriteStream(file);
-  for (let i = 0; i < n; i++) {
+  for (let i = from; i < to; i++) {
     const line = `0.0.0.0 ad${i.toString(36)}.tracker${i % 997}.example${i % 13}.com\n`;
     if (!out.write(line)) await new Promise<void>((r) => out.once("drain", () => r()));
   }
@@ -52,13 +58,18 @@ function blockedName(n: number): string {
   return `ad${i.toString(36)}.tracker${i % 997}.example${i % 13}.com`;
 }
 
+/** The Node baseline: a UDP server on 10.77.0.1:5301 that answers every query REFUSED, question copied. */
+const NODE_ECHO = `const s = require("dgram").createSocket("udp4");
+s.on("message", (m, r) => { const a = Buffer.from(m); a[2] |= 0x80; a[3] = 0x85; s.send(a, r.port, r.address); });
+s.bind(5301, "10.77.0.1", () => console.log("ready"));`;
+
 /**
  * A paced load from dnsperf (DNS-OARC's load generator, in C: a Node client on this 2-core machine added more
  * to the tail than the server it measured), RATE q/s for SECONDS, the names taken in turn from `names` (a '%' in
  * a name becomes a number unique to each query: always a cache miss). Latencies are dnsperf's own, per answer
  * (`-v`); lost is what dnsperf counted unanswered after its 5 s timeout.
  */
-async function pacedLoad(hub: HubLab, port: number, names: string[]): Promise<PacedResult> {
+async function oneRound(hub: HubLab, port: number, names: string[]): Promise<PacedResult> {
   const total = RATE * SECONDS;
   const file = path.join(hub.dir, "queries.txt");
   const lines: string[] = [];
@@ -183,11 +194,31 @@ async function peakDuring<T>(
   }
 }
 
-function line(r: PacedResult): string {
-  const codes = Object.entries(r.rcodes)
+/** ROUNDS rounds of the paced load; the line reports the median round's p50 and p99, and the p99s' range. */
+async function pacedLoad(hub: HubLab, port: number, names: string[]): Promise<Rounds> {
+  const rounds: PacedResult[] = [];
+  for (let i = 0; i < ROUNDS; i++) rounds.push(await oneRound(hub, port, names));
+  return rounds;
+}
+
+type Rounds = PacedResult[];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function line(rounds: Rounds): string {
+  const p99s = rounds.map((r) => r.p99us);
+  const sent = rounds.reduce((n, r) => n + r.sent, 0);
+  const answered = rounds.reduce((n, r) => n + r.answered, 0);
+  const codes: Record<string, number> = {};
+  for (const r of rounds) for (const [c, k] of Object.entries(r.rcodes)) codes[c] = (codes[c] ?? 0) + k;
+  return `${rounds.length} rounds: p50 ${median(rounds.map((r) => r.p50us))} us, p99 ${median(p99s)} us (rounds ${Math.min(...p99s)}-${Math.max(...p99s)}), p99.9 ${median(rounds.map((r) => r.p999us))} us, ${median(rounds.map((r) => r.qps))} q/s, ${answered} of ${sent} answered (${Object.entries(
+    codes,
+  )
     .map(([c, k]) => `${c} ${k}`)
-    .join(", ");
-  return `p50 ${r.p50us} us, p99 ${r.p99us} us, p99.9 ${r.p999us} us, max ${r.maxus} us, ${r.qps} q/s answered of ${RATE} sent/s, ${r.lost} lost (${codes})`;
+    .join(", ")})`;
 }
 
 async function main(): Promise<void> {
@@ -228,13 +259,27 @@ async function main(): Promise<void> {
       `machine: ${cpus().length} CPUs, load average ${loadavg()[0].toFixed(1)}; paced load ${RATE} q/s for ${SECONDS} s`,
     );
     out(`no list: unbound RSS ${mib(rssKiB(hub.unboundPid()))}, filter RSS ${mib(rssKiB(filterPid))}`);
+    // What Node itself costs in the tail: the same load against a Node UDP server that only answers REFUSED
+    // (no table, no forwarding) and against unbound's own port (a cached name), before any list.
+    hub.lab.daemon("echo", hub.hubNs, process.execPath, ["--max-semi-space-size=1", "-e", NODE_ECHO]);
+    await waitFor(async () => hub.lab.daemonOutput("echo").includes("ready"), 10_000, "the Node echo");
+    out(
+      `baseline: a Node UDP server answering REFUSED: ${line(await pacedLoad(hub, 5301, ["x.example.com"]))}`,
+    );
+    await pacedLoad(hub, 53, ["www.lab.example"]);
+    out(`baseline: unbound, a cached name: ${line(await pacedLoad(hub, 53, ["www.lab.example"]))}`);
+    await hub.lab.stopDaemon("echo");
     const paths = pathsUnder(hubRoot(hub.dir));
 
     for (const n of sizes) {
-      const file = path.join(hub.dir, `list-${n}.txt`);
-      await writeList(file, n);
-      const url = `file://${file}`;
-      await hub.apply(st([url]));
+      // Lists of at most PER_LIST names each: 2,000,000 names are two lists, as a user would combine them.
+      const urls: string[] = [];
+      for (let from = 0; from < n; from += PER_LIST) {
+        const file = path.join(hub.dir, `list-${n}-${from}.txt`);
+        await writeList(file, from, Math.min(n, from + PER_LIST));
+        urls.push(`file://${file}`);
+      }
+      await hub.apply(st(urls));
       const loads = (hub.lab.daemonOutput("filter").match(/table loaded/g) ?? []).length;
       const { result: refresh, peaks } = await peakDuring(
         [() => hub.unboundPid(), () => filterPid],
@@ -281,7 +326,7 @@ async function main(): Promise<void> {
 
       if (n > 1_000_000 || !baseline) continue;
       // The old design, same list, same unbound: every name a local-zone, queried on unbound's own port.
-      const lists = [readStoredList(paths.blocklistDir, url)];
+      const lists = urls.map((url) => readStoredList(paths.blocklistDir, url));
       writeFileSync(paths.unboundBlocklist, renderBlocklistZones(buildDnsFilter(lists, [], []), "baseline"));
       const reloadStart = Date.now();
       await hub.unboundControl(["reload"]);
