@@ -413,28 +413,39 @@ function crossCheck(state: HubState): string[] {
     );
   if (!isWireGuardKey(state.hub.privateKey))
     problems.push(`'hub.privateKey' is not 32 bytes of base64: generate one with 'wg genkey'.`);
-  for (const list of ["allow", "deny"] as const)
-    state.dns[list].forEach((d, i) => {
-      const problem = filterEntryProblem(d);
-      if (problem !== undefined) problems.push(`'dns.${list}[${i}]' (${show(d)}) ${problem}.`);
-    });
-  const deny = new Set(state.dns.deny);
-  state.dns.allow.forEach((d, i) => {
-    if (deny.has(d))
-      problems.push(`'dns.allow[${i}]' (${show(d)}) is also in 'dns.deny': keep it in one of the two lists.`);
-  });
+  problems.push(...filterEntryProblems("dns", state.dns));
   state.groups.forEach((g, gi) => {
-    for (const list of ["allow", "deny"] as const)
-      (g[list] ?? []).forEach((d, i) => {
-        const problem = filterEntryProblem(d);
-        if (problem !== undefined) problems.push(`'groups[${gi}].${list}[${i}]' (${show(d)}) ${problem}.`);
-      });
+    problems.push(...filterEntryProblems(`groups[${gi}]`, g));
     if (g.sites === "allow-list" && (g.allow ?? []).length === 0)
       problems.push(
         `'groups[${gi}].sites' ("allow-list") allows no site: list the group's sites in 'groups[${gi}].allow'.`,
       );
     if (g.sites === "deny" && (g.deny ?? []).length === 0)
       problems.push(`'groups[${gi}].sites' ("deny") denies no site: list the sites in 'groups[${gi}].deny'.`);
+  });
+  return problems;
+}
+
+/**
+ * The allow and deny entries of the hub (`at` "dns") or of a group (`at` "groups[N]"): each a name the filter can
+ * hold, and none in both lists (deny would win, which is surely not what was meant).
+ */
+function filterEntryProblems(
+  at: string,
+  lists: { readonly allow?: readonly string[]; readonly deny?: readonly string[] },
+): string[] {
+  const problems: string[] = [];
+  for (const list of ["allow", "deny"] as const)
+    (lists[list] ?? []).forEach((d, i) => {
+      const problem = filterEntryProblem(d);
+      if (problem !== undefined) problems.push(`'${at}.${list}[${i}]' (${show(d)}) ${problem}.`);
+    });
+  const deny = new Set(lists.deny ?? []);
+  (lists.allow ?? []).forEach((d, i) => {
+    if (deny.has(d))
+      problems.push(
+        `'${at}.allow[${i}]' (${show(d)}) is also in '${at}.deny': keep it in one of the two lists.`,
+      );
   });
   return problems;
 }

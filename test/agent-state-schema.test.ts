@@ -77,6 +77,16 @@ describe("hub state validation", () => {
       "",
     ],
     [(s: any) => (s.dns.blocklists = ["ftp://x"]), `'dns.blocklists[0]' ("ftp://x")`, "http(s)://"],
+    [
+      (s: any) => ((s.groups[1].allow = ["games.example"]), (s.groups[1].deny = ["games.example"])),
+      `'groups[1].allow[0]' ("games.example") is also in 'groups[1].deny'`,
+      "one of the two lists",
+    ],
+    [
+      (s: any) => (s.groups[1].deny = ["Games.Example"]),
+      `'groups[1].deny[0]' ("Games.Example")`,
+      "lowercase domain",
+    ],
     [(s: any) => (s.groups[1].sites = "whitelist"), `'groups[1].sites' ("whitelist")`, "'allow-list'"],
     [(s: any) => (s.groups[1].sites = "allow-list"), `'groups[1].sites' ("allow-list") allows no site`, ""],
     [(s: any) => (s.groups[1].sites = "deny"), `'groups[1].sites' ("deny") denies no site`, ""],
