@@ -2,36 +2,17 @@
  * What the DNS filter decides for one query, and for whom: `decide(name, qtype, client)`. The filter server
  * (dns-filter-server.ts) calls it with the asking address as it arrived: the tunnel's redirect is a DNAT in
  * prerouting, which rewrites the destination only, so a device's query keeps its tunnel source address. The
- * device's group is looked up by that address from the state (`clientsOf`); the hub's own queries (the TCP
+ * device's group is looked up by that address from the state (`clientsOf`, filter-clients.ts); the hub's own queries (the TCP
  * path's relay asks from the hub's tunnel address) and unknown addresses have no group.
  *
  * Today every group gets the hub-wide table. Per-group tables (issue 14, per-group policies) are consulted here,
  * before the hub-wide one, keyed by `group`.
  */
-import { canonicalIpv6 } from "../../model/ip-text";
-import { peerTunnelAddresses } from "../../model/public-ipv6";
-import type { HubState } from "../../model/state";
 import type { FilterTable, Verdict } from "./dns-filter-table";
+import { clientKey, type Clients } from "./filter-clients";
 import { groupVerdict, type GroupSitePolicy } from "./site-policy";
 
-/** The device behind each tunnel address: its group, by canonical address text. */
-export type Clients = ReadonlyMap<string, { readonly device: string; readonly group: string }>;
-
-export function clientsOf(state: HubState): Clients {
-  const out = new Map<string, { device: string; group: string }>();
-  for (const p of state.peers) {
-    const who = { device: p.name, group: p.group };
-    for (const address of peerTunnelAddresses(state.hub, p)) out.set(address, who);
-  }
-  return out;
-}
-
-/** The canonical text of an asking address (IPv4-mapped IPv6 as IPv4, IPv6 compressed and lower-case). */
-export function clientKey(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return mapped[1];
-  return address.includes(":") ? canonicalIpv6(address) : address;
-}
+export { clientKey, clientsOf, type Clients } from "./filter-clients";
 
 export interface FilterPolicy {
   /** The hub-wide table: the hub's lists, allow and deny. */

@@ -28,13 +28,13 @@ import * as dgram from "dgram";
 import * as net from "net";
 import { LAYOUT } from "../../model/layout";
 import { canonicalIpv6 } from "../../model/ip-text";
-import { peerTunnelAddresses } from "../../model/public-ipv6";
 import type { HubState } from "../../model/state";
 import { realRunner, spawnSession, type Runner } from "../../lib/runner";
 import { statSync } from "fs";
 import { storedListPath } from "./blocklist-fetch";
 import { countLines, FilterTable, FilterTableBuilder, type Verdict } from "./dns-filter-table";
 import { siteSetName, sitesTable, enforcedSiteGroups } from "./site-policy-nft";
+import { clientKey, clientsOf, type Clients } from "./filter-clients";
 
 /** The shortest time an address stays in a set: a device may connect a moment after a short TTL ended. */
 export const MIN_TIMEOUT_S = 30;
@@ -556,20 +556,6 @@ export class SitePolicyRuntime {
   }
 }
 
-/** The group of each tunnel address (IPv4 as it is, IPv6 canonical), for the hot path's lookups. */
-function groupsByAddress(state: HubState): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const p of state.peers)
-    for (const address of peerTunnelAddresses(state.hub, p)) out.set(address, p.group);
-  return out;
-}
-
-function addressKey(client: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(client);
-  if (mapped) return mapped[1];
-  return client.includes(":") ? canonicalIpv6(client) : client;
-}
-
 /**
  * The filter process's site policies: the runtime the server calls, and `load(state)`, which (re)builds the
  * groups' policies from a state and the stored lists and returns them for the server's verdicts.
@@ -584,15 +570,17 @@ export function filterSitePolicies(o: {
   /** The groups' policies again, once a group's blocklist table has been (re)built in the background. */
   readonly rebuilt: (groups: Map<string, GroupSitePolicy>) => void;
 }): { runtime: SitePolicyRuntime; load(state: HubState): Map<string, GroupSitePolicy>; tables: GroupTables } {
-  let byAddress = new Map<string, string>();
+  let clients: Clients = new Map();
   let latest: HubState | undefined;
   const sets = new SiteSets(o.agentTable, o.run ?? new NftSession(["nft", "-i"], o.log).run, Date.now, o.log);
-  const runtime = new SitePolicyRuntime(sets, new DenyResolver(sets, o.upstream), (c) =>
-    byAddress.get(addressKey(c)),
+  const runtime = new SitePolicyRuntime(
+    sets,
+    new DenyResolver(sets, o.upstream),
+    (c) => clients.get(clientKey(c))?.group,
   );
   const load = (state: HubState): Map<string, GroupSitePolicy> => {
     latest = state;
-    byAddress = groupsByAddress(state);
+    clients = clientsOf(state);
     tables.keepOnly(state.groups.map((g) => g.blocklists ?? []).filter((u) => u.length > 0));
     const groups = groupSitePolicies(state, (urls) => tables.get(urls));
     runtime.update(groups);
