@@ -302,6 +302,9 @@ async function main(): Promise<void> {
         "the new table",
       );
       const [u, f, a] = peaks.each;
+      // The agent is found by its command line; a bench that never saw it would understate every sum.
+      if (a.rss === 0)
+        throw new Error("the refreshing agent was never sampled: its figures would be missing");
       const t = peaks.together;
       out(
         `filter ${n}: refresh (read, parse, store, build table) ${refresh.seconds.toFixed(1)} s wall, agent peak RSS ${mib(refresh.rssKiB)} (GNU time); table in use ${((Date.now() - t0) / 1000).toFixed(1)} s after`,

@@ -141,7 +141,8 @@ Description=CloudPal: DNS filter before unbound
 After=network-online.target nftables.service unbound.service ${LAYOUT.units.agent}
 Wants=unbound.service
 # Debian's nftables.service flushes the whole ruleset when it stops, the redirect and the per-group site sets
-# with it: restarted with it, the filter adds them again (ExecStartPost, and the sets as it starts).
+# with it: stopped and restarted with it (PartOf), and started with it (WantedBy below), the filter adds them
+# again (ExecStartPost, and the sets as it starts).
 PartOf=nftables.service
 # Its table is in the state directory, on the state volume where there is one.
 RequiresMountsFor=${LAYOUT.stateDir}
@@ -163,7 +164,7 @@ ProtectHome=yes
 PrivateTmp=yes
 
 [Install]
-WantedBy=multi-user.target
+WantedBy=multi-user.target nftables.service
 `,
     },
     {

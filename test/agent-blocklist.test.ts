@@ -121,6 +121,8 @@ describe("blocklist parsing", () => {
     // PartOf: a stop or restart of nftables.service stops or restarts the filter (systemd.unit(5)); its start
     // adds the redirect again (ExecStartPost).
     expect(unit?.content).toMatch(/^PartOf=nftables\.service$/m);
+    // PartOf carries no start: after `systemctl stop nftables` and a later start, WantedBy brings it back.
+    expect(unit?.content).toMatch(/^WantedBy=.*\bnftables\.service\b/m);
     expect(unit?.content).toMatch(/^After=.*\bnftables\.service\b/m);
     expect(unit?.content).toMatch(/^ExecStartPost=.* dns-filter redirect on$/m);
   });

@@ -5,7 +5,7 @@
  */
 import { FilterTable, FilterTableBuilder } from "../agent/src/dns-filter-table";
 import { clientsOf, decide } from "../agent/src/dns-filter-policy";
-import { mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from "fs";
+import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import { storedListPath } from "../agent/src/blocklist-fetch";
@@ -397,27 +397,72 @@ describe("the groups' blocklist tables in the filter process", () => {
     store(["adult.example"]);
     const { t, next } = tables();
     let built = next();
-    expect(t.get([url])).toBeUndefined(); // nothing until the first build is done
+    expect(t.get("kids", [url])).toBeUndefined(); // nothing until the first build is done
     await built;
-    const first = t.get([url]);
+    const first = t.get("kids", [url]);
     expect(first?.verdict("www.adult.example")).toBe("refuse");
     // A device added or moved loads the policies again: the same table, no build.
-    expect(t.get([url])).toBe(first);
+    expect(t.get("kids", [url])).toBe(first);
     expect(t.builds).toBe(1);
     // A refresh renames a new copy in: the old table serves until the new one is ready.
     store(["gambling.example"]);
     built = next();
-    expect(t.get([url])).toBe(first);
+    expect(t.get("kids", [url])).toBe(first);
     await built;
-    const second = t.get([url]);
+    const second = t.get("kids", [url]);
     expect(t.builds).toBe(2);
     expect(second?.verdict("www.adult.example")).toBe("pass");
     expect(second?.verdict("gambling.example")).toBe("refuse");
     // A set of URLs no group names any more is forgotten (its memory freed).
     t.keepOnly([]);
     built = next();
-    expect(t.get([url])).toBeUndefined();
+    expect(t.get("kids", [url])).toBeUndefined();
     await built;
+  });
+
+  it("keeps a group's last table while a table for its new lists builds", async () => {
+    store(["adult.example"]);
+    const second = "https://lists.example.org/gambling.txt";
+    writeFileSync(storedListPath(dir, second), "gambling.example\n");
+    const { t, next } = tables();
+    let built = next();
+    t.get("kids", [url]);
+    await built;
+    const first = t.get("kids", [url]);
+    // A list added to the group: until its table is ready the group keeps blocking what it blocked.
+    built = next();
+    expect(t.get("kids", [url, second])).toBe(first);
+    await built;
+    const both = t.get("kids", [url, second]);
+    expect(both?.verdict("adult.example")).toBe("refuse");
+    expect(both?.verdict("gambling.example")).toBe("refuse");
+  });
+
+  it("logs a build that fails once and tries again only when the lists change", async () => {
+    // A stored copy that cannot be read (here a directory where the file should be).
+    mkdirSync(storedListPath(dir, url));
+    const log: string[] = [];
+    let built = 0;
+    const t = new GroupTables(
+      dir,
+      1000,
+      () => built++,
+      (l) => log.push(l),
+    );
+    for (let i = 0; i < 5; i++) {
+      expect(t.get("kids", [url])).toBeUndefined();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(log).toHaveLength(1);
+    expect(log[0]).toMatch(/group kids: its blocklist table was not rebuilt/);
+    expect(built).toBe(0);
+    // The refresh stores a good copy: built.
+    rmSync(storedListPath(dir, url), { recursive: true });
+    store(["adult.example"]);
+    t.get("kids", [url]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(built).toBe(1);
+    expect(t.get("kids", [url])?.verdict("adult.example")).toBe("refuse");
   });
 
   it("builds in slices, giving the event loop turns to answer queries in between", async () => {
@@ -431,7 +476,7 @@ describe("the groups' blocklist tables in the filter process", () => {
       if (ticking) setImmediate(tick);
     };
     setImmediate(tick);
-    t.get([url]);
+    t.get("kids", [url]);
     await built;
     ticking = false;
     // One slice per 64 KiB read (about 90 for this 6 MB list), each followed by a turn of the loop. Built in
@@ -439,6 +484,6 @@ describe("the groups' blocklist tables in the filter process", () => {
     const slices = Math.floor(statSync(storedListPath(dir, url)).size / 65536);
     expect(slices).toBeGreaterThan(50);
     expect(turns).toBeGreaterThanOrEqual(slices - 1);
-    expect(t.get([url])?.counts.block).toBe(200_000);
+    expect(t.get("kids", [url])?.counts.block).toBe(200_000);
   });
 });

@@ -80,7 +80,10 @@ export class DnsFilterServer {
   private readonly tcp: net.Server[] = [];
   private upstreamUdp!: dgram.Socket;
   private nextId = 0;
-  /** Forwarded UDP queries by their ID towards unbound; `at` is when they left (Date.now()). */
+  /**
+   * Forwarded UDP queries by their ID towards unbound; `at` is when they left, on the monotonic clock
+   * (performance.now(): a wall clock stepped back at boot would leave old entries looking young).
+   */
   private readonly pending = new Map<number, { id: number; reply: (b: Buffer) => void; at: number }>();
   /**
    * Drops queries unbound has not answered within UDP_TIMEOUT_MS, once a second: one timer for all of them, not
@@ -156,7 +159,7 @@ export class DnsFilterServer {
   async start(): Promise<void> {
     this.reload();
     watchFile(this.o.tableFile, { interval: 1000 }, () => this.reload());
-    this.sweeper = setInterval(() => this.sweep(Date.now()), 1000);
+    this.sweeper = setInterval(() => this.sweep(performance.now()), 1000);
     this.sweeper.unref();
     const { upstream } = this.o;
     this.upstreamUdp = dgram.createSocket(net.isIPv6(upstream.address) ? "udp6" : "udp4");
@@ -190,7 +193,7 @@ export class DnsFilterServer {
     this.pending.clear();
   }
 
-  /** Forgets forwarded queries older than UDP_TIMEOUT_MS at `now` (their IDs free again). */
+  /** Forgets forwarded queries older than UDP_TIMEOUT_MS at `now` (performance.now(); their IDs free again). */
   sweep(now: number): void {
     // A Map iterates in insertion order, so the oldest come first.
     for (const [id, p] of this.pending) {
@@ -230,7 +233,7 @@ export class DnsFilterServer {
       return;
     }
     const original = msg.readUInt16BE(0);
-    this.pending.set(id, { id: original, reply, at: Date.now() });
+    this.pending.set(id, { id: original, reply, at: performance.now() });
     const out = Buffer.from(msg);
     out.writeUInt16BE(id, 0);
     this.upstreamUdp.send(out, this.o.upstream.port, this.o.upstream.address);

@@ -182,9 +182,15 @@ export class FilterTableBuilder {
     return Buffer.concat(this.finishParts());
   }
 
-  /** The table itself, without a file or a copy between (the filter's per-group tables: site-policy.ts). */
+  /**
+   * The table itself, without a file between (the filter's per-group tables: site-policy.ts), kept for as long
+   * as the filter runs: a section whose duplicates or growth left over a tenth of its array unused is copied
+   * to its size, so the slack is not held with it.
+   */
   finishTable(): FilterTable {
-    return FilterTable.fromSorted(this.key, this.sections(), this.maxLabels);
+    const fit = (a: BigUint64Array) => (a.length < (a.buffer.byteLength / 8) * 0.9 ? a.slice() : a);
+    const [deny, allow, block] = this.sections();
+    return FilterTable.fromSorted(this.key, [fit(deny), fit(allow), fit(block)], this.maxLabels);
   }
 
   private sections(): [BigUint64Array, BigUint64Array, BigUint64Array] {

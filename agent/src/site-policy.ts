@@ -86,14 +86,14 @@ export function groupVerdict(g: GroupSitePolicy, qname: string, hub: () => Verdi
 /** The policies of the groups that have any (own lists or a site mode), by group name. */
 export function groupSitePolicies(
   state: HubState,
-  blockedTable: (urls: readonly string[]) => FilterTable | undefined = () => undefined,
+  blockedTable: (urls: readonly string[], group: string) => FilterTable | undefined = () => undefined,
 ): Map<string, GroupSitePolicy> {
   const enforced = new Set(enforcedSiteGroups(state).map((g) => g.name));
   const out = new Map<string, GroupSitePolicy>();
   for (const g of state.groups) {
     const lists = (g.allow?.length ?? 0) + (g.deny?.length ?? 0) + (g.blocklists?.length ?? 0);
     if (lists === 0 && g.sites === undefined) continue;
-    const blocked = (g.blocklists?.length ?? 0) > 0 ? blockedTable(g.blocklists ?? []) : undefined;
+    const blocked = (g.blocklists?.length ?? 0) > 0 ? blockedTable(g.blocklists ?? [], g.name) : undefined;
     out.set(g.name, {
       name: g.name,
       sites: g.sites ?? "open",
@@ -437,17 +437,24 @@ export class DenyResolver {
 }
 
 /**
- * The groups' own blocklists as hash tables, from the copies the refresh stored (blocklist-fetch.ts), one table
- * per set of URLs; a list not downloaded yet adds nothing until the refresh after the apply that named it.
+ * The groups' own blocklists as hash tables, one per group, from the copies the refresh stored
+ * (blocklist-fetch.ts); a list not downloaded yet adds nothing until the refresh after the apply that named it.
  *
- * Built in the filter process, which answers DNS meanwhile: so a table is rebuilt only when its stored copies
- * are other files than it was built from (a refresh renames new ones in), never for a device added or moved, and
- * built in slices (addBlockedFileAsync). Until the new table is ready the last one serves, as the hub's table
- * does during a swap; `onBuilt` runs when a table is ready, for the caller to apply its policies again.
+ * Built in the filter process, which answers DNS meanwhile: so a group's table is rebuilt only when its URLs
+ * change or its stored copies are other files than it was built from (a refresh renames new ones in), never for
+ * a device added or moved, and in slices (addBlockedFileAsync). Until the new table is ready the group's last
+ * one serves, as the hub's table does during a swap: at the filter's start a group has none for those seconds
+ * (the hub-wide table applies; before the start, with the redirect off, nothing was filtered at all). `onBuilt`
+ * runs when a table is ready, for the caller to apply the policies again. A build that fails is logged once and
+ * tried again only when the URLs or the stored copies change.
  */
 export class GroupTables {
-  private readonly built = new Map<string, { readonly files: string; readonly table?: FilterTable }>();
-  private readonly building = new Set<string>();
+  /** By group: its table in use and what it was built from (URLs and stored copies, `what`). */
+  private readonly tables = new Map<string, { readonly what: string; readonly table?: FilterTable }>();
+  /** By group: what the latest build started for it is for; an older build that ends later is dropped. */
+  private readonly building = new Map<string, string>();
+  /** By group: what its last failed build was for. */
+  private readonly failed = new Map<string, string>();
   /** Tables built so far (for tests and the log). */
   builds = 0;
 
@@ -458,19 +465,23 @@ export class GroupTables {
     private readonly log: (line: string) => void = () => {},
   ) {}
 
-  /** The table for `urls` now (maybe one of older copies, or none yet); starts a build when the copies changed. */
-  get(urls: readonly string[]): FilterTable | undefined {
-    const key = urls.join("\n");
-    const have = this.built.get(key);
-    const files = this.identity(urls);
-    if (have?.files !== files && !this.building.has(key)) void this.build(key, urls, files);
+  /** The group's table now (maybe of older lists or copies, or none yet); starts a build when they changed. */
+  get(group: string, urls: readonly string[]): FilterTable | undefined {
+    const what = `${urls.join("\n")}\0${this.identity(urls)}`;
+    const have = this.tables.get(group);
+    if (have?.what !== what && this.building.get(group) !== what && this.failed.get(group) !== what)
+      void this.build(group, urls, what);
     return have?.table;
   }
 
-  /** Forgets the tables of URL sets no group names any more. */
-  keepOnly(urlSets: readonly (readonly string[])[]): void {
-    const used = new Set(urlSets.map((u) => u.join("\n")));
-    for (const key of this.built.keys()) if (!used.has(key)) this.built.delete(key);
+  /** Forgets the tables of groups that have no blocklists any more (or are gone). */
+  keepOnly(groups: readonly string[]): void {
+    const used = new Set(groups);
+    for (const g of [...this.tables.keys(), ...this.failed.keys()])
+      if (!used.has(g)) {
+        this.tables.delete(g);
+        this.failed.delete(g);
+      }
   }
 
   /** Which files the stored copies are now: inode, size and mtime of each ("-" for one not stored yet). */
@@ -487,22 +498,33 @@ export class GroupTables {
       .join(",");
   }
 
-  private async build(key: string, urls: readonly string[], files: string): Promise<void> {
-    this.building.add(key);
+  private async build(group: string, urls: readonly string[], what: string): Promise<void> {
+    this.building.set(group, what);
+    let table: FilterTable | undefined;
     try {
+      // Its first turn comes after get() returned: a build that fails at once cannot call back into get().
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const b = new FilterTableBuilder(this.maxEntries);
       const paths = urls.map((url) => storedListPath(this.blocklistDir, url));
       b.reserveBlocked(paths.reduce((n, f) => n + countLines(f), 0));
       let names = 0;
       for (const file of paths) names += await b.addBlockedFileAsync(file);
-      this.built.set(key, names > 0 ? { files, table: b.finishTable() } : { files });
-      this.builds++;
+      table = names > 0 ? b.finishTable() : undefined;
     } catch (e) {
-      // Kept: the last table, and the identity it was built from, so the next load tries again.
-      this.log(`[!] a group's blocklist table was not rebuilt: ${(e as Error).message}`);
-    } finally {
-      this.building.delete(key);
+      if (this.building.get(group) === what) {
+        this.building.delete(group);
+        this.failed.set(group, what);
+        this.log(
+          `[!] group ${group}: its blocklist table was not rebuilt, the last one serves: ${(e as Error).message}`,
+        );
+      }
+      return;
     }
+    if (this.building.get(group) !== what) return; // a newer build for the group runs
+    this.building.delete(group);
+    this.failed.delete(group);
+    this.tables.set(group, table === undefined ? { what } : { what, table });
+    this.builds++;
     this.onBuilt();
   }
 }
@@ -581,8 +603,8 @@ export function filterSitePolicies(o: {
   const load = (state: HubState): Map<string, GroupSitePolicy> => {
     latest = state;
     clients = clientsOf(state);
-    tables.keepOnly(state.groups.map((g) => g.blocklists ?? []).filter((u) => u.length > 0));
-    const groups = groupSitePolicies(state, (urls) => tables.get(urls));
+    tables.keepOnly(state.groups.filter((g) => (g.blocklists?.length ?? 0) > 0).map((g) => g.name));
+    const groups = groupSitePolicies(state, (urls, group) => tables.get(group, urls));
     runtime.update(groups);
     return groups;
   };
