@@ -442,16 +442,29 @@ describe("the groups' blocklist tables in the filter process", () => {
     // A stored copy that cannot be read (here a directory where the file should be).
     mkdirSync(storedListPath(dir, url));
     const log: string[] = [];
+    let logged: () => void = () => {};
+    let wake: () => void = () => {};
     let built = 0;
     const t = new GroupTables(
       dir,
       1000,
-      () => built++,
-      (l) => log.push(l),
+      () => {
+        built++;
+        wake();
+      },
+      (l) => {
+        log.push(l);
+        logged();
+      },
     );
+    const failed = new Promise<void>((r) => (logged = r));
+    expect(t.get("kids", [url])).toBeUndefined();
+    await failed;
+    // Asked again and again (each state change, each new hub table): no new build, no new line. A retry would
+    // fail within two turns of the event loop (one to start, the read that fails is synchronous).
     for (let i = 0; i < 5; i++) {
       expect(t.get("kids", [url])).toBeUndefined();
-      await new Promise((r) => setTimeout(r, 20));
+      for (let turn = 0; turn < 10; turn++) await new Promise((r) => setImmediate(r));
     }
     expect(log).toHaveLength(1);
     expect(log[0]).toMatch(/group kids: its blocklist table was not rebuilt/);
@@ -459,8 +472,9 @@ describe("the groups' blocklist tables in the filter process", () => {
     // The refresh stores a good copy: built.
     rmSync(storedListPath(dir, url), { recursive: true });
     store(["adult.example"]);
+    const done = new Promise<void>((r) => (wake = r));
     t.get("kids", [url]);
-    await new Promise((r) => setTimeout(r, 50));
+    await done;
     expect(built).toBe(1);
     expect(t.get("kids", [url])?.verdict("adult.example")).toBe("refuse");
   });
