@@ -4,11 +4,18 @@ import { mkdtempSync, rmSync, writeFileSync, renameSync } from "fs";
 import * as net from "net";
 import { tmpdir } from "os";
 import * as path from "path";
-import { countLines, FilterTable, FilterTableBuilder, readTableCounts } from "../agent/src/dns-filter-table";
+import {
+  countLines,
+  countLinesAsync,
+  FilterTable,
+  FilterTableBuilder,
+  readTableCounts,
+} from "../agent/src/dns-filter-table";
 import { writeFileAtomic } from "../lib/atomic-file";
 import { DnsFilterServer, questionName } from "../agent/src/dns-filter-server";
 import { buildFilterTable, renderRedirect } from "../agent/src/dns-filter";
-import { clientKey, clientsOf, decide, groupOf } from "../agent/src/dns-filter-policy";
+import { decide, groupOf } from "../agent/src/dns-filter-policy";
+import { clientKey, clientsOf } from "../agent/src/filter-clients";
 import { storedListPath } from "../agent/src/blocklist-fetch";
 import { testState } from "../agent/test-support/state-fixtures";
 
@@ -125,7 +132,7 @@ describe("DNS filter table", () => {
     expect(() => FilterTable.readFile(file)).toThrow(/does not hold/);
   });
 
-  it("counts a file's lines, with or without a final newline; a missing file has none", () => {
+  it("counts a file's lines, with or without a final newline; a missing file has none", async () => {
     const f = path.join(dir, "l");
     writeFileSync(f, "a\nb\nc\n");
     expect(countLines(f)).toBe(3);
@@ -135,6 +142,10 @@ describe("DNS filter table", () => {
     expect(countLines(f)).toBe(0);
     writeFileSync(f, "x\n".repeat(700_000)); // more than one 1 MiB read
     expect(countLines(f)).toBe(700_000);
+    // The filter's sliced count (64 KiB reads) agrees, a line cut between two reads included.
+    await expect(countLinesAsync(f)).resolves.toBe(700_000);
+    writeFileSync(f, "a\nb\nc");
+    await expect(countLinesAsync(f)).resolves.toBe(3);
     expect(countLines(path.join(dir, "missing"))).toBe(0);
   });
 

@@ -4,7 +4,8 @@
  * The firewall and the filter together are shown end to end in test/e2e/netns-site-policy.test.ts.
  */
 import { FilterTable, FilterTableBuilder } from "../agent/src/dns-filter-table";
-import { clientsOf, decide } from "../agent/src/dns-filter-policy";
+import { decide } from "../agent/src/dns-filter-policy";
+import { clientsOf } from "../agent/src/filter-clients";
 import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";

@@ -2,8 +2,8 @@
  * What the DNS filter decides for one query, and for whom: `decide(name, qtype, client)`. The filter server
  * (dns-filter-server.ts) calls it with the asking address as it arrived: the tunnel's redirect is a DNAT in
  * prerouting, which rewrites the destination only, so a device's query keeps its tunnel source address. The
- * device's group is looked up by that address from the state (`clientsOf`, filter-clients.ts); the hub's own queries (the TCP
- * path's relay asks from the hub's tunnel address) and unknown addresses have no group.
+ * device's group is looked up by that address from the state (`clientsOf`, filter-clients.ts); the hub's own
+ * queries (the TCP path's relay asks from the hub's tunnel address) and unknown addresses have no group.
  *
  * Today every group gets the hub-wide table. Per-group tables (issue 14, per-group policies) are consulted here,
  * before the hub-wide one, keyed by `group`.
@@ -11,8 +11,6 @@
 import type { FilterTable, Verdict } from "./dns-filter-table";
 import { clientKey, type Clients } from "./filter-clients";
 import { groupVerdict, type GroupSitePolicy } from "./site-policy";
-
-export { clientKey, clientsOf, type Clients } from "./filter-clients";
 
 export interface FilterPolicy {
   /** The hub-wide table: the hub's lists, allow and deny. */

@@ -19,7 +19,8 @@
 import * as dgram from "dgram";
 import { statSync, watchFile, unwatchFile } from "fs";
 import * as net from "net";
-import { decide, type Clients, type FilterPolicy } from "./dns-filter-policy";
+import { decide, type FilterPolicy } from "./dns-filter-policy";
+import type { Clients } from "./filter-clients";
 import { FilterTable } from "./dns-filter-table";
 import type { GroupSitePolicy, SitePolicyRuntime } from "./site-policy";
 

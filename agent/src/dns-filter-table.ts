@@ -34,6 +34,9 @@ export const HEADER_BYTES = MAGIC.length + KEY_BYTES + 16;
 
 export type Verdict = "refuse" | "pass";
 
+/** What the filter process reads between two turns of its event loop while it builds a table (~1,500 names). */
+const ASYNC_CHUNK_BYTES = 1 << 16;
+
 function hashName(key: Buffer, name: string): bigint {
   return createHash("sha256").update(key).update(name, "latin1").digest().readBigUInt64LE(0);
 }
@@ -72,13 +75,29 @@ class HashArray {
 
 /** How many lines a file holds (an upper bound on its names), counted in 1 MiB reads; 0 when it is missing. */
 export function countLines(file: string): number {
+  const count = lineCounter();
+  forEachChunk(file, count.feed);
+  return count.lines();
+}
+
+/** countLines in the slices of addBlockedFileAsync, for a process that answers queries meanwhile. */
+export async function countLinesAsync(file: string): Promise<number> {
+  const count = lineCounter();
+  await forEachChunkAsync(file, ASYNC_CHUNK_BYTES, count.feed);
+  return count.lines();
+}
+
+/** Counts the lines of the chunks fed to it; a last line without '\n' counts too. */
+function lineCounter(): { feed: (chunk: Buffer) => void; lines: () => number } {
   let lines = 0;
   let last = 0x0a;
-  forEachChunk(file, (chunk) => {
-    for (let at = chunk.indexOf(0x0a); at !== -1; at = chunk.indexOf(0x0a, at + 1)) lines++;
-    last = chunk[chunk.length - 1];
-  });
-  return last === 0x0a ? lines : lines + 1;
+  return {
+    feed: (chunk) => {
+      for (let at = chunk.indexOf(0x0a); at !== -1; at = chunk.indexOf(0x0a, at + 1)) lines++;
+      last = chunk[chunk.length - 1];
+    },
+    lines: () => (last === 0x0a ? lines : lines + 1),
+  };
 }
 
 export interface TableCounts {
@@ -143,7 +162,7 @@ export class FilterTableBuilder {
   async addBlockedFileAsync(file: string): Promise<number> {
     const add = this.lineAdder();
     const lines = new LineSplitter(add.line);
-    await forEachChunkAsync(file, 1 << 16, (chunk) => lines.feed(chunk));
+    await forEachChunkAsync(file, ASYNC_CHUNK_BYTES, (chunk) => lines.feed(chunk));
     lines.end();
     return add.added();
   }
@@ -265,14 +284,8 @@ export function forEachLine(file: string, fn: (line: string) => void): void {
 export function readTableCounts(file: string): TableCounts | undefined {
   const head = readHeadBytesIfExists(file, HEADER_BYTES);
   if (head === undefined) return undefined;
-  if (head.length < HEADER_BYTES || !head.subarray(0, MAGIC.length).equals(MAGIC))
-    throw new Error("not a CloudPal DNS filter table");
-  const at = MAGIC.length + KEY_BYTES;
-  return {
-    deny: head.readUInt32LE(at),
-    allow: head.readUInt32LE(at + 4),
-    block: head.readUInt32LE(at + 8),
-  };
+  const [deny, allow, block] = parseHeader(head).counts;
+  return { deny, allow, block };
 }
 
 function trimCr(line: string): string {
@@ -292,10 +305,10 @@ function contains(sorted: BigUint64Array, h: bigint): boolean {
   return false;
 }
 
-/** A table file's header, checked against the file's size. */
+/** A table file's header, checked against the file's size when it is given. */
 function parseHeader(
   head: Buffer,
-  size: number,
+  size?: number,
 ): { key: Buffer; counts: number[]; maxLabels: number; total: number } {
   if (head.length < HEADER_BYTES || !head.subarray(0, MAGIC.length).equals(MAGIC))
     throw new Error("not a CloudPal DNS filter table");
@@ -304,7 +317,7 @@ function parseHeader(
   const counts = [head.readUInt32LE(at), head.readUInt32LE(at + 4), head.readUInt32LE(at + 8)];
   const maxLabels = head.readUInt32LE(at + 12);
   const total = counts[0] + counts[1] + counts[2];
-  if (size !== HEADER_BYTES + total * 8)
+  if (size !== undefined && size !== HEADER_BYTES + total * 8)
     throw new Error(`a filter table of ${size} bytes does not hold the ${total} hashes its header names`);
   return { key, counts, maxLabels, total };
 }

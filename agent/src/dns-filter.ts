@@ -40,7 +40,7 @@ interface ServiceStatus {
 }
 import { DnsFilterServer } from "./dns-filter-server";
 import { filterSitePolicies } from "./site-policy";
-import { clientsOf } from "./dns-filter-policy";
+import { clientsOf } from "./filter-clients";
 
 /** Where the filter listens on the hub's tunnel addresses (the redirect's target). */
 export const FILTER_PORT = DNS_FILTER_PORT;
@@ -179,7 +179,6 @@ export async function serveFilter(ctx: AgentContext, state: HubState): Promise<n
     upstream: { address: hub.ipv4, port: 53 },
     log: ctx.log,
   });
-  let current = state;
   const server = new DnsFilterServer({
     listen: [
       { address: hub.ipv4, port: FILTER_PORT },
@@ -191,11 +190,17 @@ export async function serveFilter(ctx: AgentContext, state: HubState): Promise<n
     sites: sites.runtime,
   });
   groupsReady = (groups) => server.setGroups(groups);
-  server.setGroups(sites.load(state));
+  // The devices by address, built once per state for both lookups (the verdicts' and the site policies').
+  let current = { state, clients: clientsOf(state) };
+  const adopt = (now: HubState) => {
+    current = { state: now, clients: clientsOf(now) };
+    server.setClients(current.clients);
+    server.setGroups(sites.load(current.state, current.clients));
+  };
+  adopt(state);
   watchFile(ctx.options.paths.dnsFilterTable, { interval: 1000 }, () =>
-    server.setGroups(sites.load(current)),
+    server.setGroups(sites.load(current.state, current.clients)),
   );
-  server.setClients(clientsOf(state));
   await server.start();
   process.on("SIGHUP", () => server.reload());
   // New tunnel addresses (a changed subnet) need new sockets and a new redirect: exit, systemd starts it again.
@@ -208,9 +213,7 @@ export async function serveFilter(ctx: AgentContext, state: HubState): Promise<n
         process.exit(0);
       }
       // Devices added, removed or moved to another group.
-      server.setClients(clientsOf(now));
-      current = now;
-      server.setGroups(sites.load(now));
+      adopt(now);
     } catch {
       // A state being replaced is read again at the next poll.
     }

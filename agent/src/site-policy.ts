@@ -32,9 +32,9 @@ import type { HubState } from "../../model/state";
 import { realRunner, spawnSession, type Runner } from "../../lib/runner";
 import { statSync } from "fs";
 import { storedListPath } from "./blocklist-fetch";
-import { countLines, FilterTable, FilterTableBuilder, type Verdict } from "./dns-filter-table";
+import { countLinesAsync, FilterTable, FilterTableBuilder, type Verdict } from "./dns-filter-table";
 import { siteSetName, sitesTable, enforcedSiteGroups } from "./site-policy-nft";
-import { clientKey, clientsOf, type Clients } from "./filter-clients";
+import { clientKey, type Clients } from "./filter-clients";
 
 /** The shortest time an address stays in a set: a device may connect a moment after a short TTL ended. */
 export const MIN_TIMEOUT_S = 30;
@@ -506,7 +506,9 @@ export class GroupTables {
       await new Promise<void>((resolve) => setImmediate(resolve));
       const b = new FilterTableBuilder(this.maxEntries);
       const paths = urls.map((url) => storedListPath(this.blocklistDir, url));
-      b.reserveBlocked(paths.reduce((n, f) => n + countLines(f), 0));
+      let lines = 0;
+      for (const file of paths) lines += await countLinesAsync(file);
+      b.reserveBlocked(lines);
       let names = 0;
       for (const file of paths) names += await b.addBlockedFileAsync(file);
       table = names > 0 ? b.finishTable() : undefined;
@@ -591,18 +593,20 @@ export function filterSitePolicies(o: {
   readonly run?: NftScriptRunner;
   /** The groups' policies again, once a group's blocklist table has been (re)built in the background. */
   readonly rebuilt: (groups: Map<string, GroupSitePolicy>) => void;
-}): { runtime: SitePolicyRuntime; load(state: HubState): Map<string, GroupSitePolicy>; tables: GroupTables } {
-  let clients: Clients = new Map();
-  let latest: HubState | undefined;
+}): {
+  runtime: SitePolicyRuntime;
+  /** The groups' policies for a state; `clients` is clientsOf(state), which the caller has built already. */
+  load(state: HubState, clients: Clients): Map<string, GroupSitePolicy>;
+} {
+  let latest: { state: HubState; clients: Clients } | undefined;
   const sets = new SiteSets(o.agentTable, o.run ?? new NftSession(["nft", "-i"], o.log).run, Date.now, o.log);
   const runtime = new SitePolicyRuntime(
     sets,
     new DenyResolver(sets, o.upstream),
-    (c) => clients.get(clientKey(c))?.group,
+    (c) => latest?.clients.get(clientKey(c))?.group,
   );
-  const load = (state: HubState): Map<string, GroupSitePolicy> => {
-    latest = state;
-    clients = clientsOf(state);
+  const load = (state: HubState, clients: Clients): Map<string, GroupSitePolicy> => {
+    latest = { state, clients };
     tables.keepOnly(state.groups.filter((g) => (g.blocklists?.length ?? 0) > 0).map((g) => g.name));
     const groups = groupSitePolicies(state, (urls, group) => tables.get(group, urls));
     runtime.update(groups);
@@ -612,9 +616,9 @@ export function filterSitePolicies(o: {
     o.blocklistDir,
     o.maxEntries,
     () => {
-      if (latest !== undefined) o.rebuilt(load(latest));
+      if (latest !== undefined) o.rebuilt(load(latest.state, latest.clients));
     },
     o.log,
   );
-  return { runtime, load, tables };
+  return { runtime, load };
 }
